@@ -1,0 +1,425 @@
+package abi
+
+import (
+	"errors"
+	"strconv"
+	"time"
+)
+
+// Message kinds: the first byte of every encoded message.
+const (
+	KindDecisionInput byte = 1
+	KindDecision      byte = 2
+	KindEvent         byte = 3
+)
+
+// Decoding errors. Every error returned by a Decode* function is a
+// *DecodeError wrapping one of these.
+var (
+	// ErrTruncated means the input ended inside a field.
+	ErrTruncated = errors.New("truncated")
+	// ErrMalformed means a field's bytes are not a canonical encoding.
+	ErrMalformed = errors.New("malformed")
+	// ErrKind means the message kind byte is not the one expected.
+	ErrKind = errors.New("wrong message kind")
+	// ErrVersion means the message carries an unsupported ABI version.
+	ErrVersion = errors.New("unsupported abi version")
+	// ErrTrailing means bytes follow the last field of the message.
+	ErrTrailing = errors.New("trailing bytes")
+)
+
+// DecodeError locates a decoding failure.
+type DecodeError struct {
+	// Field is the dotted name of the field being decoded.
+	Field string
+	// Offset is the byte offset at which the field started.
+	Offset int
+	// Err is one of ErrTruncated, ErrMalformed, ErrKind, ErrVersion, ErrTrailing.
+	Err error
+}
+
+func (e *DecodeError) Error() string {
+	return "abi: " + e.Field + " at offset " + strconv.Itoa(e.Offset) + ": " + e.Err.Error()
+}
+
+// Unwrap returns the underlying sentinel error.
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// ---- encoding ----
+
+func appendUvarint(b []byte, v uint64) []byte {
+	for v >= 0x80 {
+		b = append(b, byte(v)|0x80)
+		v >>= 7
+	}
+	return append(b, byte(v))
+}
+
+func appendVarint(b []byte, v int64) []byte {
+	return appendUvarint(b, uint64(v<<1)^uint64(v>>63))
+}
+
+func appendString(b []byte, s string) []byte {
+	b = appendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendBool(b []byte, v bool) []byte {
+	if v {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
+func appendStrings(b []byte, ss []string) []byte {
+	b = appendUvarint(b, uint64(len(ss)))
+	for _, s := range ss {
+		b = appendString(b, s)
+	}
+	return b
+}
+
+func appendKVs(b []byte, kvs []KV) []byte {
+	b = appendUvarint(b, uint64(len(kvs)))
+	for _, kv := range kvs {
+		b = appendString(b, kv.Key)
+		b = appendString(b, kv.Value)
+	}
+	return b
+}
+
+func appendTime(b []byte, t time.Time) []byte {
+	if t.IsZero() {
+		return append(b, 0)
+	}
+	return appendVarint(b, t.UnixNano())
+}
+
+func appendDPoP(b []byte, d *DPoP) []byte {
+	b = appendBool(b, d.Present)
+	b = appendBool(b, d.Valid)
+	b = appendString(b, d.Result)
+	b = appendString(b, d.JKT)
+	b = appendString(b, d.Alg)
+	return appendString(b, d.NonceStatus)
+}
+
+func appendMTLS(b []byte, m *MTLS) []byte {
+	b = appendBool(b, m.Present)
+	b = appendString(b, m.Thumbprint)
+	return appendString(b, m.Result)
+}
+
+// AppendDecisionInput appends the canonical encoding of in to dst and
+// returns the extended buffer. It never fails.
+func AppendDecisionInput(dst []byte, in *DecisionInput) []byte {
+	b := append(dst, KindDecisionInput, Version)
+	b = appendString(b, in.Endpoint)
+	b = appendString(b, in.Tenant)
+	b = appendString(b, in.CorrelationID)
+	b = appendTime(b, in.Time)
+	b = appendString(b, in.Client)
+	b = appendString(b, in.ClientAuthMethod)
+	b = appendString(b, in.Grant)
+	b = appendString(b, in.Subject)
+	b = appendStrings(b, in.Scopes)
+	b = appendStrings(b, in.Audiences)
+	b = appendString(b, in.RemoteAddr)
+	b = appendString(b, in.UserAgent)
+	b = appendString(b, in.SenderConstraint)
+	b = appendDPoP(b, &in.DPoP)
+	b = appendMTLS(b, &in.MTLS)
+	return appendKVs(b, in.Attributes)
+}
+
+// AppendDecision appends the canonical encoding of d to dst. Negative or
+// out-of-range Status and RetryAfter are encoded as 0 (they would not pass
+// Validate either).
+func AppendDecision(dst []byte, d *Decision) []byte {
+	b := append(dst, KindDecision, Version)
+	b = appendBool(b, d.Allow)
+	b = appendUvarint(b, uint64(clampInt(d.Status, maxStatus)))
+	b = appendString(b, d.Error)
+	b = appendString(b, d.Description)
+	b = appendUvarint(b, uint64(clampInt(d.RetryAfter, maxRetryAfter)))
+	return appendKVs(b, d.Annotations)
+}
+
+// AppendEvent appends the canonical encoding of e to dst.
+func AppendEvent(dst []byte, e *Event) []byte {
+	b := append(dst, KindEvent, Version)
+	b = appendString(b, e.Type)
+	b = appendTime(b, e.Time)
+	b = appendString(b, e.CorrelationID)
+	b = appendString(b, e.Tenant)
+	b = appendString(b, e.Outcome)
+	b = appendString(b, e.Reason)
+	b = appendString(b, e.Subject)
+	b = appendString(b, e.Client)
+	b = appendStrings(b, e.Scopes)
+	b = appendString(b, e.RemoteAddr)
+	b = appendString(b, e.UserAgent)
+	b = appendString(b, e.SenderConstraint)
+	b = appendDPoP(b, &e.DPoP)
+	b = appendMTLS(b, &e.MTLS)
+	return appendKVs(b, e.Attributes)
+}
+
+const (
+	maxStatus     = 0xFFFF
+	maxRetryAfter = 1<<31 - 1
+)
+
+func clampInt(v, max int) int {
+	if v < 0 || v > max {
+		return 0
+	}
+	return v
+}
+
+// ---- decoding ----
+
+// decoder reads from one immutable copy of the input, so every decoded
+// string is a substring of it: one allocation per message, and nothing
+// decoded aliases the caller's (possibly guest-owned, mutable) buffer.
+type decoder struct {
+	s   string
+	off int
+	err *DecodeError
+}
+
+func (d *decoder) fail(field string, at int, err error) {
+	if d.err == nil {
+		d.err = &DecodeError{Field: field, Offset: at, Err: err}
+	}
+}
+
+func (d *decoder) uvarint(field string) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	start := d.off
+	var v uint64
+	for shift := uint(0); ; shift += 7 {
+		if d.off >= len(d.s) {
+			d.fail(field, start, ErrTruncated)
+			return 0
+		}
+		c := d.s[d.off]
+		d.off++
+		if shift == 63 && c > 1 {
+			d.fail(field, start, ErrMalformed) // overflows 64 bits
+			return 0
+		}
+		v |= uint64(c&0x7f) << shift
+		if c < 0x80 {
+			if c == 0 && shift > 0 {
+				d.fail(field, start, ErrMalformed) // non-minimal
+				return 0
+			}
+			return v
+		}
+	}
+}
+
+func (d *decoder) varint(field string) int64 {
+	u := d.uvarint(field)
+	return int64(u>>1) ^ -int64(u&1)
+}
+
+func (d *decoder) int(field string, max int) int {
+	start := d.off
+	v := d.uvarint(field)
+	if v > uint64(max) {
+		d.fail(field, start, ErrMalformed)
+		return 0
+	}
+	return int(v)
+}
+
+func (d *decoder) byte1(field string) byte {
+	if d.err != nil {
+		return 0
+	}
+	if d.off >= len(d.s) {
+		d.fail(field, d.off, ErrTruncated)
+		return 0
+	}
+	c := d.s[d.off]
+	d.off++
+	return c
+}
+
+func (d *decoder) bool(field string) bool {
+	start := d.off
+	switch d.byte1(field) {
+	case 0:
+		return false
+	case 1:
+		return true
+	default:
+		d.fail(field, start, ErrMalformed)
+		return false
+	}
+}
+
+func (d *decoder) string(field string) string {
+	start := d.off
+	n := d.uvarint(field)
+	if d.err != nil {
+		return ""
+	}
+	if n > uint64(len(d.s)-d.off) {
+		d.fail(field, start, ErrTruncated)
+		return ""
+	}
+	s := d.s[d.off : d.off+int(n)]
+	d.off += int(n)
+	return s
+}
+
+// count reads a list length; every element takes at least minSize bytes,
+// so a count the remaining input cannot hold is refused before allocating.
+func (d *decoder) count(field string, minSize int) int {
+	start := d.off
+	n := d.uvarint(field)
+	if d.err != nil {
+		return 0
+	}
+	if n > uint64((len(d.s)-d.off)/minSize) {
+		d.fail(field, start, ErrTruncated)
+		return 0
+	}
+	return int(n)
+}
+
+func (d *decoder) strings(field string) []string {
+	n := d.count(field, 1)
+	if n == 0 {
+		return nil
+	}
+	out := make([]string, n)
+	for i := range out {
+		out[i] = d.string(field)
+	}
+	return out
+}
+
+func (d *decoder) kvs(field, keyField, valueField string) []KV {
+	n := d.count(field, 2)
+	if n == 0 {
+		return nil
+	}
+	out := make([]KV, n)
+	for i := range out {
+		out[i].Key = d.string(keyField)
+		out[i].Value = d.string(valueField)
+	}
+	return out
+}
+
+func (d *decoder) time(field string) time.Time {
+	n := d.varint(field)
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+func (d *decoder) header(kind byte) {
+	if k := d.byte1("kind"); d.err == nil && k != kind {
+		d.fail("kind", 0, ErrKind)
+	}
+	if v := d.byte1("version"); d.err == nil && v != Version {
+		d.fail("version", 1, ErrVersion)
+	}
+}
+
+// Field names are constants so that decoding allocates nothing for them.
+func (d *decoder) dpop(p *DPoP) {
+	p.Present = d.bool("dpop.present")
+	p.Valid = d.bool("dpop.valid")
+	p.Result = d.string("dpop.result")
+	p.JKT = d.string("dpop.jkt")
+	p.Alg = d.string("dpop.alg")
+	p.NonceStatus = d.string("dpop.nonceStatus")
+}
+
+func (d *decoder) mtls(m *MTLS) {
+	m.Present = d.bool("mtls.present")
+	m.Thumbprint = d.string("mtls.thumbprint")
+	m.Result = d.string("mtls.result")
+}
+
+func (d *decoder) finish() error {
+	if d.err == nil && d.off != len(d.s) {
+		d.fail("end", d.off, ErrTrailing)
+	}
+	if d.err != nil {
+		return d.err
+	}
+	return nil
+}
+
+// DecodeDecisionInput decodes a canonical DecisionInput message into in,
+// overwriting every field. On error in holds a partial value.
+func DecodeDecisionInput(b []byte, in *DecisionInput) error {
+	d := decoder{s: string(b)}
+	d.header(KindDecisionInput)
+	in.Endpoint = d.string("endpoint")
+	in.Tenant = d.string("tenant")
+	in.CorrelationID = d.string("correlationId")
+	in.Time = d.time("time")
+	in.Client = d.string("client")
+	in.ClientAuthMethod = d.string("clientAuthMethod")
+	in.Grant = d.string("grant")
+	in.Subject = d.string("subject")
+	in.Scopes = d.strings("scopes")
+	in.Audiences = d.strings("audiences")
+	in.RemoteAddr = d.string("remoteAddr")
+	in.UserAgent = d.string("userAgent")
+	in.SenderConstraint = d.string("senderConstraint")
+	d.dpop(&in.DPoP)
+	d.mtls(&in.MTLS)
+	in.Attributes = d.kvs("attributes", "attributes.key", "attributes.value")
+	return d.finish()
+}
+
+// DecodeDecision decodes a canonical Decision message into out,
+// overwriting every field. It checks encoding only; callers that accept
+// a Decision from a plugin must also call Validate.
+func DecodeDecision(b []byte, out *Decision) error {
+	d := decoder{s: string(b)}
+	d.header(KindDecision)
+	out.Allow = d.bool("allow")
+	out.Status = d.int("status", maxStatus)
+	out.Error = d.string("error")
+	out.Description = d.string("description")
+	out.RetryAfter = d.int("retryAfter", maxRetryAfter)
+	out.Annotations = d.kvs("annotations", "annotations.key", "annotations.value")
+	return d.finish()
+}
+
+// DecodeEvent decodes a canonical Event message into e, overwriting every
+// field. Callers that accept an Event from a plugin must also call
+// ValidateEvent.
+func DecodeEvent(b []byte, e *Event) error {
+	d := decoder{s: string(b)}
+	d.header(KindEvent)
+	e.Type = d.string("type")
+	e.Time = d.time("time")
+	e.CorrelationID = d.string("correlationId")
+	e.Tenant = d.string("tenant")
+	e.Outcome = d.string("outcome")
+	e.Reason = d.string("reason")
+	e.Subject = d.string("subject")
+	e.Client = d.string("client")
+	e.Scopes = d.strings("scopes")
+	e.RemoteAddr = d.string("remoteAddr")
+	e.UserAgent = d.string("userAgent")
+	e.SenderConstraint = d.string("senderConstraint")
+	d.dpop(&e.DPoP)
+	d.mtls(&e.MTLS)
+	e.Attributes = d.kvs("attributes", "attributes.key", "attributes.value")
+	return d.finish()
+}

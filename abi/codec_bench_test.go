@@ -1,0 +1,37 @@
+package abi
+
+import "testing"
+
+func BenchmarkDecodeDecisionInput(b *testing.B) {
+	in := sampleInput()
+	buf := AppendDecisionInput(nil, &in)
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	var x DecisionInput
+	for b.Loop() {
+		if err := DecodeDecisionInput(buf, &x); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkAppendDecisionInput(b *testing.B) {
+	in := sampleInput()
+	buf := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendDecisionInput(buf[:0], &in)
+	}
+}
+
+func BenchmarkDecodeDecision(b *testing.B) {
+	d := Decision{Status: 429, Error: "rate_limited", Description: "too many", RetryAfter: 30, Annotations: []KV{{Key: "a", Value: "b"}}}
+	buf := AppendDecision(nil, &d)
+	b.ReportAllocs()
+	var x Decision
+	for b.Loop() {
+		if err := DecodeDecision(buf, &x); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,190 @@
+// Package app assembles an Authority from a validated configuration: the
+// logger, stores, keys, development PKI, DPoP state, metrics, the OAuth
+// service and the HTTP server. cmd/host and the end-to-end tests both start
+// the server through it, so what is tested is what runs.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"stellaops.org/authority/host/config"
+	"stellaops.org/authority/host/devpki"
+	"stellaops.org/authority/host/dpop"
+	"stellaops.org/authority/host/keys"
+	"stellaops.org/authority/host/oauth"
+	"stellaops.org/authority/host/server"
+	"stellaops.org/authority/host/store"
+	"stellaops.org/authority/host/store/postgres"
+	"stellaops.org/authority/host/telemetry"
+)
+
+// NewLogger returns the JSON slog logger at level.
+func NewLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// Authority is an assembled, not yet serving, Authority.
+type Authority struct {
+	Config  *config.Config
+	Server  *server.Server
+	Service *oauth.Service
+	Metrics *telemetry.Metrics
+	Store   store.TokenStore
+	TLSCert *tls.Certificate
+	PKI     *devpki.PKI
+	closers []func() error
+}
+
+// Options adjust Build for tests.
+type Options struct {
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// Build assembles every component. Close releases them.
+func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (_ *Authority, err error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	a := &Authority{Config: cfg}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+
+	specs := make([]keys.Spec, len(cfg.Signing.Keys))
+	for i, k := range cfg.Signing.Keys {
+		specs[i] = keys.Spec{KID: k.KID, File: config.ResolvePath(k.File), Active: k.Active, Generate: k.Generate}
+	}
+	ks, err := keys.Load(specs)
+	if err != nil {
+		return nil, err
+	}
+
+	var devCA *x509.Certificate
+	if cfg.TLS.DevPKI != "" {
+		pki, err := devpki.Ensure(config.ResolvePath(cfg.TLS.DevPKI), o.Now())
+		if err != nil {
+			return nil, err
+		}
+		a.PKI = pki
+		devCA = pki.CA
+		a.TLSCert = &pki.Server
+	}
+	if cfg.TLS.CertFile != "" {
+		c, err := tls.LoadX509KeyPair(config.ResolvePath(cfg.TLS.CertFile), config.ResolvePath(cfg.TLS.KeyFile))
+		if err != nil {
+			return nil, fmt.Errorf("tls.certFile: %w", err)
+		}
+		a.TLSCert = &c
+	}
+
+	var checks []server.Checker
+	switch cfg.Storage.Tokens {
+	case "postgres":
+		pg, err := postgres.Open(ctx, postgres.Options{
+			DSN:            cfg.Storage.Postgres.DSN,
+			MaxConns:       cfg.Storage.Postgres.MaxConns,
+			Schema:         cfg.Storage.Postgres.Schema,
+			SkipMigrations: !cfg.Storage.Postgres.MigrateOnStart,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("storage.postgres: %w", err)
+		}
+		a.Store = pg
+	default:
+		a.Store = store.NewMemory(store.MemoryOptions{Now: o.Now})
+	}
+	a.closers = append(a.closers, a.Store.Close)
+	checks = append(checks, server.Checker{Name: "token-store", Check: a.Store.Ping})
+
+	tenants := make([]string, len(cfg.Tenants))
+	for i, t := range cfg.Tenants {
+		tenants[i] = t.ID
+	}
+	if a.Metrics, err = telemetry.New(tenants); err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, func() error { return a.Metrics.Shutdown(context.Background()) })
+
+	var verifier *dpop.Verifier
+	if d := cfg.Security.SenderConstraints.DPoP; d.Enabled {
+		nopts := dpop.NonceOptions{TTL: d.Nonce.TTL.D(), SingleUse: d.Nonce.SingleUse}
+		var state dpop.State
+		if d.Nonce.Store == "redis" {
+			rc := redis.NewClient(&redis.Options{Addr: cfg.Storage.Redis.Addr, Password: cfg.Storage.Redis.Password, DB: cfg.Storage.Redis.DB})
+			a.closers = append(a.closers, rc.Close)
+			checks = append(checks, server.Checker{Name: "redis", Check: func(ctx context.Context) error { return rc.Ping(ctx).Err() }})
+			state = dpop.NewRedisState(rc, cfg.Storage.Redis.KeyPrefix+"dpop:", nopts)
+		} else {
+			state = dpop.NewMemoryState(dpop.MemoryOptions{Nonce: nopts, Now: o.Now})
+		}
+		verifier, err = dpop.NewVerifier(dpop.Config{
+			AllowedAlgorithms: d.AllowedAlgorithms,
+			ProofLifetime:     d.ProofLifetime.D(),
+			AllowedClockSkew:  d.AllowedClockSkew.D(),
+			ReplayWindow:      d.ReplayWindow.D(),
+			MaxProofBytes:     d.MaxProofBytes,
+			Now:               o.Now,
+		}, state)
+		if err != nil {
+			return nil, fmt.Errorf("security.senderConstraints.dpop: %w", err)
+		}
+	}
+
+	a.Service, err = oauth.NewService(oauth.Options{
+		Config: cfg, Keys: ks, Store: a.Store, Logger: log, Now: o.Now,
+		Sender: oauth.SenderOptions{DPoP: verifier, Metrics: a.Metrics, DevCA: devCA},
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.Server, err = server.New(server.Options{
+		Config: cfg, Service: a.Service, Keys: ks, Logger: log, Checks: checks, Metrics: a.Metrics.Handler(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Close releases stores and exporters in reverse order of creation.
+func (a *Authority) Close() error {
+	var errs []error
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		errs = append(errs, a.closers[i]())
+	}
+	a.closers = nil
+	return errors.Join(errs...)
+}
+
+// Run builds the Authority and serves until ctx ends.
+func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	a, err := Build(ctx, cfg, log, Options{})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	return a.Server.Serve(ctx, a.TLSCert)
+}
+
+// Migrate applies the PostgreSQL migrations of storage.postgres.
+func Migrate(ctx context.Context, cfg *config.Config) error {
+	if cfg.Storage.Postgres.DSN == "" {
+		return errors.New("storage.postgres.dsn: required (or set AUTHORITY_POSTGRES_DSN)")
+	}
+	_, err := postgres.MigrateDSN(ctx, cfg.Storage.Postgres.DSN, cfg.Storage.Postgres.Schema)
+	return err
+}

@@ -1,0 +1,381 @@
+// Package config is the typed form of authority.yaml: one struct, defaults in
+// one place (Default), environment overrides for secrets and DSNs
+// (ApplyEnv), and validation whose every error names the offending key
+// (Validate). Load refuses unknown keys.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole authority.yaml document.
+type Config struct {
+	// Issuer is the public URL of the plain listener; it is the `iss` of every
+	// token and the base of every endpoint URL in the metadata.
+	Issuer string `yaml:"issuer"`
+	// MTLSIssuer is the public URL of the HTTPS listener (the RFC 8705
+	// mtls_endpoint_aliases base). Empty when the HTTPS listener is off.
+	MTLSIssuer string `yaml:"mtlsIssuer"`
+
+	Listen   Listen   `yaml:"listen"`
+	TLS      TLS      `yaml:"tls"`
+	Signing  Signing  `yaml:"signing"`
+	Tokens   Tokens   `yaml:"tokens"`
+	Storage  Storage  `yaml:"storage"`
+	Security Security `yaml:"security"`
+	Logging  Logging  `yaml:"logging"`
+	Limits   Limits   `yaml:"limits"`
+	Tenants  []Tenant `yaml:"tenants"`
+}
+
+// Listen names the addresses the server binds.
+type Listen struct {
+	// HTTP is the plain listener (issuer URL). Required.
+	HTTP string `yaml:"http"`
+	// HTTPS is the listener that requests client certificates. Empty disables it.
+	HTTPS string `yaml:"https"`
+	// ShutdownTimeout bounds graceful shutdown.
+	ShutdownTimeout Duration `yaml:"shutdownTimeout"`
+}
+
+// TLS configures the HTTPS listener's server certificate.
+type TLS struct {
+	CertFile string `yaml:"certFile"`
+	KeyFile  string `yaml:"keyFile"`
+	// DevPKI, when set, names a directory where a development CA, a server
+	// certificate and the demo mTLS client certificate are generated on first
+	// run (and reused afterwards). Never use it in production.
+	DevPKI string `yaml:"devPki"`
+}
+
+// Signing configures the access-token signing keys.
+type Signing struct {
+	// Keys are published at /jwks; exactly one is active (signs new tokens).
+	Keys []SigningKey `yaml:"keys"`
+}
+
+// SigningKey is one ES256 key in PEM (PKCS#8 or SEC 1) form.
+type SigningKey struct {
+	// KID is the JWS `kid`; defaults to the key's RFC 7638 thumbprint.
+	KID string `yaml:"kid"`
+	// File holds the private key PEM.
+	File string `yaml:"file"`
+	// Active marks the key that signs new tokens.
+	Active bool `yaml:"active"`
+	// Generate creates File with a fresh P-256 key when it does not exist
+	// (development only).
+	Generate bool `yaml:"generate"`
+}
+
+// Tokens holds token lifetimes.
+type Tokens struct {
+	AccessTokenLifetime Duration `yaml:"accessTokenLifetime"`
+	FreshAuthLifetime   Duration `yaml:"freshAuthLifetime"`
+}
+
+// Storage selects the token store and the shared Redis.
+type Storage struct {
+	// Tokens is "memory" or "postgres".
+	Tokens   string   `yaml:"tokens"`
+	Postgres Postgres `yaml:"postgres"`
+	Redis    Redis    `yaml:"redis"`
+}
+
+// Postgres configures the PostgreSQL token store.
+type Postgres struct {
+	// DSN; overridden by AUTHORITY_POSTGRES_DSN.
+	DSN            string `yaml:"dsn"`
+	Schema         string `yaml:"schema"`
+	MaxConns       int32  `yaml:"maxConns"`
+	MigrateOnStart bool   `yaml:"migrateOnStart"`
+}
+
+// Redis is a shared Redis connection (nonces, replay cache, counters).
+type Redis struct {
+	// Addr host:port; overridden by AUTHORITY_REDIS_ADDR.
+	Addr string `yaml:"addr"`
+	// Password; overridden by AUTHORITY_REDIS_PASSWORD.
+	Password  string `yaml:"password"`
+	DB        int    `yaml:"db"`
+	KeyPrefix string `yaml:"keyPrefix"`
+}
+
+// Security holds the seed's security.senderConstraints section.
+type Security struct {
+	SenderConstraints SenderConstraints `yaml:"senderConstraints"`
+	// TrustedProxies are CIDRs whose forwarded headers (client certificate,
+	// X-Forwarded-For) are believed. Nobody else's are.
+	TrustedProxies []string `yaml:"trustedProxies"`
+}
+
+// SenderConstraints is security.senderConstraints.
+type SenderConstraints struct {
+	DPoP DPoP `yaml:"dpop"`
+	MTLS MTLS `yaml:"mtls"`
+}
+
+// DPoP is security.senderConstraints.dpop (RFC 9449).
+type DPoP struct {
+	Enabled           bool     `yaml:"enabled"`
+	AllowedAlgorithms []string `yaml:"allowedAlgorithms"`
+	// ProofLifetime is how old a proof's iat may be.
+	ProofLifetime Duration `yaml:"proofLifetime"`
+	// AllowedClockSkew is how far in the future a proof's iat may be.
+	AllowedClockSkew Duration `yaml:"allowedClockSkew"`
+	// ReplayWindow is how long a jti is remembered; >= lifetime + skew.
+	ReplayWindow  Duration  `yaml:"replayWindow"`
+	MaxProofBytes int       `yaml:"maxProofBytes"`
+	Nonce         DPoPNonce `yaml:"nonce"`
+	// AllowTemporaryBypass issues unbound tokens to clients that must use
+	// DPoP (sealed recap drills only). Default off.
+	AllowTemporaryBypass bool `yaml:"allowTemporaryBypass"`
+}
+
+// DPoPNonce is security.senderConstraints.dpop.nonce.
+type DPoPNonce struct {
+	Enabled   bool     `yaml:"enabled"`
+	TTL       Duration `yaml:"ttl"`
+	SingleUse bool     `yaml:"singleUse"`
+	// Store is "memory" or "redis" (storage.redis).
+	Store             string   `yaml:"store"`
+	RequiredAudiences []string `yaml:"requiredAudiences"`
+}
+
+// MTLS is security.senderConstraints.mtls (RFC 8705).
+type MTLS struct {
+	Enabled bool `yaml:"enabled"`
+	// EnforceForAudiences: token requests for these audiences without a
+	// client certificate are refused.
+	EnforceForAudiences []string `yaml:"enforceForAudiences"`
+	// AllowedSANTypes limits which SAN kinds tls_client_auth may match:
+	// dns, uri, ip, email.
+	AllowedSANTypes []string `yaml:"allowedSanTypes"`
+	// RotationGrace is how long a client's previous certificate stays
+	// accepted after rotation.
+	RotationGrace Duration `yaml:"rotationGrace"`
+}
+
+// Logging configures the slog JSON logger.
+type Logging struct {
+	Level string `yaml:"level"`
+}
+
+// Limits are request limits.
+type Limits struct {
+	MaxBodyBytes int64 `yaml:"maxBodyBytes"`
+}
+
+// Tenant groups clients under one policy.
+type Tenant struct {
+	ID string `yaml:"id"`
+	// SenderConstraint is the tenant's default policy for its clients.
+	SenderConstraint SenderPolicy `yaml:"senderConstraint"`
+	// TrustRoots are PEM files of CAs that tls_client_auth chains to.
+	TrustRoots []string `yaml:"trustRoots"`
+	Clients    []Client `yaml:"clients"`
+}
+
+// SenderPolicy says which sender constraints a client must use.
+type SenderPolicy struct {
+	RequireDPoP      bool `yaml:"requireDPoP"`
+	RequireDPoPNonce bool `yaml:"requireDPoPNonce"`
+	RequireMTLS      bool `yaml:"requireMTLS"`
+}
+
+// Client is one registered OAuth client.
+type Client struct {
+	ID string `yaml:"id"`
+	// SecretDigest is "sha256:" + hex(SHA-256(secret)). Clear secrets are
+	// never read from the file; AUTHORITY_CLIENT_SECRET_<ID> (ID upper-cased,
+	// non-alphanumerics as _) supplies one from the environment instead.
+	SecretDigest string `yaml:"secretDigest"`
+	// AuthMethod: client_secret_basic, client_secret_post, tls_client_auth,
+	// self_signed_tls_client_auth. Secret clients accept both secret methods.
+	AuthMethod string   `yaml:"authMethod"`
+	Grants     []string `yaml:"grants"`
+	Scopes     []string `yaml:"scopes"`
+	Audiences  []string `yaml:"audiences"`
+	// SenderConstraint overrides the tenant's policy when set.
+	SenderConstraint *SenderPolicy `yaml:"senderConstraint"`
+	// TLS identifies the client's certificate for the tls_client_auth methods.
+	TLS ClientTLS `yaml:"tls"`
+}
+
+// ClientTLS identifies a client certificate (RFC 8705 §2.1.2 metadata).
+type ClientTLS struct {
+	SubjectDN string `yaml:"subjectDn"`
+	SANDNS    string `yaml:"sanDns"`
+	SANURI    string `yaml:"sanUri"`
+	SANIP     string `yaml:"sanIp"`
+	SANEmail  string `yaml:"sanEmail"`
+	// Certificates are PEM files registered for self_signed_tls_client_auth.
+	Certificates []string `yaml:"certificates"`
+	// PreviousCertificates stay accepted for mtls.rotationGrace after
+	// RotatedAt.
+	PreviousCertificates []string  `yaml:"previousCertificates"`
+	RotatedAt            time.Time `yaml:"rotatedAt"`
+}
+
+// Duration is a time.Duration written as "60s", "5m".
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// UnmarshalYAML accepts Go duration strings.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("line %d: duration must be a string like \"60s\"", n.Line)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (use e.g. \"60s\", \"5m\")", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration back as a string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// Load reads path, overlays it on Default, applies environment overrides,
+// resolves relative paths against the working directory and validates.
+// Unknown keys are errors.
+func Load(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	cfg, err := Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := cfg.ApplyEnv(os.LookupEnv); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes YAML over Default without applying the environment or
+// validating.
+func Parse(raw []byte) (*Config, error) {
+	cfg := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Default is the one place defaults live.
+func Default() *Config {
+	return &Config{
+		Issuer: "http://127.0.0.1:8080",
+		Listen: Listen{
+			HTTP:            "127.0.0.1:8080",
+			ShutdownTimeout: Duration(10 * time.Second),
+		},
+		Tokens: Tokens{
+			AccessTokenLifetime: Duration(5 * time.Minute),
+			FreshAuthLifetime:   Duration(5 * time.Minute),
+		},
+		Storage: Storage{
+			Tokens:   "memory",
+			Postgres: Postgres{MaxConns: 16, MigrateOnStart: true},
+			Redis:    Redis{KeyPrefix: "authority:"},
+		},
+		Security: Security{SenderConstraints: SenderConstraints{
+			DPoP: DPoP{
+				Enabled:           true,
+				AllowedAlgorithms: []string{"ES256", "ES384", "PS256", "RS256", "EdDSA", "Ed25519"},
+				ProofLifetime:     Duration(60 * time.Second),
+				AllowedClockSkew:  Duration(30 * time.Second),
+				ReplayWindow:      Duration(90 * time.Second),
+				MaxProofBytes:     8192,
+				Nonce: DPoPNonce{
+					Enabled: true,
+					TTL:     Duration(300 * time.Second),
+					Store:   "memory",
+				},
+			},
+			MTLS: MTLS{
+				Enabled:         true,
+				AllowedSANTypes: []string{"dns", "uri", "ip", "email"},
+				RotationGrace:   Duration(24 * time.Hour),
+			},
+		}},
+		Logging: Logging{Level: "info"},
+		Limits:  Limits{MaxBodyBytes: 64 << 10},
+	}
+}
+
+// EnvLookup is os.LookupEnv's signature, injectable for tests.
+type EnvLookup func(string) (string, bool)
+
+// ApplyEnv overlays secrets and DSNs from the environment:
+// AUTHORITY_POSTGRES_DSN, AUTHORITY_REDIS_ADDR, AUTHORITY_REDIS_PASSWORD and
+// AUTHORITY_CLIENT_SECRET_<CLIENT_ID> (hashed on load; the clear value is
+// not kept).
+func (c *Config) ApplyEnv(lookup EnvLookup) error {
+	if v, ok := lookup("AUTHORITY_POSTGRES_DSN"); ok && v != "" {
+		c.Storage.Postgres.DSN = v
+	}
+	if v, ok := lookup("AUTHORITY_REDIS_ADDR"); ok && v != "" {
+		c.Storage.Redis.Addr = v
+	}
+	if v, ok := lookup("AUTHORITY_REDIS_PASSWORD"); ok {
+		c.Storage.Redis.Password = v
+	}
+	for ti := range c.Tenants {
+		for ci := range c.Tenants[ti].Clients {
+			cl := &c.Tenants[ti].Clients[ci]
+			if v, ok := lookup(ClientSecretEnv(cl.ID)); ok && v != "" {
+				cl.SecretDigest = DigestSecret(v)
+			}
+		}
+	}
+	return nil
+}
+
+// ClientSecretEnv is the environment variable that overrides a client's
+// secret: AUTHORITY_CLIENT_SECRET_ followed by the client id upper-cased with
+// every other character than A-Z and 0-9 replaced by '_'.
+func ClientSecretEnv(clientID string) string {
+	var b strings.Builder
+	b.WriteString("AUTHORITY_CLIENT_SECRET_")
+	for _, r := range strings.ToUpper(clientID) {
+		if (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+// ResolvePath makes a configured path absolute against the working
+// directory; empty stays empty.
+func ResolvePath(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return p
+	}
+	return abs
+}

@@ -1,0 +1,373 @@
+package config
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// KeyError is a validation failure that names the offending key, e.g.
+// `security.senderConstraints.dpop.replayWindow: must be >= ...`.
+type KeyError struct {
+	Key string
+	Msg string
+}
+
+func (e *KeyError) Error() string { return e.Key + ": " + e.Msg }
+
+// Known value sets.
+var (
+	knownAlgorithms = []string{"ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512", "EdDSA", "Ed25519"}
+	knownGrants     = []string{"client_credentials", "password", "refresh_token"}
+	knownAuth       = []string{"client_secret_basic", "client_secret_post", "tls_client_auth", "self_signed_tls_client_auth"}
+	knownSANTypes   = []string{"dns", "uri", "ip", "email"}
+	knownLevels     = []string{"debug", "info", "warn", "error"}
+)
+
+// DigestSecret returns the stored form of a client secret:
+// "sha256:" + hex(SHA-256(secret)). Client secrets are high-entropy, so a
+// fast digest compared in constant time is the right tool; a slow password
+// KDF would dominate the token path.
+func DigestSecret(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// Validate checks every key and returns all problems at once, each naming
+// its key. A config that fails validation must not start a server.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &KeyError{Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+
+	checkURL := func(key, v string, required bool) {
+		if v == "" {
+			if required {
+				bad(key, "required")
+			}
+			return
+		}
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			bad(key, "must be an absolute http(s) URL without query or fragment, got %q", v)
+		}
+	}
+	checkURL("issuer", c.Issuer, true)
+	checkURL("mtlsIssuer", c.MTLSIssuer, false)
+	if c.MTLSIssuer != "" && !strings.HasPrefix(c.MTLSIssuer, "https://") {
+		bad("mtlsIssuer", "must be an https URL")
+	}
+
+	checkAddr := func(key, v string, required bool) {
+		if v == "" {
+			if required {
+				bad(key, "required")
+			}
+			return
+		}
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			bad(key, "must be host:port, got %q", v)
+		}
+	}
+	checkAddr("listen.http", c.Listen.HTTP, true)
+	checkAddr("listen.https", c.Listen.HTTPS, false)
+	if c.Listen.ShutdownTimeout <= 0 {
+		bad("listen.shutdownTimeout", "must be > 0")
+	}
+	if c.Listen.HTTPS != "" {
+		if c.MTLSIssuer == "" {
+			bad("mtlsIssuer", "required when listen.https is set")
+		}
+		if c.TLS.DevPKI == "" && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
+			bad("tls.certFile", "tls.certFile and tls.keyFile (or tls.devPki) are required when listen.https is set")
+		}
+	}
+
+	if len(c.Signing.Keys) == 0 {
+		bad("signing.keys", "at least one key is required")
+	}
+	active := 0
+	kids := map[string]int{}
+	for i, k := range c.Signing.Keys {
+		key := fmt.Sprintf("signing.keys[%d]", i)
+		if k.File == "" {
+			bad(key+".file", "required")
+		}
+		if k.Active {
+			active++
+		}
+		if k.KID != "" {
+			if j, dup := kids[k.KID]; dup {
+				bad(key+".kid", "duplicate of signing.keys[%d].kid %q", j, k.KID)
+			}
+			kids[k.KID] = i
+		}
+	}
+	if len(c.Signing.Keys) > 0 && active != 1 {
+		bad("signing.keys", "exactly one key must be active, found %d", active)
+	}
+
+	if c.Tokens.AccessTokenLifetime <= 0 {
+		bad("tokens.accessTokenLifetime", "must be > 0")
+	}
+	if c.Tokens.FreshAuthLifetime <= 0 {
+		bad("tokens.freshAuthLifetime", "must be > 0")
+	}
+
+	switch c.Storage.Tokens {
+	case "memory":
+	case "postgres":
+		if c.Storage.Postgres.DSN == "" {
+			bad("storage.postgres.dsn", "required when storage.tokens is postgres (or set AUTHORITY_POSTGRES_DSN)")
+		}
+		if c.Storage.Postgres.MaxConns <= 0 {
+			bad("storage.postgres.maxConns", "must be > 0")
+		}
+	default:
+		bad("storage.tokens", "must be memory or postgres, got %q", c.Storage.Tokens)
+	}
+
+	for i, p := range c.Security.TrustedProxies {
+		if _, err := parsePrefix(p); err != nil {
+			bad(fmt.Sprintf("security.trustedProxies[%d]", i), "not an IP or CIDR: %q", p)
+		}
+	}
+
+	d := c.Security.SenderConstraints.DPoP
+	const dk = "security.senderConstraints.dpop"
+	if len(d.AllowedAlgorithms) == 0 && d.Enabled {
+		bad(dk+".allowedAlgorithms", "must list at least one algorithm")
+	}
+	for i, a := range d.AllowedAlgorithms {
+		if !slices.Contains(knownAlgorithms, a) {
+			bad(fmt.Sprintf("%s.allowedAlgorithms[%d]", dk, i), "%q is not an asymmetric JWS algorithm this server supports (one of %s)", a, strings.Join(knownAlgorithms, ", "))
+		}
+	}
+	if d.ProofLifetime <= 0 {
+		bad(dk+".proofLifetime", "must be > 0")
+	}
+	if d.AllowedClockSkew < 0 {
+		bad(dk+".allowedClockSkew", "must be >= 0")
+	}
+	if d.ReplayWindow < d.ProofLifetime+d.AllowedClockSkew {
+		bad(dk+".replayWindow", "must be >= proofLifetime + allowedClockSkew (%s), got %s",
+			(d.ProofLifetime + d.AllowedClockSkew).D(), d.ReplayWindow.D())
+	}
+	if d.MaxProofBytes < 512 || d.MaxProofBytes > 64<<10 {
+		bad(dk+".maxProofBytes", "must be between 512 and 65536, got %d", d.MaxProofBytes)
+	}
+	if d.Nonce.TTL <= 0 {
+		bad(dk+".nonce.ttl", "must be > 0")
+	}
+	switch d.Nonce.Store {
+	case "memory":
+	case "redis":
+		if c.Storage.Redis.Addr == "" {
+			bad("storage.redis.addr", "required when %s.nonce.store is redis (or set AUTHORITY_REDIS_ADDR)", dk)
+		}
+	default:
+		bad(dk+".nonce.store", "must be memory or redis, got %q", d.Nonce.Store)
+	}
+
+	m := c.Security.SenderConstraints.MTLS
+	const mk = "security.senderConstraints.mtls"
+	for i, s := range m.AllowedSANTypes {
+		if !slices.Contains(knownSANTypes, s) {
+			bad(fmt.Sprintf("%s.allowedSanTypes[%d]", mk, i), "must be one of dns, uri, ip, email, got %q", s)
+		}
+	}
+	if m.RotationGrace < 0 {
+		bad(mk+".rotationGrace", "must be >= 0")
+	}
+	if len(m.EnforceForAudiences) > 0 && c.Listen.HTTPS == "" {
+		bad(mk+".enforceForAudiences", "needs listen.https (no listener could receive client certificates)")
+	}
+
+	if !slices.Contains(knownLevels, c.Logging.Level) {
+		bad("logging.level", "must be one of debug, info, warn, error, got %q", c.Logging.Level)
+	}
+	if c.Limits.MaxBodyBytes < 1024 {
+		bad("limits.maxBodyBytes", "must be >= 1024")
+	}
+
+	if len(c.Tenants) == 0 {
+		bad("tenants", "at least one tenant is required")
+	}
+	tenantIDs := map[string]int{}
+	clientIDs := map[string]string{}
+	for ti, t := range c.Tenants {
+		tk := fmt.Sprintf("tenants[%d]", ti)
+		if !validID(t.ID) {
+			bad(tk+".id", "must be 1-64 characters of a-z, A-Z, 0-9, '-', '_', '.', got %q", t.ID)
+		}
+		if j, dup := tenantIDs[t.ID]; dup {
+			bad(tk+".id", "duplicate of tenants[%d].id %q", j, t.ID)
+		}
+		tenantIDs[t.ID] = ti
+		validatePolicy(bad, c, tk+".senderConstraint", t.SenderConstraint)
+		for ci, cl := range t.Clients {
+			ck := fmt.Sprintf("%s.clients[%d]", tk, ci)
+			if !validID(cl.ID) {
+				bad(ck+".id", "must be 1-64 characters of a-z, A-Z, 0-9, '-', '_', '.', got %q", cl.ID)
+			}
+			if prev, dup := clientIDs[cl.ID]; dup {
+				bad(ck+".id", "duplicate client id %q (already at %s)", cl.ID, prev)
+			}
+			clientIDs[cl.ID] = ck
+			if !slices.Contains(knownAuth, cl.AuthMethod) {
+				bad(ck+".authMethod", "must be one of %s, got %q", strings.Join(knownAuth, ", "), cl.AuthMethod)
+			}
+			switch cl.AuthMethod {
+			case "client_secret_basic", "client_secret_post":
+				if !validDigest(cl.SecretDigest) {
+					bad(ck+".secretDigest", "must be \"sha256:\" followed by 64 hex digits (or set %s)", ClientSecretEnv(cl.ID))
+				}
+			case "tls_client_auth":
+				if c.Listen.HTTPS == "" {
+					bad(ck+".authMethod", "tls_client_auth needs listen.https")
+				}
+				n := 0
+				for _, v := range []string{cl.TLS.SubjectDN, cl.TLS.SANDNS, cl.TLS.SANURI, cl.TLS.SANIP, cl.TLS.SANEmail} {
+					if v != "" {
+						n++
+					}
+				}
+				if n != 1 {
+					bad(ck+".tls", "tls_client_auth needs exactly one of subjectDn, sanDns, sanUri, sanIp, sanEmail (RFC 8705 §2.1.2), found %d", n)
+				}
+				if cl.TLS.SANIP != "" {
+					if _, err := netip.ParseAddr(cl.TLS.SANIP); err != nil {
+						bad(ck+".tls.sanIp", "not an IP address: %q", cl.TLS.SANIP)
+					}
+				}
+				if len(t.TrustRoots) == 0 && c.TLS.DevPKI == "" {
+					bad(tk+".trustRoots", "required: client %q uses tls_client_auth", cl.ID)
+				}
+			case "self_signed_tls_client_auth":
+				if c.Listen.HTTPS == "" {
+					bad(ck+".authMethod", "self_signed_tls_client_auth needs listen.https")
+				}
+				if len(cl.TLS.Certificates) == 0 {
+					bad(ck+".tls.certificates", "self_signed_tls_client_auth needs at least one registered certificate")
+				}
+			}
+			if len(cl.Grants) == 0 {
+				bad(ck+".grants", "at least one grant is required")
+			}
+			for gi, g := range cl.Grants {
+				if !slices.Contains(knownGrants, g) {
+					bad(fmt.Sprintf("%s.grants[%d]", ck, gi), "must be one of %s, got %q", strings.Join(knownGrants, ", "), g)
+				}
+			}
+			for si, s := range cl.Scopes {
+				if !validScopeToken(s) {
+					bad(fmt.Sprintf("%s.scopes[%d]", ck, si), "not a valid scope token (RFC 6749 §3.3): %q", s)
+				}
+			}
+			for ai, a := range cl.Audiences {
+				if a == "" || strings.ContainsAny(a, " \t\r\n") {
+					bad(fmt.Sprintf("%s.audiences[%d]", ck, ai), "must be non-empty without whitespace")
+				}
+			}
+			if cl.SenderConstraint != nil {
+				validatePolicy(bad, c, ck+".senderConstraint", *cl.SenderConstraint)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func validatePolicy(bad func(string, string, ...any), c *Config, key string, p SenderPolicy) {
+	if (p.RequireDPoP || p.RequireDPoPNonce) && !c.Security.SenderConstraints.DPoP.Enabled {
+		bad(key+".requireDPoP", "security.senderConstraints.dpop.enabled is false")
+	}
+	if p.RequireDPoPNonce && !p.RequireDPoP {
+		bad(key+".requireDPoPNonce", "needs requireDPoP")
+	}
+	if p.RequireDPoPNonce && !c.Security.SenderConstraints.DPoP.Nonce.Enabled {
+		bad(key+".requireDPoPNonce", "security.senderConstraints.dpop.nonce.enabled is false")
+	}
+	if p.RequireMTLS {
+		if !c.Security.SenderConstraints.MTLS.Enabled {
+			bad(key+".requireMTLS", "security.senderConstraints.mtls.enabled is false")
+		}
+		if c.Listen.HTTPS == "" {
+			bad(key+".requireMTLS", "needs listen.https")
+		}
+	}
+}
+
+func validID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func validDigest(s string) bool {
+	h, ok := strings.CutPrefix(s, "sha256:")
+	if !ok || len(h) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(h)
+	return err == nil
+}
+
+// validScopeToken implements RFC 6749 §3.3 scope-token = 1*NQCHAR.
+func validScopeToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == 0x21 || c >= 0x23 && c <= 0x5B || c >= 0x5D && c <= 0x7E) {
+			return false
+		}
+	}
+	return true
+}
+
+// ParsePrefix accepts "10.0.0.1" or "10.0.0.0/8".
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		return netip.ParsePrefix(s)
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// TrustedProxyPrefixes returns security.trustedProxies parsed (Validate
+// guarantees they parse).
+func (c *Config) TrustedProxyPrefixes() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(c.Security.TrustedProxies))
+	for _, p := range c.Security.TrustedProxies {
+		if pp, err := parsePrefix(p); err == nil {
+			out = append(out, pp.Masked())
+		}
+	}
+	return out
+}
+
+// Policy returns the effective sender-constraint policy of a client.
+func (t *Tenant) Policy(cl *Client) SenderPolicy {
+	if cl.SenderConstraint != nil {
+		return *cl.SenderConstraint
+	}
+	return t.SenderConstraint
+}

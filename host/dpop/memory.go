@@ -1,0 +1,289 @@
+package dpop
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// DefaultMaxEntries is the memory stores' entry cap when
+// MemoryOptions.MaxEntries is zero.
+const DefaultMaxEntries = 1 << 20
+
+// replayShards spreads the replay cache over independent locks.
+const replayShards = 16
+
+// MemoryOptions configures the single-node memory stores.
+type MemoryOptions struct {
+	// Nonce configures the nonce store.
+	Nonce NonceOptions
+	// MaxEntries caps each store: unexpired replay entries, single-use
+	// nonces, or nonce scopes. 0 means DefaultMaxEntries. A full store
+	// refuses new entries with ErrCapacity instead of growing or evicting
+	// live entries (evicting a replay entry would re-open a replay).
+	MaxEntries int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (o MemoryOptions) clock() func() time.Time {
+	if o.Now == nil {
+		return time.Now
+	}
+	return o.Now
+}
+
+func (o MemoryOptions) maxEntries() int {
+	if o.MaxEntries <= 0 {
+		return DefaultMaxEntries
+	}
+	return o.MaxEntries
+}
+
+// ceilSec is the first whole second at or after the instant ns.
+func ceilSec(ns int64) int64 {
+	s := ns / 1e9
+	if s*1e9 < ns {
+		s++
+	}
+	return s
+}
+
+// expiringSet is a set of 32-byte keys with deadlines (unix ns), expired by
+// a wheel. Not safe for concurrent use: callers hold a lock.
+type expiringSet struct {
+	m   map[[32]byte]int64
+	w   *wheel
+	max int
+}
+
+func newExpiringSet(now time.Time, max int) *expiringSet {
+	return &expiringSet{m: make(map[[32]byte]int64), w: newWheel(now.Unix()), max: max}
+}
+
+func (s *expiringSet) sweep(nowNs int64) {
+	s.w.advance(nowNs/1e9,
+		func(k [32]byte) (int64, bool) {
+			d, ok := s.m[k]
+			return ceilSec(d), ok
+		},
+		func(k [32]byte) { delete(s.m, k) })
+}
+
+// insertIfAbsent adds key until deadline unless an unexpired entry exists.
+func (s *expiringSet) insertIfAbsent(key [32]byte, nowNs, deadline int64) (bool, error) {
+	s.sweep(nowNs)
+	if d, ok := s.m[key]; ok && d > nowNs {
+		return false, nil
+	}
+	if len(s.m) >= s.max {
+		return false, fmt.Errorf("%w (%d entries)", ErrCapacity, s.max)
+	}
+	s.m[key] = deadline
+	s.w.add(key, ceilSec(deadline))
+	return true, nil
+}
+
+// take removes key and reports whether it was present and unexpired.
+func (s *expiringSet) take(key [32]byte, nowNs int64) bool {
+	s.sweep(nowNs)
+	d, ok := s.m[key]
+	if !ok {
+		return false
+	}
+	delete(s.m, key)
+	return d > nowNs
+}
+
+// MemoryReplayCache is a single-node ReplayCache. Expired entries are
+// dropped a whole second-slot at a time (never by scanning the cache), the
+// map and the wheel hold no pointers, and the number of unexpired entries
+// is capped (ErrCapacity beyond it).
+type MemoryReplayCache struct {
+	now    func() time.Time
+	shards [replayShards]struct {
+		mu  sync.Mutex
+		set *expiringSet
+	}
+}
+
+// NewMemoryReplayCache returns an empty cache using opts.MaxEntries and
+// opts.Now (opts.Nonce is ignored).
+func NewMemoryReplayCache(opts MemoryOptions) *MemoryReplayCache {
+	c := &MemoryReplayCache{now: opts.clock()}
+	per := (opts.maxEntries() + replayShards - 1) / replayShards
+	now := c.now()
+	for i := range c.shards {
+		c.shards[i].set = newExpiringSet(now, per)
+	}
+	return c
+}
+
+// Remember implements ReplayCache.
+func (c *MemoryReplayCache) Remember(_ context.Context, key ReplayKey, ttl time.Duration) (bool, error) {
+	nowNs := c.now().UnixNano()
+	sh := &c.shards[key[0]%replayShards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.set.insertIfAbsent(key, nowNs, nowNs+int64(ttl))
+}
+
+// rotatingScope is one scope's nonces in default mode. Pointer-free.
+type rotatingScope struct {
+	cur, prev [16]byte
+	curAt     int64 // unix ns when cur was minted
+	prevExp   int64 // unix ns when prev stops being valid (0: no prev)
+}
+
+// MemoryNonceStore is a single-node NonceStore (see NonceStore for the two
+// modes). Expiry works as in MemoryReplayCache; the cap applies to scopes
+// (default mode) or to outstanding nonces (SingleUse).
+type MemoryNonceStore struct {
+	now       func() time.Time
+	ttl       int64
+	singleUse bool
+
+	mu     sync.Mutex
+	spent  *expiringSet               // SingleUse: scopeID||nonce
+	scopes map[[16]byte]rotatingScope // default mode
+	w      *wheel                     // default mode: scope expiry
+	max    int
+}
+
+// NewMemoryNonceStore returns an empty store using opts.
+func NewMemoryNonceStore(opts MemoryOptions) *MemoryNonceStore {
+	now := opts.clock()
+	s := &MemoryNonceStore{
+		now:       now,
+		ttl:       int64(opts.Nonce.ttl()),
+		singleUse: opts.Nonce.SingleUse,
+		max:       opts.maxEntries(),
+	}
+	if s.singleUse {
+		s.spent = newExpiringSet(now(), s.max)
+	} else {
+		s.scopes = make(map[[16]byte]rotatingScope)
+		s.w = newWheel(now().Unix())
+	}
+	return s
+}
+
+func nonceKey(scope [16]byte, nonce [16]byte) [32]byte {
+	var k [32]byte
+	copy(k[:16], scope[:])
+	copy(k[16:], nonce[:])
+	return k
+}
+
+func (s *MemoryNonceStore) sweepScopes(nowNs int64) {
+	s.w.advance(nowNs/1e9,
+		func(k [32]byte) (int64, bool) {
+			e, ok := s.scopes[[16]byte(k[:16])]
+			return ceilSec(e.curAt + s.ttl), ok
+		},
+		func(k [32]byte) { delete(s.scopes, [16]byte(k[:16])) })
+}
+
+// Issue implements NonceStore.
+func (s *MemoryNonceStore) Issue(_ context.Context, scope string) (string, error) {
+	id := scopeID(scope)
+	nowNs := s.now().UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.singleUse {
+		str, raw := newNonce()
+		if _, err := s.spent.insertIfAbsent(nonceKey(id, raw), nowNs, nowNs+s.ttl); err != nil {
+			return "", err
+		}
+		return str, nil
+	}
+	s.sweepScopes(nowNs)
+	e, ok := s.scopes[id]
+	if ok && nowNs < e.curAt+s.ttl/2 {
+		return base64.RawURLEncoding.EncodeToString(e.cur[:]), nil
+	}
+	if !ok && len(s.scopes) >= s.max {
+		return "", fmt.Errorf("%w (%d nonce scopes)", ErrCapacity, s.max)
+	}
+	next := rotatingScope{curAt: nowNs}
+	if ok {
+		next.prev, next.prevExp = e.cur, e.curAt+s.ttl
+	}
+	str, raw := newNonce()
+	next.cur = raw
+	s.scopes[id] = next
+	var wk [32]byte
+	copy(wk[:], id[:])
+	s.w.add(wk, ceilSec(nowNs+s.ttl))
+	return str, nil
+}
+
+// Validate implements NonceStore.
+func (s *MemoryNonceStore) Validate(_ context.Context, scope, nonce string) (bool, error) {
+	raw, ok := parseNonce(nonce)
+	if !ok {
+		return false, nil
+	}
+	id := scopeID(scope)
+	nowNs := s.now().UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.singleUse {
+		return s.spent.take(nonceKey(id, raw), nowNs), nil
+	}
+	s.sweepScopes(nowNs)
+	e, ok := s.scopes[id]
+	if !ok {
+		return false, nil
+	}
+	if raw == e.cur && nowNs < e.curAt+s.ttl {
+		return true, nil
+	}
+	return e.prevExp != 0 && raw == e.prev && nowNs < e.prevExp, nil
+}
+
+// MemoryState is the single-node State: a MemoryReplayCache and a
+// MemoryNonceStore. Nonces and replay entries live in this process only, so
+// it is correct for one node; use RedisState for several.
+type MemoryState struct {
+	replay *MemoryReplayCache
+	nonces *MemoryNonceStore
+}
+
+// NewMemoryState returns an empty single-node State.
+func NewMemoryState(opts MemoryOptions) *MemoryState {
+	return &MemoryState{replay: NewMemoryReplayCache(opts), nonces: NewMemoryNonceStore(opts)}
+}
+
+// Check implements State.
+func (m *MemoryState) Check(ctx context.Context, c StateCheck) (StateResult, error) {
+	return checkWith(ctx, m.replay, m.nonces, c)
+}
+
+// Nonce implements State.
+func (m *MemoryState) Nonce(ctx context.Context, scope string) (string, error) {
+	return m.nonces.Issue(ctx, scope)
+}
+
+// checkWith composes a ReplayCache and a NonceStore into State.Check's
+// semantics, for stores without a combined operation.
+func checkWith(ctx context.Context, rc ReplayCache, ns NonceStore, c StateCheck) (StateResult, error) {
+	var res StateResult
+	fresh, err := rc.Remember(ctx, c.ReplayKey, c.ReplayTTL)
+	if err != nil {
+		return res, err
+	}
+	res.Replayed = !fresh
+	if !c.NonceRequired {
+		return res, nil
+	}
+	if fresh && c.Nonce != "" {
+		if res.NonceValid, err = ns.Validate(ctx, c.NonceScope, c.Nonce); err != nil {
+			return res, err
+		}
+	}
+	res.NextNonce, err = ns.Issue(ctx, c.NonceScope)
+	return res, err
+}

@@ -1,0 +1,198 @@
+package dpop
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// stateScript is the whole of a RedisState check in one server-side step,
+// so a request costs one round trip (EVALSHA; go-redis falls back to EVAL
+// once if the script is not cached) and is atomic against other nodes.
+//
+//	KEYS[1] replay key            ARGV[1] replay TTL ms ("0": skip replay)
+//	KEYS[2] presented nonce key   ARGV[2] mode: "r" rotating, "s" single-use
+//	KEYS[3] scope's current key   ARGV[3] "1": validate the presented nonce
+//	KEYS[4] candidate nonce key   ARGV[4] "1": return a next nonce
+//	                              ARGV[5] candidate nonce (minted by the caller)
+//	                              ARGV[6] nonce TTL ms
+//	                              ARGV[7] rotation age ms (TTL/2)
+//
+// Returns {replayed 0/1, nonce valid 0/1, next nonce or ""}.
+//
+// Replay first: SET NX PX records the proof or detects the replay; a
+// replayed proof spends nothing. A nonce is valid while its key exists
+// (PX = TTL). Single-use validation is DEL (GETDEL semantics: exactly one
+// caller sees 1). In rotating mode the scope's current key points at the
+// current nonce and expires after TTL/2; the next Issue after that mints a
+// new one, while the old nonce key lives on to the end of its own TTL.
+const stateScript = `
+local replayed = 0
+if ARGV[1] ~= '0' then
+  if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then replayed = 1 end
+end
+local valid = 0
+if replayed == 0 and ARGV[3] == '1' then
+  if ARGV[2] == 's' then
+    valid = redis.call('DEL', KEYS[2])
+  else
+    valid = redis.call('EXISTS', KEYS[2])
+  end
+end
+local nxt = ''
+if ARGV[4] == '1' then
+  if ARGV[2] == 's' then
+    redis.call('SET', KEYS[4], '1', 'PX', ARGV[6])
+    nxt = ARGV[5]
+  else
+    local cur = redis.call('GET', KEYS[3])
+    if cur then
+      nxt = cur
+    else
+      redis.call('SET', KEYS[4], '1', 'PX', ARGV[6])
+      redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[7])
+      nxt = ARGV[5]
+    end
+  end
+end
+return {replayed, valid, nxt}
+`
+
+// RedisState is the multi-node State (and NonceStore and ReplayCache) on
+// Redis: every node with the same client target and prefix accepts every
+// other node's nonces and sees every other node's proofs.
+//
+// Keys (all under prefix): "r:<hex replay key>" replay entries,
+// "n:<hex scope id>:<nonce>" valid nonces, "c:<hex scope id>" a scope's
+// current nonce. Every key carries a TTL. For Redis Cluster, put a hash tag
+// in the prefix (for example "{authority-dpop}:") so that one script's keys
+// share a slot.
+type RedisState struct {
+	client    redis.UniversalClient
+	prefix    string
+	ttl       time.Duration
+	singleUse bool
+	script    *redis.Script
+}
+
+// NewRedisState returns a State on client with keys under prefix.
+func NewRedisState(client redis.UniversalClient, prefix string, opts NonceOptions) *RedisState {
+	return &RedisState{
+		client:    client,
+		prefix:    prefix,
+		ttl:       opts.ttl(),
+		singleUse: opts.SingleUse,
+		script:    redis.NewScript(stateScript),
+	}
+}
+
+// NewRedisNonceStore returns the NonceStore view of a RedisState: the same
+// keys, so it interoperates with RedisStates on the same prefix.
+func NewRedisNonceStore(client redis.UniversalClient, prefix string, opts NonceOptions) NonceStore {
+	return NewRedisState(client, prefix, opts)
+}
+
+// NewRedisReplayCache returns the ReplayCache view of a RedisState.
+func NewRedisReplayCache(client redis.UniversalClient, prefix string) ReplayCache {
+	return NewRedisState(client, prefix, NonceOptions{})
+}
+
+func millis(d time.Duration) string {
+	ms := d.Milliseconds()
+	if ms < 1 {
+		ms = 1
+	}
+	return fmt.Sprint(ms)
+}
+
+type scriptCall struct {
+	replay    *ReplayKey
+	replayTTL time.Duration
+	scope     string
+	validate  string // presented nonce to validate ("" none)
+	issue     bool
+}
+
+func (s *RedisState) run(ctx context.Context, c scriptCall) (StateResult, error) {
+	var res StateResult
+	sid := scopeID(c.scope)
+	scopeHex := hex.EncodeToString(sid[:])
+	replayKey, replayTTL := s.prefix+"r:-", "0"
+	if c.replay != nil {
+		replayKey, replayTTL = s.prefix+"r:"+hex.EncodeToString(c.replay[:]), millis(c.replayTTL)
+	}
+	validate, presentedKey := "0", s.prefix+"n:-"
+	if c.validate != "" {
+		validate, presentedKey = "1", s.prefix+"n:"+scopeHex+":"+c.validate
+	}
+	issue, candidate := "0", ""
+	if c.issue {
+		issue = "1"
+		candidate, _ = newNonce()
+	}
+	mode := "r"
+	if s.singleUse {
+		mode = "s"
+	}
+	keys := []string{replayKey, presentedKey, s.prefix + "c:" + scopeHex, s.prefix + "n:" + scopeHex + ":" + candidate}
+	out, err := s.script.Run(ctx, s.client, keys,
+		replayTTL, mode, validate, issue, candidate, millis(s.ttl), millis(s.ttl/2)).Slice()
+	if err != nil {
+		return res, fmt.Errorf("dpop: redis state script: %w", err)
+	}
+	if len(out) != 3 {
+		return res, fmt.Errorf("dpop: redis state script: unexpected reply of %d items", len(out))
+	}
+	replayed, ok1 := out[0].(int64)
+	valid, ok2 := out[1].(int64)
+	next, ok3 := out[2].(string)
+	if !ok1 || !ok2 || !ok3 {
+		return res, fmt.Errorf("dpop: redis state script: unexpected reply %v", out)
+	}
+	res.Replayed, res.NonceValid, res.NextNonce = replayed == 1, valid == 1, next
+	return res, nil
+}
+
+// Check implements State in one round trip.
+func (s *RedisState) Check(ctx context.Context, c StateCheck) (StateResult, error) {
+	call := scriptCall{replay: &c.ReplayKey, replayTTL: c.ReplayTTL, scope: c.NonceScope}
+	if c.NonceRequired {
+		call.issue = true
+		if _, ok := parseNonce(c.Nonce); ok {
+			call.validate = c.Nonce
+		}
+	}
+	return s.run(ctx, call)
+}
+
+// Nonce implements State.
+func (s *RedisState) Nonce(ctx context.Context, scope string) (string, error) {
+	return s.Issue(ctx, scope)
+}
+
+// Issue implements NonceStore.
+func (s *RedisState) Issue(ctx context.Context, scope string) (string, error) {
+	res, err := s.run(ctx, scriptCall{scope: scope, issue: true})
+	return res.NextNonce, err
+}
+
+// Validate implements NonceStore.
+func (s *RedisState) Validate(ctx context.Context, scope, nonce string) (bool, error) {
+	if _, ok := parseNonce(nonce); !ok {
+		return false, nil
+	}
+	res, err := s.run(ctx, scriptCall{scope: scope, validate: nonce})
+	return res.NonceValid, err
+}
+
+// Remember implements ReplayCache (SET NX PX).
+func (s *RedisState) Remember(ctx context.Context, key ReplayKey, ttl time.Duration) (bool, error) {
+	ok, err := s.client.SetNX(ctx, s.prefix+"r:"+hex.EncodeToString(key[:]), "1", ttl).Result()
+	if err != nil {
+		return false, fmt.Errorf("dpop: redis replay cache: %w", err)
+	}
+	return ok, nil
+}

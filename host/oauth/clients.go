@@ -1,0 +1,170 @@
+package oauth
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+
+	"stellaops.org/authority/host/config"
+)
+
+// Client is a registered client, immutable after NewRegistry.
+type Client struct {
+	ID         string
+	Tenant     string
+	AuthMethod string
+	Grants     []string
+	Scopes     []string
+	Audiences  []string
+	Policy     config.SenderPolicy
+	// TLS is the certificate identity of tls_client_auth clients.
+	TLS config.ClientTLS
+	// secretDigest is SHA-256(secret); zero for certificate clients.
+	secretDigest [32]byte
+	hasSecret    bool
+}
+
+// AllowsGrant reports whether the client may use grant.
+func (c *Client) AllowsGrant(g string) bool { return slices.Contains(c.Grants, g) }
+
+// UsesSecret reports whether the client authenticates with a secret.
+func (c *Client) UsesSecret() bool { return c.hasSecret }
+
+// Tenant is a registered tenant.
+type Tenant struct {
+	ID     string
+	Policy config.SenderPolicy
+}
+
+// Registry holds clients and tenants from configuration.
+type Registry struct {
+	clients map[string]*Client
+	tenants map[string]*Tenant
+	// dummy is compared against when a client id is unknown, so the time
+	// taken does not reveal which ids exist.
+	dummy [32]byte
+}
+
+// NewRegistry builds the registry from a validated configuration.
+func NewRegistry(cfg *config.Config) (*Registry, error) {
+	r := &Registry{clients: map[string]*Client{}, tenants: map[string]*Tenant{}}
+	for ti := range cfg.Tenants {
+		t := &cfg.Tenants[ti]
+		r.tenants[t.ID] = &Tenant{ID: t.ID, Policy: t.SenderConstraint}
+		for ci := range t.Clients {
+			cc := &t.Clients[ci]
+			cl := &Client{
+				ID:         cc.ID,
+				Tenant:     t.ID,
+				AuthMethod: cc.AuthMethod,
+				Grants:     slices.Clone(cc.Grants),
+				Scopes:     slices.Clone(cc.Scopes),
+				Audiences:  slices.Clone(cc.Audiences),
+				Policy:     t.Policy(cc),
+				TLS:        cc.TLS,
+			}
+			if cc.SecretDigest != "" {
+				h, ok := strings.CutPrefix(cc.SecretDigest, "sha256:")
+				raw, err := hex.DecodeString(h)
+				if !ok || err != nil || len(raw) != 32 {
+					return nil, fmt.Errorf("tenants[%d].clients[%d].secretDigest: malformed", ti, ci)
+				}
+				copy(cl.secretDigest[:], raw)
+				cl.hasSecret = true
+			}
+			r.clients[cl.ID] = cl
+		}
+	}
+	return r, nil
+}
+
+// Client returns a client by id.
+func (r *Registry) Client(id string) (*Client, bool) {
+	c, ok := r.clients[id]
+	return c, ok
+}
+
+// Tenant returns a tenant by id.
+func (r *Registry) Tenant(id string) (*Tenant, bool) {
+	t, ok := r.tenants[id]
+	return t, ok
+}
+
+// Credentials are what a request presented to authenticate its client.
+type Credentials struct {
+	// Basic is set when an Authorization: Basic header was present.
+	Basic              bool
+	BasicID, BasicPass string
+	// PostID/PostSecret come from the form (client_secret_post, or the
+	// client_id of certificate-authenticated clients).
+	PostID, PostSecret string
+	HasPostSecret      bool
+	// Certificate authentication is delegated: CertAuth is called for
+	// tls_client_auth and self_signed_tls_client_auth clients.
+	CertAuth func(*Client) *Error
+}
+
+// Authenticate implements RFC 6749 §2.3 client authentication. Exactly one
+// method may be used per request (§2.3: "MUST NOT use more than one").
+func (r *Registry) Authenticate(cr Credentials) (*Client, *Error) {
+	if cr.Basic && (cr.HasPostSecret || (cr.PostID != "" && cr.PostID != cr.BasicID)) {
+		return nil, ErrInvalidRequest("more than one client authentication method was used")
+	}
+	if cr.Basic {
+		// RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic.
+		id, err1 := url.QueryUnescape(cr.BasicID)
+		secret, err2 := url.QueryUnescape(cr.BasicPass)
+		if err1 != nil || err2 != nil {
+			return nil, ErrInvalidClient("malformed-basic")
+		}
+		return r.checkSecret(id, secret, "client_secret_basic")
+	}
+	if cr.HasPostSecret {
+		return r.checkSecret(cr.PostID, cr.PostSecret, "client_secret_post")
+	}
+	if cr.PostID == "" {
+		return nil, ErrInvalidClient("no-credentials")
+	}
+	cl, ok := r.clients[cr.PostID]
+	if !ok {
+		return nil, ErrInvalidClient("unknown-client")
+	}
+	switch cl.AuthMethod {
+	case "tls_client_auth", "self_signed_tls_client_auth":
+		if cr.CertAuth == nil {
+			return nil, ErrInvalidClient("certificate-auth-unavailable")
+		}
+		if e := cr.CertAuth(cl); e != nil {
+			return nil, e
+		}
+		return cl, nil
+	default:
+		// A secret client that sent only its id: no credentials.
+		return nil, ErrInvalidClient("no-credentials")
+	}
+}
+
+func (r *Registry) checkSecret(id, secret, method string) (*Client, *Error) {
+	sum := sha256.Sum256([]byte(secret))
+	cl, ok := r.clients[id]
+	want := &r.dummy
+	if ok && cl.hasSecret {
+		want = &cl.secretDigest
+	}
+	match := subtle.ConstantTimeCompare(sum[:], want[:]) == 1
+	if !ok {
+		return nil, ErrInvalidClient("unknown-client")
+	}
+	if !cl.hasSecret {
+		return nil, ErrInvalidClient("method-not-registered")
+	}
+	if !match {
+		return nil, ErrInvalidClient("bad-secret")
+	}
+	_ = method // both secret methods are accepted for secret clients
+	return cl, nil
+}

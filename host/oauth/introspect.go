@@ -1,0 +1,147 @@
+package oauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+
+	"stellaops.org/authority/host/store"
+)
+
+// Introspection is the RFC 7662 §2.2 response. Inactive tokens answer
+// exactly {"active": false}.
+type Introspection struct {
+	Active    bool     `json:"active"`
+	Scope     string   `json:"scope,omitempty"`
+	ClientID  string   `json:"client_id,omitempty"`
+	Sub       string   `json:"sub,omitempty"`
+	Aud       []string `json:"aud,omitempty"`
+	Iss       string   `json:"iss,omitempty"`
+	Exp       int64    `json:"exp,omitempty"`
+	Iat       int64    `json:"iat,omitempty"`
+	Nbf       int64    `json:"nbf,omitempty"`
+	Jti       string   `json:"jti,omitempty"`
+	TokenType string   `json:"token_type,omitempty"`
+	Tenant    string   `json:"tid,omitempty"`
+	Cnf       *Cnf     `json:"cnf,omitempty"`
+	// SenderConstraint names the binding kind: none, dpop, mtls, dpop+mtls.
+	SenderConstraint string `json:"sender_constraint,omitempty"`
+}
+
+var inactive = &Introspection{Active: false}
+
+// Introspect handles POST /introspect (RFC 7662). The caller authenticates
+// like at /token and may introspect tokens of its own tenant; expired,
+// revoked, unknown and foreign tokens are inactive. When the caller is the
+// token's own client, presents a certificate over mTLS and the token is
+// certificate-bound to another one, the token is inactive and the mismatch
+// is counted (RFC 8705 §3).
+func (s *Service) Introspect(ctx context.Context, r *Request) (*Introspection, *Error) {
+	if e := checkSingleValued(r.Form); e != nil {
+		return nil, e
+	}
+	cl, e := s.authenticate(r)
+	if e != nil {
+		return nil, e
+	}
+	raw := r.Form.Get("token")
+	if raw == "" {
+		return nil, ErrInvalidRequest("token is required")
+	}
+	rec, e := s.lookup(ctx, raw)
+	if e != nil {
+		return nil, e
+	}
+	if rec == nil || rec.Tenant != cl.Tenant || rec.Status != store.StatusActive || !s.now().Before(rec.ExpiresAt) {
+		return inactive, nil
+	}
+	if rec.SenderCertificate != "" && rec.ClientID == cl.ID && (r.ViaMTLS || r.Peer.TLS) {
+		if !s.sender.certificateMatches(ctx, r, rec, "/introspect") {
+			return inactive, nil
+		}
+	}
+	out := &Introspection{
+		Active:           true,
+		Scope:            strings.Join(rec.Scopes, " "),
+		ClientID:         rec.ClientID,
+		Sub:              rec.Subject,
+		Aud:              rec.Audiences,
+		Iss:              s.cfg.Issuer,
+		Exp:              rec.ExpiresAt.Unix(),
+		Iat:              rec.IssuedAt.Unix(),
+		Nbf:              rec.IssuedAt.Unix(),
+		Jti:              rec.ID,
+		TokenType:        "Bearer",
+		Tenant:           rec.Tenant,
+		SenderConstraint: rec.SenderConstraint,
+	}
+	if rec.KeyThumbprint != "" || rec.SenderCertificate != "" {
+		out.Cnf = &Cnf{JKT: rec.KeyThumbprint, X5tS256: rec.SenderCertificate}
+	}
+	if rec.KeyThumbprint != "" {
+		out.TokenType = "DPoP"
+	}
+	return out, nil
+}
+
+// lookup verifies a token's signature with the published keys and loads
+// its record; nil (no error) when the token is not one of ours or unknown.
+func (s *Service) lookup(ctx context.Context, raw string) (*store.Token, *Error) {
+	payload, err := s.keys.Verify(raw, TokenTypeJWT)
+	if err != nil {
+		return nil, nil
+	}
+	var c struct {
+		Jti string `json:"jti"`
+		Tid string `json:"tid"`
+	}
+	if json.Unmarshal(payload, &c) != nil || c.Jti == "" {
+		return nil, nil
+	}
+	rec, err := s.store.Get(ctx, c.Jti)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, ErrUnavailable("store-error", err)
+	}
+	if rec.Tenant != c.Tid {
+		return nil, nil
+	}
+	return rec, nil
+}
+
+// Revoke handles POST /revoke (RFC 7009). Invalid, unknown, expired and
+// foreign-tenant tokens answer 200 (§2.2); a token of the caller's tenant
+// issued to another client is refused with unauthorized_client (§2.1).
+func (s *Service) Revoke(ctx context.Context, r *Request) *Error {
+	if e := checkSingleValued(r.Form); e != nil {
+		return e
+	}
+	cl, e := s.authenticate(r)
+	if e != nil {
+		return e
+	}
+	raw := r.Form.Get("token")
+	if raw == "" {
+		return ErrInvalidRequest("token is required")
+	}
+	// Refresh tokens are not issued yet, so any hint is accepted and ignored
+	// (RFC 7009 §2.1: the hint is only a hint).
+	rec, e := s.lookup(ctx, raw)
+	if e != nil {
+		return e
+	}
+	if rec == nil || rec.Tenant != cl.Tenant {
+		return nil
+	}
+	if rec.ClientID != cl.ID {
+		return &Error{Status: 400, Code: CodeUnauthorizedClient, Description: "the token was not issued to this client", Reason: "revoke-foreign-client"}
+	}
+	if _, err := s.store.Revoke(ctx, rec.ID, s.now()); err != nil {
+		return ErrUnavailable("store-error", err)
+	}
+	s.log.Info("authority.token.revoked", "tenant", rec.Tenant, "client", cl.ID, "jti", rec.ID, "correlation_id", r.CorrelationID)
+	return nil
+}

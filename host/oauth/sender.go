@@ -1,0 +1,370 @@
+package oauth
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"stellaops.org/authority/host/audit"
+	"stellaops.org/authority/host/config"
+	"stellaops.org/authority/host/dpop"
+	"stellaops.org/authority/host/mtls"
+	"stellaops.org/authority/host/telemetry"
+)
+
+// Peer is the client-certificate context of a request (RFC 8705).
+type Peer = mtls.Presented
+
+// SenderOptions are the dependencies of the native sender-constraint
+// checks. DPoP is nil when security.senderConstraints.dpop.enabled is false.
+type SenderOptions struct {
+	DPoP    *dpop.Verifier
+	Metrics *telemetry.Metrics
+	Audit   audit.Sink
+	// DevCA, when set, is trusted for tls_client_auth by tenants that
+	// configure no trustRoots (tls.devPki only).
+	DevCA *x509.Certificate
+}
+
+// senderConstraints holds the native DPoP and mTLS enforcement. Plugins
+// never reach into it: they see its results and may only deny more.
+type senderConstraints struct {
+	cfg      *config.Config
+	dpop     *dpop.Verifier
+	metrics  *telemetry.Metrics
+	audit    audit.Sink
+	log      *slog.Logger
+	now      func() time.Time
+	trust    map[string]*mtls.TrustStore
+	rules    map[string]mtls.ClientRule
+	sanTypes mtls.SANTypes
+	algs     string
+}
+
+func newSenderConstraints(cfg *config.Config, o SenderOptions, now func() time.Time, log *slog.Logger) (*senderConstraints, error) {
+	sc := &senderConstraints{
+		cfg: cfg, dpop: o.DPoP, metrics: o.Metrics, audit: o.Audit, log: log, now: now,
+		trust: map[string]*mtls.TrustStore{}, rules: map[string]mtls.ClientRule{},
+		algs: strings.Join(cfg.Security.SenderConstraints.DPoP.AllowedAlgorithms, " "),
+	}
+	if sc.audit == nil {
+		sc.audit = audit.LogSink{Logger: log}
+	}
+	if cfg.Security.SenderConstraints.DPoP.Enabled && sc.dpop == nil {
+		return nil, errors.New("security.senderConstraints.dpop.enabled: no DPoP verifier was configured")
+	}
+	for _, t := range cfg.Security.SenderConstraints.MTLS.AllowedSANTypes {
+		switch t {
+		case "dns":
+			sc.sanTypes.DNS = true
+		case "uri":
+			sc.sanTypes.URI = true
+		case "ip":
+			sc.sanTypes.IP = true
+		case "email":
+			sc.sanTypes.Email = true
+		}
+	}
+	grace := cfg.Security.SenderConstraints.MTLS.RotationGrace.D()
+	for ti := range cfg.Tenants {
+		t := &cfg.Tenants[ti]
+		ts := &mtls.TrustStore{Roots: x509.NewCertPool()}
+		for ri, f := range t.TrustRoots {
+			certs, err := readCerts(config.ResolvePath(f))
+			if err != nil {
+				return nil, fmt.Errorf("tenants[%d].trustRoots[%d]: %w", ti, ri, err)
+			}
+			for _, c := range certs {
+				ts.Roots.AddCert(c)
+			}
+		}
+		if len(t.TrustRoots) == 0 && o.DevCA != nil {
+			ts.Roots.AddCert(o.DevCA)
+		}
+		sc.trust[t.ID] = ts
+		for ci := range t.Clients {
+			cl := &t.Clients[ci]
+			key := fmt.Sprintf("tenants[%d].clients[%d].tls", ti, ci)
+			switch cl.AuthMethod {
+			case "tls_client_auth":
+				sc.rules[cl.ID] = mtls.ClientRule{Method: mtls.MethodTLSClientAuth,
+					SubjectDN: cl.TLS.SubjectDN, SANDNS: cl.TLS.SANDNS, SANURI: cl.TLS.SANURI, SANIP: cl.TLS.SANIP, SANEmail: cl.TLS.SANEmail}
+			case "self_signed_tls_client_auth":
+				rule := mtls.ClientRule{Method: mtls.MethodSelfSignedTLSClientAuth}
+				for i, f := range cl.TLS.Certificates {
+					certs, err := readCerts(config.ResolvePath(f))
+					if err != nil {
+						return nil, fmt.Errorf("%s.certificates[%d]: %w", key, i, err)
+					}
+					for _, c := range certs {
+						rule.Registered = append(rule.Registered, mtls.RegisterCertificate(c, time.Time{}))
+					}
+				}
+				for i, f := range cl.TLS.PreviousCertificates {
+					certs, err := readCerts(config.ResolvePath(f))
+					if err != nil {
+						return nil, fmt.Errorf("%s.previousCertificates[%d]: %w", key, i, err)
+					}
+					if cl.TLS.RotatedAt.IsZero() {
+						return nil, fmt.Errorf("%s.rotatedAt: required with previousCertificates", key)
+					}
+					for _, c := range certs {
+						rule.Registered = append(rule.Registered, mtls.RegisterCertificate(c, cl.TLS.RotatedAt.Add(grace)))
+					}
+				}
+				sc.rules[cl.ID] = rule
+			default:
+				continue
+			}
+			if err := sc.rules[cl.ID].Validate(); err != nil {
+				return nil, fmt.Errorf("%s: %w", key, err)
+			}
+		}
+	}
+	return sc, nil
+}
+
+func readCerts(path string) ([]*x509.Certificate, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []*x509.Certificate
+	for {
+		var blk *pem.Block
+		blk, raw = pem.Decode(raw)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no CERTIFICATE PEM block")
+	}
+	return out, nil
+}
+
+// certAuth implements tls_client_auth and self_signed_tls_client_auth
+// (RFC 8705 §2). Every failure is invalid_client; the reason is logged.
+func (sc *senderConstraints) certAuth(r *Request, cl *Client) *Error {
+	if !sc.cfg.Security.SenderConstraints.MTLS.Enabled {
+		return ErrInvalidClient("mtls-disabled")
+	}
+	rule, ok := sc.rules[cl.ID]
+	if !ok {
+		return ErrInvalidClient("no-certificate-rule")
+	}
+	err := mtls.Authenticate(r.Peer, rule, sc.trust[cl.Tenant], sc.sanTypes, sc.now())
+	if err != nil {
+		reason := "certificate"
+		var ae *mtls.AuthError
+		if errors.As(err, &ae) {
+			reason = ae.Reason
+		}
+		sc.log.Info("authority.mtls.client_auth.failed", "tenant", cl.Tenant, "client", cl.ID, "reason", reason,
+			"detail", err.Error(), "correlation_id", r.CorrelationID)
+		e := ErrInvalidClient("mtls-" + reason)
+		e.Header = nil // not a Basic client: no Basic challenge
+		return e
+	}
+	return nil
+}
+
+// binding is the sender constraint a new token carries.
+type binding struct {
+	cnf Cnf
+	// nonce is the DPoP-Nonce to return with the response.
+	nonce string
+	// dpopResult is the authority.dpop_result of the request ("" if DPoP
+	// played no part).
+	dpopResult string
+}
+
+func (b binding) kind() string {
+	switch {
+	case b.cnf.JKT != "" && b.cnf.X5tS256 != "":
+		return "dpop+mtls"
+	case b.cnf.JKT != "":
+		return "dpop"
+	case b.cnf.X5tS256 != "":
+		return "mtls"
+	}
+	return "none"
+}
+
+func intersects(a, b []string) bool {
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			return true
+		}
+	}
+	return false
+}
+
+// nonceScope partitions DPoP nonces per tenant, client and audience set.
+func nonceScope(cl *Client, auds []string) string {
+	return cl.Tenant + "\x1f" + cl.ID + "\x1f" + strings.Join(auds, ",")
+}
+
+// bindToken runs the native sender-constraint checks of a token request and
+// returns the binding the token must carry.
+func (sc *senderConstraints) bindToken(ctx context.Context, r *Request, cl *Client, auds []string) (binding, *Error) {
+	var b binding
+	m := sc.cfg.Security.SenderConstraints.MTLS
+	if m.Enabled {
+		certClient := cl.AuthMethod == "tls_client_auth" || cl.AuthMethod == "self_signed_tls_client_auth"
+		required := cl.Policy.RequireMTLS || intersects(auds, m.EnforceForAudiences)
+		switch {
+		case r.Peer.Leaf != nil && (required || certClient):
+			b.cnf.X5tS256 = mtls.Thumbprint(r.Peer.Leaf)
+		case required:
+			sc.log.Info("authority.security.senderConstraint", "tenant", cl.Tenant, "client", cl.ID,
+				"kind", "mtls", "outcome", "refused", "reason", "certificate-required", "correlation_id", r.CorrelationID)
+			return b, &Error{Status: 400, Code: CodeInvalidRequest, Reason: "mtls-required",
+				Description: "a client certificate is required (use the mtls_endpoint_aliases token endpoint)"}
+		}
+	}
+	d := sc.cfg.Security.SenderConstraints.DPoP
+	if !d.Enabled || (len(r.DPoP) == 0 && !cl.Policy.RequireDPoP) {
+		return b, nil
+	}
+	nonceRequired := d.Nonce.Enabled && (cl.Policy.RequireDPoPNonce || intersects(auds, d.Nonce.RequiredAudiences))
+	scope := nonceScope(cl, auds)
+	withNonce := func(e *Error, n string) *Error {
+		if !d.Nonce.Enabled {
+			return e
+		}
+		if n == "" {
+			var err error
+			if n, err = sc.dpop.Nonce(ctx, scope); err != nil {
+				sc.log.Error("authority.dpop.nonce.unavailable", "error", err.Error(), "correlation_id", r.CorrelationID)
+				return e
+			}
+		}
+		return e.WithHeader("DPoP-Nonce", n)
+	}
+	logReq := func(result, nonceStatus, jkt string) {
+		b.dpopResult = result
+		sc.metrics.DPoPResult(ctx, cl.Tenant, result)
+		sc.log.Info("authority.dpop.request", "tenant", cl.Tenant, "client", cl.ID, "cnf_jkt", jkt,
+			"nonce_status", nonceStatus, "dpop_result", result, "correlation_id", r.CorrelationID)
+	}
+
+	if len(r.DPoP) == 0 {
+		if d.AllowTemporaryBypass {
+			logReq("bypass", "not-checked", "")
+			sc.log.Warn("authority.dpop.proof.bypass", "tenant", cl.Tenant, "client", cl.ID,
+				"authority.dpop_result", "bypass", "correlation_id", r.CorrelationID)
+			sc.audit.Record(ctx, audit.Event{Type: "authority.dpop.proof.bypass", Outcome: audit.OutcomeSuccess,
+				Tenant: cl.Tenant, Client: cl.ID, Reason: "allowTemporaryBypass", CorrelationID: r.CorrelationID})
+			return b, nil
+		}
+		if nonceRequired {
+			logReq("missing", "missing", "")
+			sc.metrics.NonceMiss(ctx)
+			return b, withNonce(&Error{Status: 400, Code: CodeUseDPoPNonce, Reason: "dpop-missing",
+				Description: "a DPoP proof with a server-provided nonce is required"}, "")
+		}
+		logReq("missing", "not-required", "")
+		return b, withNonce(&Error{Status: 400, Code: CodeInvalidDPoPProof, Reason: "dpop-missing",
+			Description: "a DPoP proof is required"}, "")
+	}
+
+	res, err := sc.dpop.Verify(ctx, dpop.Request{
+		Header:        r.DPoP,
+		Method:        r.Method,
+		URL:           publicURL(sc.cfg, r),
+		NonceRequired: nonceRequired,
+		NonceScope:    scope,
+	})
+	if err != nil {
+		return b, sc.dpopFailure(ctx, r, cl, err, withNonce, logReq, false)
+	}
+	nonceStatus := "not-required"
+	if nonceRequired {
+		nonceStatus = "valid"
+	}
+	b.cnf.JKT = res.Proof.JKT
+	b.nonce = res.NextNonce
+	if b.nonce == "" && d.Nonce.Enabled {
+		if n, err := sc.dpop.Nonce(ctx, scope); err == nil {
+			b.nonce = n
+		}
+	}
+	logReq("valid", nonceStatus, res.Proof.JKT)
+	return b, nil
+}
+
+// dpopFailure maps a Verify error to the token endpoint's (or, with
+// resource, the protected resource's) answer.
+func (sc *senderConstraints) dpopFailure(ctx context.Context, r *Request, cl *Client, err error,
+	withNonce func(*Error, string) *Error, logReq func(string, string, string), resource bool) *Error {
+	var de *dpop.Error
+	if !errors.As(err, &de) {
+		logReq("invalid", "unavailable", "")
+		return ErrUnavailable("dpop-state", err)
+	}
+	jkt := ""
+	if de.Proof != nil {
+		jkt = de.Proof.JKT
+	}
+	challenge := func(e *Error) *Error {
+		if resource {
+			e.Status = http.StatusUnauthorized
+			e = e.WithHeader("WWW-Authenticate", fmt.Sprintf(`DPoP error=%q, error_description=%q, algs=%q`, e.Code, e.Description, sc.algs))
+		}
+		return e
+	}
+	switch {
+	case de.Replay:
+		logReq("replay", "not-checked", jkt)
+		ev := audit.Event{Type: "authority.dpop.proof.replay", Outcome: audit.OutcomeFailure, Tenant: cl.Tenant,
+			Client: cl.ID, Reason: "jti-reused", CorrelationID: r.CorrelationID, RemoteAddr: r.RemoteAddr, UserAgent: r.UserAgent}
+		if de.Proof != nil {
+			ev.SenderConstraint = map[string]string{"jkt": de.Proof.JKT, "jti": de.Proof.JTI, "htu": de.Proof.HTU}
+		}
+		sc.audit.Record(ctx, ev)
+		return challenge(withNonce(&Error{Status: http.StatusUnauthorized, Code: CodeInvalidDPoPProof, Reason: "dpop-replay",
+			Description: "the DPoP proof was already used"}, de.NextNonce))
+	case de.Code == dpop.CodeUseNonce:
+		status := "invalid"
+		if de.Check == dpop.CheckNonceMissing {
+			status = "missing"
+		}
+		logReq("nonce_miss", status, jkt)
+		sc.metrics.NonceMiss(ctx)
+		return challenge(withNonce(&Error{Status: 400, Code: CodeUseDPoPNonce, Reason: "dpop-" + de.Check,
+			Description: de.Description}, de.NextNonce))
+	default:
+		logReq("invalid", "not-checked", jkt)
+		code := CodeInvalidDPoPProof
+		if de.Check == dpop.CheckJKTMismatch && resource {
+			code = CodeInvalidToken
+		}
+		return challenge(withNonce(&Error{Status: 400, Code: code, Reason: "dpop-" + de.Check,
+			Description: de.Description}, de.NextNonce))
+	}
+}
+
+func publicURL(cfg *config.Config, r *Request) string {
+	base := cfg.Issuer
+	if r.ViaMTLS && cfg.MTLSIssuer != "" {
+		base = cfg.MTLSIssuer
+	}
+	return strings.TrimRight(base, "/") + r.Path
+}

@@ -1,0 +1,313 @@
+package oauth
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"stellaops.org/authority/host/config"
+	"stellaops.org/authority/host/keys"
+	"stellaops.org/authority/host/store"
+)
+
+// Service issues, introspects and revokes tokens.
+type Service struct {
+	cfg      *config.Config
+	Registry *Registry
+	keys     *keys.Set
+	store    store.TokenStore
+	log      *slog.Logger
+	now      func() time.Time
+	sender   *senderConstraints
+}
+
+// Options are the dependencies of a Service.
+type Options struct {
+	Config *config.Config
+	Keys   *keys.Set
+	Store  store.TokenStore
+	Logger *slog.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// Sender configures the native sender-constraint checks.
+	Sender SenderOptions
+}
+
+// NewService wires a Service from validated configuration.
+func NewService(o Options) (*Service, error) {
+	reg, err := NewRegistry(o.Config)
+	if err != nil {
+		return nil, err
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	s := &Service{cfg: o.Config, Registry: reg, keys: o.Keys, store: o.Store, log: o.Logger, now: o.Now}
+	sc, err := newSenderConstraints(o.Config, o.Sender, o.Now, o.Logger)
+	if err != nil {
+		return nil, err
+	}
+	s.sender = sc
+	return s, nil
+}
+
+// Request is what every endpoint gets from HTTP: the parsed form, the
+// credentials and the connection facts the native checks need.
+type Request struct {
+	Form  url.Values
+	Creds Credentials
+	// Peer is the client certificate context (mTLS).
+	Peer Peer
+	// DPoP holds every value of the DPoP header.
+	DPoP []string
+	// Authorization is the raw Authorization header (fresh-auth).
+	Authorization string
+	Method        string
+	// ViaMTLS is true when the request arrived on the HTTPS listener, whose
+	// public URL is the mTLS alias.
+	ViaMTLS       bool
+	Path          string
+	RemoteAddr    string
+	UserAgent     string
+	CorrelationID string
+}
+
+// PublicURL is the configured public URL of the endpoint that took the
+// request: the issuer or the mTLS alias, never the client's Host header.
+func (s *Service) PublicURL(r *Request) string {
+	base := s.cfg.Issuer
+	if r.ViaMTLS && s.cfg.MTLSIssuer != "" {
+		base = s.cfg.MTLSIssuer
+	}
+	return strings.TrimRight(base, "/") + r.Path
+}
+
+// TokenResponse is the RFC 6749 §5.1 success body.
+type TokenResponse struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresIn   int64  `json:"expires_in"`
+	Scope       string `json:"scope,omitempty"`
+	// Header carries response headers (DPoP-Nonce).
+	Header http.Header `json:"-"`
+}
+
+// Cnf is the RFC 7800 confirmation claim (RFC 9449 §6, RFC 8705 §3.1).
+type Cnf struct {
+	JKT     string `json:"jkt,omitempty"`
+	X5tS256 string `json:"x5t#S256,omitempty"`
+}
+
+// AccessClaims are the RFC 9068 claims of an access token.
+type AccessClaims struct {
+	Iss      string   `json:"iss"`
+	Sub      string   `json:"sub"`
+	Aud      []string `json:"aud"`
+	Exp      int64    `json:"exp"`
+	Iat      int64    `json:"iat"`
+	Nbf      int64    `json:"nbf"`
+	Jti      string   `json:"jti"`
+	ClientID string   `json:"client_id"`
+	Scope    string   `json:"scope,omitempty"`
+	Tid      string   `json:"tid"`
+	Cnf      *Cnf     `json:"cnf,omitempty"`
+}
+
+// TokenTypeJWT is the JOSE typ of access tokens (RFC 9068 §2.1).
+const TokenTypeJWT = "at+jwt"
+
+// Token handles POST /token.
+func (s *Service) Token(ctx context.Context, r *Request) (*TokenResponse, *Error) {
+	if e := checkSingleValued(r.Form); e != nil {
+		return nil, e
+	}
+	grant := r.Form.Get("grant_type")
+	if grant == "" {
+		return nil, ErrInvalidRequest("grant_type is required")
+	}
+	cl, e := s.authenticate(r)
+	if e != nil {
+		return nil, e
+	}
+	switch grant {
+	case "client_credentials":
+	default:
+		if !slices.Contains([]string{"password", "refresh_token"}, grant) {
+			return nil, &Error{Status: 400, Code: CodeUnsupportedGrantType, Description: "grant_type " + quoteShort(grant) + " is not supported", Reason: "unsupported-grant"}
+		}
+		if !cl.AllowsGrant(grant) {
+			return nil, &Error{Status: 400, Code: CodeUnauthorizedClient, Description: "the client may not use this grant_type", Reason: "grant-not-allowed"}
+		}
+		return nil, &Error{Status: 400, Code: CodeUnsupportedGrantType, Description: "grant_type " + grant + " is not enabled on this server", Reason: "unsupported-grant"}
+	}
+	if !cl.AllowsGrant(grant) {
+		return nil, &Error{Status: 400, Code: CodeUnauthorizedClient, Description: "the client may not use this grant_type", Reason: "grant-not-allowed"}
+	}
+	scopes, e := grantScopes(cl, r.Form.Get("scope"))
+	if e != nil {
+		return nil, e
+	}
+	auds, e := grantAudiences(cl, r.Form)
+	if e != nil {
+		return nil, e
+	}
+	b, e := s.sender.bindToken(ctx, r, cl, auds)
+	if e != nil {
+		return nil, e
+	}
+	resp, e := s.issue(ctx, cl, cl.ID, scopes, auds, b)
+	if e != nil {
+		if b.nonce != "" {
+			e.WithHeader("DPoP-Nonce", b.nonce)
+		}
+		return nil, e
+	}
+	if b.nonce != "" {
+		resp.Header = http.Header{"Dpop-Nonce": {b.nonce}}
+	}
+	return resp, nil
+}
+
+func (s *Service) authenticate(r *Request) (*Client, *Error) {
+	cr := r.Creds
+	cr.CertAuth = func(cl *Client) *Error { return s.sender.certAuth(r, cl) }
+	cl, e := s.Registry.Authenticate(cr)
+	if e != nil {
+		if e.Code == CodeInvalidClient {
+			s.log.Info("authority.client.authentication.failed", "reason", e.Reason, "correlation_id", r.CorrelationID)
+		}
+		return nil, e
+	}
+	return cl, nil
+}
+
+func (s *Service) issue(ctx context.Context, cl *Client, subject string, scopes, auds []string, b binding) (*TokenResponse, *Error) {
+	now := s.now().Truncate(time.Second)
+	life := s.cfg.Tokens.AccessTokenLifetime.D()
+	claims := AccessClaims{
+		Iss:      s.cfg.Issuer,
+		Sub:      subject,
+		Aud:      auds,
+		Iat:      now.Unix(),
+		Nbf:      now.Unix(),
+		Exp:      now.Add(life).Unix(),
+		Jti:      newID(),
+		ClientID: cl.ID,
+		Scope:    strings.Join(scopes, " "),
+		Tid:      cl.Tenant,
+	}
+	if b.cnf.JKT != "" || b.cnf.X5tS256 != "" {
+		c := b.cnf
+		claims.Cnf = &c
+	}
+	tok, err := s.keys.Sign(TokenTypeJWT, &claims)
+	if err != nil {
+		return nil, ErrServer(err)
+	}
+	rec := &store.Token{
+		ID:                claims.Jti,
+		Kind:              store.KindAccessToken,
+		Tenant:            cl.Tenant,
+		ClientID:          cl.ID,
+		Subject:           subject,
+		Scopes:            scopes,
+		Audiences:         auds,
+		IssuedAt:          now,
+		ExpiresAt:         now.Add(life),
+		Status:            store.StatusActive,
+		SenderConstraint:  b.kind(),
+		KeyThumbprint:     b.cnf.JKT,
+		SenderCertificate: b.cnf.X5tS256,
+	}
+	// The response is sent only after the store reports the token durable.
+	if err := s.store.Put(ctx, rec); err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return nil, ErrUnavailable("store-timeout", err)
+		}
+		return nil, ErrUnavailable("store-error", err)
+	}
+	typ := "Bearer"
+	if b.cnf.JKT != "" {
+		typ = "DPoP"
+	}
+	s.log.Info("authority.token.issued", "tenant", cl.Tenant, "client", cl.ID, "grant_type", "client_credentials",
+		"sender_constraint", rec.SenderConstraint, "jti", rec.ID, "scope", claims.Scope)
+	return &TokenResponse{AccessToken: tok, TokenType: typ, ExpiresIn: int64(life / time.Second), Scope: claims.Scope}, nil
+}
+
+// checkSingleValued enforces RFC 6749 §3.2: parameters MUST NOT be
+// included more than once.
+func checkSingleValued(f url.Values) *Error {
+	for k, v := range f {
+		if len(v) > 1 && k != "resource" && k != "audience" {
+			return ErrInvalidRequest("parameter " + quoteShort(k) + " is repeated")
+		}
+	}
+	return nil
+}
+
+// grantScopes returns the sorted, de-duplicated scopes to grant: the
+// requested ones, each registered for the client, or all of the client's
+// scopes when none are requested (RFC 6749 §3.3).
+func grantScopes(cl *Client, requested string) ([]string, *Error) {
+	if strings.TrimSpace(requested) == "" {
+		out := slices.Clone(cl.Scopes)
+		slices.Sort(out)
+		return slices.Compact(out), nil
+	}
+	parts := strings.Fields(requested)
+	for _, p := range parts {
+		if !slices.Contains(cl.Scopes, p) {
+			return nil, &Error{Status: 400, Code: CodeInvalidScope, Description: "scope " + quoteShort(p) + " is not allowed for this client", Reason: "scope-not-allowed"}
+		}
+	}
+	slices.Sort(parts)
+	return slices.Compact(parts), nil
+}
+
+// grantAudiences resolves the audiences from RFC 8707 `resource` or the
+// common `audience` parameter; each must be registered for the client. With
+// none requested, every registered audience is granted.
+func grantAudiences(cl *Client, f url.Values) ([]string, *Error) {
+	req := append(slices.Clone(f["resource"]), f["audience"]...)
+	if len(req) == 0 {
+		out := slices.Clone(cl.Audiences)
+		if len(out) == 0 {
+			return nil, &Error{Status: 400, Code: CodeInvalidTarget, Description: "the client has no registered audience", Reason: "no-audience"}
+		}
+		slices.Sort(out)
+		return slices.Compact(out), nil
+	}
+	for _, a := range req {
+		if !slices.Contains(cl.Audiences, a) {
+			return nil, &Error{Status: 400, Code: CodeInvalidTarget, Description: "audience " + quoteShort(a) + " is not allowed for this client", Reason: "audience-not-allowed"}
+		}
+	}
+	slices.Sort(req)
+	return slices.Compact(req), nil
+}
+
+func quoteShort(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "..."
+	}
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}

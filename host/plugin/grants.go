@@ -1,0 +1,142 @@
+package plugin
+
+// Grants a Spec may list. Each unlocks host functions of module
+// "authority" (see abi/SPEC.md §5).
+const (
+	GrantLog          = "log"          // log
+	GrantMetrics      = "metrics"      // metric_add
+	GrantAudit        = "audit"        // audit_emit
+	GrantCounters     = "counters"     // counter_incr
+	GrantKV           = "kv"           // kv_get, kv_set
+	GrantPseudonymize = "pseudonymize" // pseudonymize
+	GrantClock        = "clock"        // now
+	GrantConfig       = "config"       // config_get
+)
+
+// HostModule is the import module name of the authority host functions;
+// WASIModule the one of the WASI subset.
+const (
+	HostModule = "authority"
+	WASIModule = "wasi_snapshot_preview1"
+)
+
+// Grants returns every grant name, in documentation order.
+func Grants() []string {
+	return []string{GrantLog, GrantMetrics, GrantAudit, GrantCounters, GrantKV, GrantPseudonymize, GrantClock, GrantConfig}
+}
+
+// IsGrant reports whether g is a known grant.
+func IsGrant(g string) bool {
+	for _, k := range Grants() {
+		if k == g {
+			return true
+		}
+	}
+	return false
+}
+
+// GrantFor returns the grant a host function of module "authority"
+// requires, and false for a name the host does not offer.
+func GrantFor(function string) (string, bool) {
+	switch function {
+	case "log":
+		return GrantLog, true
+	case "metric_add":
+		return GrantMetrics, true
+	case "audit_emit":
+		return GrantAudit, true
+	case "counter_incr":
+		return GrantCounters, true
+	case "kv_get", "kv_set":
+		return GrantKV, true
+	case "pseudonymize":
+		return GrantPseudonymize, true
+	case "now":
+		return GrantClock, true
+	case "config_get":
+		return GrantConfig, true
+	}
+	return "", false
+}
+
+// IsWASIAllowed reports whether a wasi_snapshot_preview1 function is in
+// the subset the host provides: the functions a stock Go guest imports,
+// none of which reaches a file, socket, argument or environment variable.
+func IsWASIAllowed(function string) bool {
+	switch function {
+	case "args_get", "args_sizes_get", "environ_get", "environ_sizes_get",
+		"clock_time_get", "fd_write", "fd_close", "fd_fdstat_get", "fd_fdstat_set_flags",
+		"fd_prestat_get", "fd_prestat_dir_name", "poll_oneoff", "proc_exit",
+		"random_get", "sched_yield":
+		return true
+	}
+	return false
+}
+
+// ClassifyImport says whether a module may import module.function under
+// grants, and if not why; reviewers' tooling (plugin inspect) uses it too.
+// grant is the grant that unlocks a host function ("" for WASI).
+func ClassifyImport(module, function string, grants []string) (grant string, allowed bool, reason string) {
+	switch module {
+	case WASIModule:
+		if IsWASIAllowed(function) {
+			return "", true, ""
+		}
+		return "", false, "WASI function outside the allowed subset"
+	case HostModule:
+		g, ok := GrantFor(function)
+		if !ok {
+			return "", false, "unknown host function"
+		}
+		for _, have := range grants {
+			if have == g {
+				return g, true, ""
+			}
+		}
+		return g, false, "requires grant " + `"` + g + `"`
+	}
+	return "", false, "unknown import module"
+}
+
+type grantSet uint16
+
+const (
+	bitLog grantSet = 1 << iota
+	bitMetrics
+	bitAudit
+	bitCounters
+	bitKV
+	bitPseudonymize
+	bitClock
+	bitConfig
+)
+
+func grantBit(g string) grantSet {
+	switch g {
+	case GrantLog:
+		return bitLog
+	case GrantMetrics:
+		return bitMetrics
+	case GrantAudit:
+		return bitAudit
+	case GrantCounters:
+		return bitCounters
+	case GrantKV:
+		return bitKV
+	case GrantPseudonymize:
+		return bitPseudonymize
+	case GrantClock:
+		return bitClock
+	case GrantConfig:
+		return bitConfig
+	}
+	return 0
+}
+
+func newGrantSet(grants []string) grantSet {
+	var s grantSet
+	for _, g := range grants {
+		s |= grantBit(g)
+	}
+	return s
+}

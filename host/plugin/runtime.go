@@ -1,0 +1,342 @@
+package plugin
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+)
+
+// RuntimeOptions configure the plugin runtime shared by every tenant.
+// Zero fields take the defaults documented on each.
+type RuntimeOptions struct {
+	// CacheDir keeps compiled machine code across restarts (wazero
+	// compilation cache). Empty: compiled code is cached in memory only.
+	CacheDir string
+	// InitTimeout bounds instantiation and _initialize of one instance.
+	// Default 2s.
+	InitTimeout time.Duration
+	// EventQueueSize is the per-tenant telemetry queue length; events
+	// beyond it are dropped and counted. Default 1024.
+	EventQueueSize int
+	// BreakerThreshold is the number of consecutive failures that opens a
+	// plugin's circuit breaker. Default 5.
+	BreakerThreshold int
+	// BreakerCooldown is how long an open breaker waits before letting one
+	// trial call through (half-open). Default 10s.
+	BreakerCooldown time.Duration
+	// GuestLogRate and GuestLogBurst bound guest log lines (log host
+	// function and fd_write) per tenant and plugin. Defaults 10/s, 50.
+	GuestLogRate  float64
+	GuestLogBurst int
+	// GuestLogLineBytes truncates each guest log line. Default 1024.
+	GuestLogLineBytes int
+}
+
+func (o RuntimeOptions) withDefaults() RuntimeOptions {
+	if o.InitTimeout <= 0 {
+		o.InitTimeout = 2 * time.Second
+	}
+	if o.EventQueueSize <= 0 {
+		o.EventQueueSize = 1024
+	}
+	if o.BreakerThreshold <= 0 {
+		o.BreakerThreshold = 5
+	}
+	if o.BreakerCooldown <= 0 {
+		o.BreakerCooldown = 10 * time.Second
+	}
+	if o.GuestLogRate <= 0 {
+		o.GuestLogRate = 10
+	}
+	if o.GuestLogBurst <= 0 {
+		o.GuestLogBurst = 50
+	}
+	if o.GuestLogLineBytes <= 0 {
+		o.GuestLogLineBytes = 1024
+	}
+	return o
+}
+
+// Runtime compiles and instantiates plugin modules. It owns one wazero
+// runtime per distinct memory limit (wazero caps memory per runtime), all
+// sharing one compilation cache, each with the authority host module and
+// the WASI subset instantiated. Every wazero runtime has
+// WithCloseOnContextDone(true): a call's deadline stops guest code.
+//
+// A Runtime is safe for concurrent use.
+type Runtime struct {
+	opts  RuntimeOptions
+	cache wazero.CompilationCache
+	start time.Time
+
+	mu      sync.Mutex
+	engines map[uint32]*engine
+	modules map[moduleKey]*Module
+	closed  bool
+}
+
+type engine struct {
+	rt    wazero.Runtime
+	pages uint32
+}
+
+type moduleKey struct {
+	sha   string
+	pages uint32
+}
+
+// NewRuntime returns a Runtime. With opts.CacheDir set, the directory is
+// created if needed and compiled code is reused from it.
+func NewRuntime(ctx context.Context, opts RuntimeOptions) (*Runtime, error) {
+	opts = opts.withDefaults()
+	var cache wazero.CompilationCache
+	if opts.CacheDir != "" {
+		c, err := wazero.NewCompilationCacheWithDir(opts.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("plugin: compilation cache %s: %w", opts.CacheDir, err)
+		}
+		cache = c
+	} else {
+		cache = wazero.NewCompilationCache()
+	}
+	return &Runtime{opts: opts, cache: cache, start: time.Now(), engines: map[uint32]*engine{}, modules: map[moduleKey]*Module{}}, nil
+}
+
+// Options returns the effective options (defaults applied).
+func (r *Runtime) Options() RuntimeOptions { return r.opts }
+
+func (r *Runtime) engine(ctx context.Context, pages uint32) (*engine, error) {
+	if e := r.engines[pages]; e != nil {
+		return e, nil
+	}
+	cfg := wazero.NewRuntimeConfig().
+		WithCloseOnContextDone(true).
+		WithMemoryLimitPages(pages).
+		WithCompilationCache(r.cache)
+	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
+	if err := instantiateHostModule(ctx, rt); err != nil {
+		_ = rt.Close(ctx)
+		return nil, err
+	}
+	if err := instantiateWASI(ctx, rt, r.start); err != nil {
+		_ = rt.Close(ctx)
+		return nil, err
+	}
+	e := &engine{rt: rt, pages: pages}
+	r.engines[pages] = e
+	return e, nil
+}
+
+// Module is a compiled module that passed the ABI checks that do not
+// depend on a tenant: it exports memory, authority_abi_version,
+// authority_alloc and at least one hook entry point with the signatures of
+// abi/SPEC.md, and imports only functions the host can provide. A Module is
+// shared by every tenant and plugin that pins the same digest and memory
+// limit; it is immutable.
+type Module struct {
+	// SHA256 is the hex digest of the module bytes.
+	SHA256 string
+	// Size is the module size in bytes.
+	Size int
+	// MinPages is the initial memory the module declares.
+	MinPages uint32
+
+	compiled  wazero.CompiledModule
+	eng       *engine
+	hasInit   bool
+	hasDecide bool
+	hasEvent  bool
+	imports   [][2]string
+}
+
+// ABIError reports a module that does not follow the ABI.
+type ABIError struct {
+	Module string // path or digest
+	Reason string
+}
+
+func (e *ABIError) Error() string { return "plugin: module " + e.Module + ": " + e.Reason }
+
+// Digest returns the lower-case hex sha256 of b.
+func Digest(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// LoadFile reads spec.Path, checks its sha256 against spec.SHA256 and
+// returns the compiled Module after CheckSpec. spec must have defaults
+// applied (Spec.WithDefaults).
+func (r *Runtime) LoadFile(ctx context.Context, spec Spec) (*Module, error) {
+	b, err := os.ReadFile(spec.Path)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %q: %w", spec.Name, err)
+	}
+	if got := Digest(b); got != spec.SHA256 {
+		return nil, fmt.Errorf("plugin %q: module %s: sha256 mismatch: configured %s, file has %s", spec.Name, spec.Path, spec.SHA256, got)
+	}
+	m, err := r.Compile(ctx, b, spec.Limits.MemoryPages)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %q: %w", spec.Name, err)
+	}
+	if err := m.CheckSpec(spec); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Compile compiles wasm for instances capped at memoryPages, verifying the
+// ABI exports and that every import is one the host could ever provide.
+// Compiling the same bytes twice returns the same Module.
+func (r *Runtime) Compile(ctx context.Context, wasm []byte, memoryPages uint32) (*Module, error) {
+	if memoryPages == 0 {
+		memoryPages = DefaultLimits().MemoryPages
+	}
+	key := moduleKey{sha: Digest(wasm), pages: memoryPages}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, errors.New("plugin: runtime closed")
+	}
+	if m := r.modules[key]; m != nil {
+		return m, nil
+	}
+	e, err := r.engine(ctx, memoryPages)
+	if err != nil {
+		return nil, err
+	}
+	cm, err := e.rt.CompileModule(ctx, wasm)
+	if err != nil {
+		return nil, &ABIError{Module: key.sha, Reason: "compile: " + err.Error()}
+	}
+	m, err := newModule(key.sha, len(wasm), cm, e)
+	if err != nil {
+		_ = cm.Close(ctx)
+		return nil, err
+	}
+	r.modules[key] = m
+	return m, nil
+}
+
+func newModule(sha string, size int, cm wazero.CompiledModule, e *engine) (*Module, error) {
+	m := &Module{SHA256: sha, Size: size, compiled: cm, eng: e}
+	fail := func(reason string) (*Module, error) { return nil, &ABIError{Module: sha, Reason: reason} }
+	mems := cm.ExportedMemories()
+	mem, ok := mems["memory"]
+	if !ok {
+		return fail(`does not export memory "memory"`)
+	}
+	m.MinPages = mem.Min()
+	if m.MinPages > e.pages {
+		return fail(fmt.Sprintf("declares %d initial memory pages, more than limits.memoryPages %d", m.MinPages, e.pages))
+	}
+	if len(cm.ImportedMemories()) > 0 {
+		return fail("imports a memory")
+	}
+	i32, i64 := api.ValueTypeI32, api.ValueTypeI64
+	want := []struct {
+		name     string
+		params   []api.ValueType
+		results  []api.ValueType
+		required bool
+		flag     *bool
+	}{
+		{"_initialize", nil, nil, false, &m.hasInit},
+		{"authority_abi_version", nil, []api.ValueType{i32}, true, nil},
+		{"authority_alloc", []api.ValueType{i32}, []api.ValueType{i32}, true, nil},
+		{"authority_decide", []api.ValueType{i32, i32}, []api.ValueType{i64}, false, &m.hasDecide},
+		{"authority_event", []api.ValueType{i32, i32}, []api.ValueType{i32}, false, &m.hasEvent},
+	}
+	exports := cm.ExportedFunctions()
+	for _, w := range want {
+		f, ok := exports[w.name]
+		if !ok {
+			if w.required {
+				return fail("missing export " + w.name)
+			}
+			continue
+		}
+		if !sameTypes(f.ParamTypes(), w.params) || !sameTypes(f.ResultTypes(), w.results) {
+			return fail("export " + w.name + " has the wrong signature")
+		}
+		if w.flag != nil {
+			*w.flag = true
+		}
+	}
+	if !m.hasDecide && !m.hasEvent {
+		return fail("exports neither authority_decide nor authority_event")
+	}
+	for _, f := range cm.ImportedFunctions() {
+		mod, name, _ := f.Import()
+		if _, ok, reason := ClassifyImport(mod, name, Grants()); !ok {
+			return fail("forbidden import " + mod + "." + name + ": " + reason)
+		}
+		m.imports = append(m.imports, [2]string{mod, name})
+	}
+	return m, nil
+}
+
+func sameTypes(a, b []api.ValueType) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Imports returns the module's imported functions as "module.name".
+func (m *Module) Imports() []string {
+	out := make([]string, len(m.imports))
+	for i, im := range m.imports {
+		out[i] = im[0] + "." + im[1]
+	}
+	return out
+}
+
+// CheckSpec verifies what depends on the configuration: every import is
+// granted by spec.Grants, and the module exports the entry point of every
+// hook in spec.Hooks. The error names the plugin and the import or hook.
+func (m *Module) CheckSpec(spec Spec) error {
+	for _, im := range m.imports {
+		if _, ok, reason := ClassifyImport(im[0], im[1], spec.Grants); !ok {
+			return fmt.Errorf("plugin %q: module %s imports %s.%s: %s", spec.Name, spec.Path, im[0], im[1], reason)
+		}
+	}
+	for _, h := range spec.Hooks {
+		if h == "events" && !m.hasEvent {
+			return fmt.Errorf("plugin %q: hook %q needs export authority_event", spec.Name, h)
+		}
+		if h != "events" && !m.hasDecide {
+			return fmt.Errorf("plugin %q: hook %q needs export authority_decide", spec.Name, h)
+		}
+	}
+	return nil
+}
+
+// Close closes every compiled module and wazero runtime; instances still
+// alive are closed with them. The compilation cache directory is kept.
+func (r *Runtime) Close(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	var errs []error
+	for _, e := range r.engines {
+		errs = append(errs, e.rt.Close(ctx))
+	}
+	errs = append(errs, r.cache.Close(ctx))
+	return errors.Join(errs...)
+}

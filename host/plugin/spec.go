@@ -1,0 +1,240 @@
+package plugin
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"stellaops.org/authority/abi"
+)
+
+// FailureMode says what a hook does when its plugin fails (trap, timeout,
+// invalid output, open circuit breaker, pool exhausted).
+type FailureMode string
+
+const (
+	// FailClosed answers 503 temporarily_unavailable. Default for policy hooks.
+	FailClosed FailureMode = "closed"
+	// FailOpen skips the plugin. Default (and only mode) for the events hook.
+	FailOpen FailureMode = "open"
+)
+
+// Spec configures one plugin for one tenant. It is meant to be embedded in
+// authority.yaml under a tenant:
+//
+//	plugins:
+//	  - name: sec3
+//	    path: plugins/sec3.wasm
+//	    sha256: 3f1c...
+//	    hooks: [token, events]
+//	    failureMode: {token: closed}
+//	    limits: {callTimeout: 20ms, poolSize: 4}
+//	    grants: [counters, clock, config, log]
+//	    config: {permitLimit: 10, window: 1m}
+//
+// Zero limits take the defaults of DefaultLimits.
+type Spec struct {
+	// Name identifies the plugin within its tenant ([a-z0-9_-], 1-64).
+	Name string `yaml:"name" json:"name"`
+	// Path is the .wasm file; relative paths are the caller's to resolve.
+	Path string `yaml:"path" json:"path"`
+	// SHA256 is the pinned lower-case hex digest of the file.
+	SHA256 string `yaml:"sha256" json:"sha256"`
+	// Hooks served: abi.HookToken, abi.HookIntrospect, abi.HookFreshAuth,
+	// abi.HookEvents.
+	Hooks []string `yaml:"hooks" json:"hooks"`
+	// FailureMode per hook; missing hooks take their default.
+	FailureMode map[string]FailureMode `yaml:"failureMode,omitempty" json:"failureMode,omitempty"`
+	Limits      Limits                 `yaml:"limits,omitempty" json:"limits,omitempty"`
+	// Grants lists the host functions the module may import (see Grant*).
+	Grants []string `yaml:"grants,omitempty" json:"grants,omitempty"`
+	// Config is handed to the plugin, JSON-encoded, by the config host function.
+	Config map[string]any `yaml:"config,omitempty" json:"config,omitempty"`
+}
+
+// Limits bound one plugin's instances.
+type Limits struct {
+	// MemoryPages caps each instance's linear memory (64 KiB pages).
+	MemoryPages uint32 `yaml:"memoryPages,omitempty" json:"memoryPages,omitempty"`
+	// CallTimeout bounds each hook call, guest sleeps included.
+	CallTimeout time.Duration `yaml:"callTimeout,omitempty" json:"callTimeout,omitempty"`
+	// MaxOutputBytes caps the encoded Decision a guest may return.
+	MaxOutputBytes int `yaml:"maxOutputBytes,omitempty" json:"maxOutputBytes,omitempty"`
+	// PoolSize caps the live instances per tenant (and so the concurrent
+	// calls); callers beyond it wait up to CallTimeout for an instance.
+	PoolSize int `yaml:"poolSize,omitempty" json:"poolSize,omitempty"`
+	// IdleTimeout closes instances unused for that long.
+	IdleTimeout time.Duration `yaml:"idleTimeout,omitempty" json:"idleTimeout,omitempty"`
+}
+
+// DefaultLimits are the limits a zero field takes. The reasons are in
+// abi/RATIONALE-plugins.md: 256 pages (16 MiB) fits a Go guest (~2.2 MiB
+// initial) with room for its heap; 50 ms is ~10^4 times a decision's cost,
+// so only a runaway guest reaches it; 16 KiB holds any valid Decision;
+// 4 instances keep ~15 MiB per busy tenant; 5 minutes of idleness frees a
+// quiet tenant's memory.
+func DefaultLimits() Limits {
+	return Limits{MemoryPages: 256, CallTimeout: 50 * time.Millisecond, MaxOutputBytes: 16 << 10, PoolSize: 4, IdleTimeout: 5 * time.Minute}
+}
+
+// Upper bounds enforced by Validate.
+const (
+	maxMemoryPages    = 65536
+	maxCallTimeout    = 10 * time.Second
+	maxOutputBytes    = 1 << 20
+	maxPoolSize       = 256
+	maxConfigBytes    = 64 << 10
+	minIdleTimeout    = time.Second
+	maxPluginNameSize = 64
+)
+
+// WithDefaults returns s with every zero limit and failure mode set to its
+// default. It does not modify s.
+func (s Spec) WithDefaults() Spec {
+	d := DefaultLimits()
+	if s.Limits.MemoryPages == 0 {
+		s.Limits.MemoryPages = d.MemoryPages
+	}
+	if s.Limits.CallTimeout == 0 {
+		s.Limits.CallTimeout = d.CallTimeout
+	}
+	if s.Limits.MaxOutputBytes == 0 {
+		s.Limits.MaxOutputBytes = d.MaxOutputBytes
+	}
+	if s.Limits.PoolSize == 0 {
+		s.Limits.PoolSize = d.PoolSize
+	}
+	if s.Limits.IdleTimeout == 0 {
+		s.Limits.IdleTimeout = d.IdleTimeout
+	}
+	fm := make(map[string]FailureMode, len(s.Hooks))
+	for _, h := range s.Hooks {
+		if m, ok := s.FailureMode[h]; ok {
+			fm[h] = m
+		} else if h == abi.HookEvents {
+			fm[h] = FailOpen
+		} else {
+			fm[h] = FailClosed
+		}
+	}
+	s.FailureMode = fm
+	return s
+}
+
+// Validate checks s (zero limits count as defaults) and returns an error
+// naming the offending key under path, e.g.
+// "tenants[2].plugins[0].limits.callTimeout: must be > 0".
+func (s Spec) Validate(path string) error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s.%s: %s", path, key, fmt.Sprintf(format, args...)))
+	}
+	if s.Name == "" || len(s.Name) > maxPluginNameSize || !nameChars(s.Name) {
+		bad("name", "must be 1-64 characters of [a-z0-9_-], got %q", s.Name)
+	}
+	if s.Path == "" {
+		bad("path", "required")
+	}
+	if len(s.SHA256) != 64 || strings.ToLower(s.SHA256) != s.SHA256 {
+		bad("sha256", "must be 64 lower-case hex digits")
+	} else if _, err := hex.DecodeString(s.SHA256); err != nil {
+		bad("sha256", "must be 64 lower-case hex digits")
+	}
+	if len(s.Hooks) == 0 {
+		bad("hooks", "at least one of %s, %s, %s, %s", abi.HookToken, abi.HookIntrospect, abi.HookFreshAuth, abi.HookEvents)
+	}
+	seen := map[string]bool{}
+	for i, h := range s.Hooks {
+		switch {
+		case !abi.IsHook(h):
+			bad(fmt.Sprintf("hooks[%d]", i), "unknown hook %q", h)
+		case seen[h]:
+			bad(fmt.Sprintf("hooks[%d]", i), "duplicate hook %q", h)
+		}
+		seen[h] = true
+	}
+	for h, m := range s.FailureMode {
+		key := "failureMode." + h
+		switch {
+		case !seen[h]:
+			bad(key, "hook %q is not in hooks", h)
+		case m != FailClosed && m != FailOpen:
+			bad(key, "must be %q or %q, got %q", FailClosed, FailOpen, m)
+		case h == abi.HookEvents && m != FailOpen:
+			bad(key, "the events hook is asynchronous and can only fail %q", FailOpen)
+		}
+	}
+	l := s.Limits
+	if l.MemoryPages > maxMemoryPages {
+		bad("limits.memoryPages", "must be <= %d", maxMemoryPages)
+	}
+	if l.CallTimeout < 0 {
+		bad("limits.callTimeout", "must be > 0")
+	} else if l.CallTimeout > maxCallTimeout {
+		bad("limits.callTimeout", "must be <= %s", maxCallTimeout)
+	}
+	if l.MaxOutputBytes < 0 {
+		bad("limits.maxOutputBytes", "must be > 0")
+	} else if l.MaxOutputBytes > maxOutputBytes {
+		bad("limits.maxOutputBytes", "must be <= %d", maxOutputBytes)
+	}
+	if l.PoolSize < 0 {
+		bad("limits.poolSize", "must be > 0")
+	} else if l.PoolSize > maxPoolSize {
+		bad("limits.poolSize", "must be <= %d", maxPoolSize)
+	}
+	if l.IdleTimeout < 0 {
+		bad("limits.idleTimeout", "must be > 0")
+	} else if l.IdleTimeout != 0 && l.IdleTimeout < minIdleTimeout {
+		bad("limits.idleTimeout", "must be >= %s", minIdleTimeout)
+	}
+	granted := map[string]bool{}
+	for i, g := range s.Grants {
+		switch {
+		case !IsGrant(g):
+			bad(fmt.Sprintf("grants[%d]", i), "unknown grant %q (known: %s)", g, strings.Join(Grants(), ", "))
+		case granted[g]:
+			bad(fmt.Sprintf("grants[%d]", i), "duplicate grant %q", g)
+		}
+		granted[g] = true
+	}
+	if len(s.Config) > 0 {
+		if b, err := json.Marshal(s.Config); err != nil {
+			bad("config", "not representable as JSON: %v", err)
+		} else if len(b) > maxConfigBytes {
+			bad("config", "encodes to %d bytes, more than %d", len(b), maxConfigBytes)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateTenant validates every spec of one tenant under path (for
+// example "tenants[2].plugins") and checks that names are unique.
+func ValidateTenant(path string, specs []Spec) error {
+	var errs []error
+	names := map[string]int{}
+	for i, s := range specs {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		if err := s.Validate(p); err != nil {
+			errs = append(errs, err)
+		}
+		if j, dup := names[s.Name]; dup {
+			errs = append(errs, fmt.Errorf("%s.name: %q already used by %s[%d]", p, s.Name, path, j))
+		}
+		names[s.Name] = i
+	}
+	return errors.Join(errs...)
+}
+
+func nameChars(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

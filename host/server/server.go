@@ -1,0 +1,495 @@
+// Package server is the HTTP face of the Authority: routes, request parsing
+// and size limits, OAuth error rendering, correlation ids and structured
+// request logs, the plain and the mTLS listeners, and graceful shutdown.
+// Everything an endpoint decides lives in host/oauth.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"stellaops.org/authority/host/config"
+	"stellaops.org/authority/host/keys"
+	"stellaops.org/authority/host/mtls"
+	"stellaops.org/authority/host/oauth"
+)
+
+// Checker reports whether a dependency is ready (readyz).
+type Checker struct {
+	Name  string
+	Check func(context.Context) error
+}
+
+// Server serves the Authority endpoints.
+type Server struct {
+	cfg       *config.Config
+	svc       *oauth.Service
+	keys      *keys.Set
+	log       *slog.Logger
+	extractor *mtls.Extractor
+	checks    []Checker
+	metrics   http.Handler
+	metadata  []byte
+	engine    *gin.Engine
+	mtlsAlias *gin.Engine
+}
+
+// Options are a Server's dependencies.
+type Options struct {
+	Config  *config.Config
+	Service *oauth.Service
+	Keys    *keys.Set
+	Logger  *slog.Logger
+	// Checks run at /readyz.
+	Checks []Checker
+	// Metrics serves /metrics (Prometheus text).
+	Metrics http.Handler
+}
+
+// New builds the handlers of both listeners.
+func New(o Options) (*Server, error) {
+	gin.SetMode(gin.ReleaseMode)
+	s := &Server{
+		cfg:       o.Config,
+		svc:       o.Service,
+		keys:      o.Keys,
+		log:       o.Logger,
+		checks:    o.Checks,
+		metrics:   o.Metrics,
+		extractor: &mtls.Extractor{TrustedProxies: o.Config.TrustedProxyPrefixes()},
+	}
+	md, err := json.Marshal(Metadata(o.Config))
+	if err != nil {
+		return nil, err
+	}
+	s.metadata = md
+	s.engine = s.routes(false)
+	s.mtlsAlias = s.routes(true)
+	return s, nil
+}
+
+// Handler is the plain listener's handler (issuer URL).
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// MTLSHandler is the HTTPS listener's handler (the mTLS alias URL).
+func (s *Server) MTLSHandler() http.Handler { return s.mtlsAlias }
+
+func (s *Server) routes(viaMTLS bool) *gin.Engine {
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.ContextWithFallback = true
+	e.Use(s.recoverer(), s.correlate(viaMTLS))
+	e.NoRoute(func(c *gin.Context) { writeError(c, &oauth.Error{Status: 404, Code: "not_found", Description: "no such endpoint"}) })
+	e.NoMethod(func(c *gin.Context) {
+		writeError(c, &oauth.Error{Status: 405, Code: CodeMethodNotAllowed, Description: "method not allowed"})
+	})
+	e.POST("/token", s.form(viaMTLS, s.token))
+	e.POST("/introspect", s.form(viaMTLS, s.introspect))
+	e.POST("/revoke", s.form(viaMTLS, s.revoke))
+	e.POST("/fresh-auth", s.form(viaMTLS, s.freshAuth))
+	e.GET("/jwks", s.jwks)
+	e.GET("/.well-known/oauth-authorization-server", s.wellKnown)
+	e.GET("/.well-known/openid-configuration", s.wellKnown)
+	e.GET("/healthz", func(c *gin.Context) { c.JSON(200, gin.H{"status": "ok"}) })
+	e.GET("/readyz", s.readyz)
+	if s.metrics != nil {
+		e.GET("/metrics", gin.WrapH(s.metrics))
+	}
+	return e
+}
+
+// CodeMethodNotAllowed is the error code of 405 answers.
+const CodeMethodNotAllowed = "method_not_allowed"
+
+type ctxKey int
+
+const correlationKey ctxKey = 1
+
+// CorrelationID returns the request's correlation id.
+func CorrelationID(ctx context.Context) string {
+	v, _ := ctx.Value(correlationKey).(string)
+	return v
+}
+
+func (s *Server) correlate(viaMTLS bool) gin.HandlerFunc {
+	listener := "http"
+	if viaMTLS {
+		listener = "https"
+	}
+	return func(c *gin.Context) {
+		start := time.Now()
+		id := c.GetHeader("X-Correlation-ID")
+		if !validCorrelation(id) {
+			id = newCorrelationID()
+		}
+		c.Header("X-Correlation-ID", id)
+		c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), correlationKey, id))
+		c.Next()
+		lvl := slog.LevelInfo
+		if c.Writer.Status() >= 500 {
+			lvl = slog.LevelError
+		}
+		s.log.LogAttrs(c.Request.Context(), lvl, "authority.http.request",
+			slog.String("correlation_id", id),
+			slog.String("listener", listener),
+			slog.String("method", c.Request.Method),
+			slog.String("route", c.FullPath()),
+			slog.Int("status", c.Writer.Status()),
+			slog.Duration("duration", time.Since(start)),
+		)
+	}
+}
+
+func (s *Server) recoverer() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("authority.http.panic", "correlation_id", CorrelationID(c.Request.Context()), "panic", fmt.Sprint(v))
+				writeError(c, oauth.ErrServer(fmt.Errorf("panic: %v", v)))
+				c.Abort()
+			}
+		}()
+		c.Next()
+	}
+}
+
+func validCorrelation(id string) bool {
+	if len(id) < 8 || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func newCorrelationID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+type formHandler func(c *gin.Context, r *oauth.Request)
+
+// form parses an application/x-www-form-urlencoded POST body under the
+// configured size limit and builds the oauth.Request.
+func (s *Server) form(viaMTLS bool, h formHandler) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		req := c.Request
+		r := &oauth.Request{
+			Method:        req.Method,
+			Path:          c.FullPath(),
+			ViaMTLS:       viaMTLS,
+			RemoteAddr:    req.RemoteAddr,
+			UserAgent:     req.UserAgent(),
+			CorrelationID: CorrelationID(req.Context()),
+			DPoP:          req.Header.Values("DPoP"),
+			Authorization: req.Header.Get("Authorization"),
+		}
+		ct := req.Header.Get("Content-Type")
+		if req.ContentLength != 0 || ct != "" {
+			mt, _, err := mime.ParseMediaType(ct)
+			if err != nil || mt != "application/x-www-form-urlencoded" {
+				writeError(c, oauth.ErrInvalidRequest("the body must be application/x-www-form-urlencoded"))
+				return
+			}
+		}
+		req.Body = http.MaxBytesReader(c.Writer, req.Body, s.cfg.Limits.MaxBodyBytes)
+		if err := req.ParseForm(); err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				writeError(c, &oauth.Error{Status: http.StatusRequestEntityTooLarge, Code: oauth.CodeInvalidRequest, Description: "request body too large"})
+				return
+			}
+			writeError(c, oauth.ErrInvalidRequest("malformed form body"))
+			return
+		}
+		if len(req.URL.RawQuery) > 0 {
+			// Credentials and grant parameters belong in the body only.
+			writeError(c, oauth.ErrInvalidRequest("parameters must be sent in the request body, not the query"))
+			return
+		}
+		r.Form = req.PostForm
+		if id, pw, ok := req.BasicAuth(); ok {
+			r.Creds.Basic, r.Creds.BasicID, r.Creds.BasicPass = true, id, pw
+		} else if auth := req.Header.Get("Authorization"); hasScheme(auth, "Basic") {
+			writeError(c, oauth.ErrInvalidClient("malformed-basic"))
+			return
+		}
+		if v, ok := r.Form["client_id"]; ok && len(v) == 1 {
+			r.Creds.PostID = v[0]
+		}
+		if v, ok := r.Form["client_secret"]; ok && len(v) == 1 {
+			r.Creds.PostSecret, r.Creds.HasPostSecret = v[0], true
+		}
+		peer, err := s.extractor.FromRequest(req)
+		if err != nil {
+			s.log.Warn("authority.mtls.header.malformed", "correlation_id", r.CorrelationID, "error", err.Error())
+			writeError(c, oauth.ErrInvalidRequest("malformed client certificate header"))
+			return
+		}
+		if peer.IgnoredUntrustedHeader {
+			s.svc.CountIgnoredCertHeader()
+			s.log.Warn("authority.mtls.header.untrusted", "correlation_id", r.CorrelationID, "remote_addr", req.RemoteAddr)
+		}
+		r.Peer = peer
+		h(c, r)
+	}
+}
+
+func hasScheme(h, scheme string) bool {
+	return len(h) >= len(scheme) && strings.EqualFold(h[:len(scheme)], scheme) && (len(h) == len(scheme) || h[len(scheme)] == ' ')
+}
+
+// writeError renders an OAuth error (RFC 6749 §5.2) with its headers.
+func writeError(c *gin.Context, e *oauth.Error) {
+	for k, vs := range e.Header {
+		for _, v := range vs {
+			c.Writer.Header().Add(k, v)
+		}
+	}
+	c.Header("Cache-Control", "no-store")
+	c.Header("Pragma", "no-cache")
+	body := struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description,omitempty"`
+	}{e.Code, e.Description}
+	c.JSON(e.Status, body)
+	c.Abort()
+}
+
+func (s *Server) logError(c *gin.Context, r *oauth.Request, e *oauth.Error) {
+	attrs := []any{"correlation_id", r.CorrelationID, "route", c.FullPath(), "status", e.Status, "error", e.Code, "reason", e.Reason}
+	if e.Cause != nil {
+		attrs = append(attrs, "cause", e.Cause.Error())
+		s.log.Error("authority.request.failed", attrs...)
+		return
+	}
+	s.log.Info("authority.request.refused", attrs...)
+}
+
+func (s *Server) fail(c *gin.Context, r *oauth.Request, e *oauth.Error) {
+	s.logError(c, r, e)
+	writeError(c, e)
+}
+
+func noStore(c *gin.Context) {
+	c.Header("Cache-Control", "no-store")
+	c.Header("Pragma", "no-cache")
+}
+
+func (s *Server) token(c *gin.Context, r *oauth.Request) {
+	resp, e := s.svc.Token(c.Request.Context(), r)
+	if e != nil {
+		s.fail(c, r, e)
+		return
+	}
+	for k, vs := range resp.Header {
+		for _, v := range vs {
+			c.Writer.Header().Add(k, v)
+		}
+	}
+	noStore(c)
+	c.JSON(http.StatusOK, resp)
+}
+
+func (s *Server) introspect(c *gin.Context, r *oauth.Request) {
+	resp, e := s.svc.Introspect(c.Request.Context(), r)
+	if e != nil {
+		s.fail(c, r, e)
+		return
+	}
+	noStore(c)
+	c.JSON(http.StatusOK, resp)
+}
+
+func (s *Server) revoke(c *gin.Context, r *oauth.Request) {
+	if e := s.svc.Revoke(c.Request.Context(), r); e != nil {
+		s.fail(c, r, e)
+		return
+	}
+	noStore(c)
+	c.Status(http.StatusOK)
+}
+
+func (s *Server) freshAuth(c *gin.Context, r *oauth.Request) {
+	resp, e := s.svc.FreshAuth(c.Request.Context(), r)
+	if e != nil {
+		s.fail(c, r, e)
+		return
+	}
+	for k, vs := range resp.Header {
+		for _, v := range vs {
+			c.Writer.Header().Add(k, v)
+		}
+	}
+	noStore(c)
+	c.JSON(http.StatusOK, resp)
+}
+
+func (s *Server) jwks(c *gin.Context) {
+	c.Header("Cache-Control", "public, max-age=300")
+	c.Data(http.StatusOK, "application/jwk-set+json", s.keys.JWKS())
+}
+
+func (s *Server) wellKnown(c *gin.Context) {
+	c.Header("Cache-Control", "public, max-age=300")
+	c.Data(http.StatusOK, "application/json", s.metadata)
+}
+
+func (s *Server) readyz(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+	defer cancel()
+	type result struct {
+		Name  string `json:"name"`
+		OK    bool   `json:"ok"`
+		Error string `json:"error,omitempty"`
+	}
+	results := make([]result, len(s.checks))
+	var wg sync.WaitGroup
+	for i, ch := range s.checks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := ch.Check(ctx)
+			results[i] = result{Name: ch.Name, OK: err == nil}
+			if err != nil {
+				results[i].Error = "unreachable"
+				s.log.Warn("authority.readyz.failed", "check", ch.Name, "error", err.Error())
+			}
+		}()
+	}
+	wg.Wait()
+	status := http.StatusOK
+	for _, r := range results {
+		if !r.OK {
+			status = http.StatusServiceUnavailable
+		}
+	}
+	c.JSON(status, gin.H{"ready": status == http.StatusOK, "checks": results})
+}
+
+// Metadata is the RFC 8414 authorization server metadata document.
+func Metadata(cfg *config.Config) map[string]any {
+	base := strings.TrimRight(cfg.Issuer, "/")
+	authMethods := []string{"client_secret_basic", "client_secret_post"}
+	md := map[string]any{
+		"issuer":                                base,
+		"token_endpoint":                        base + "/token",
+		"introspection_endpoint":                base + "/introspect",
+		"revocation_endpoint":                   base + "/revoke",
+		"jwks_uri":                              base + "/jwks",
+		"grant_types_supported":                 []string{"client_credentials"},
+		"response_types_supported":              []string{},
+		"token_endpoint_auth_signing_alg_values_supported": []string{},
+		"fresh_auth_endpoint":                   base + "/fresh-auth",
+	}
+	if cfg.MTLSIssuer != "" && cfg.Security.SenderConstraints.MTLS.Enabled {
+		alias := strings.TrimRight(cfg.MTLSIssuer, "/")
+		authMethods = append(authMethods, "tls_client_auth", "self_signed_tls_client_auth")
+		md["tls_client_certificate_bound_access_tokens"] = true
+		md["mtls_endpoint_aliases"] = map[string]string{
+			"token_endpoint":         alias + "/token",
+			"introspection_endpoint": alias + "/introspect",
+			"revocation_endpoint":    alias + "/revoke",
+			"fresh_auth_endpoint":    alias + "/fresh-auth",
+		}
+	}
+	delete(md, "token_endpoint_auth_signing_alg_values_supported")
+	md["token_endpoint_auth_methods_supported"] = authMethods
+	md["introspection_endpoint_auth_methods_supported"] = authMethods
+	md["revocation_endpoint_auth_methods_supported"] = authMethods
+	if d := cfg.Security.SenderConstraints.DPoP; d.Enabled {
+		md["dpop_signing_alg_values_supported"] = d.AllowedAlgorithms
+	}
+	return md
+}
+
+// Listeners binds both listeners and serves until ctx ends, then shuts
+// down gracefully within listen.shutdownTimeout.
+func (s *Server) Serve(ctx context.Context, tlsCert *tls.Certificate) error {
+	plain := &http.Server{
+		Addr:              s.cfg.Listen.HTTP,
+		Handler:           s.engine,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	servers := []*http.Server{plain}
+	lns := []net.Listener{}
+	ln, err := net.Listen("tcp", s.cfg.Listen.HTTP)
+	if err != nil {
+		return fmt.Errorf("listen.http: %w", err)
+	}
+	lns = append(lns, ln)
+	if s.cfg.Listen.HTTPS != "" {
+		if tlsCert == nil {
+			ln.Close()
+			return errors.New("listen.https: no server certificate")
+		}
+		secure := &http.Server{
+			Addr:              s.cfg.Listen.HTTPS,
+			Handler:           s.mtlsAlias,
+			TLSConfig:         mtls.ServerTLSConfig(*tlsCert),
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       15 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    32 << 10,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		}
+		tln, err := net.Listen("tcp", s.cfg.Listen.HTTPS)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listen.https: %w", err)
+		}
+		servers = append(servers, secure)
+		lns = append(lns, tls.NewListener(tln, secure.TLSConfig))
+	}
+	errc := make(chan error, len(servers))
+	for i, srv := range servers {
+		go func() { errc <- srv.Serve(lns[i]) }()
+	}
+	s.log.Info("authority.server.started", "http", s.cfg.Listen.HTTP, "https", s.cfg.Listen.HTTPS, "issuer", s.cfg.Issuer)
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.Listen.ShutdownTimeout.D())
+	defer cancel()
+	for _, srv := range servers {
+		if err := srv.Shutdown(sctx); err != nil {
+			s.log.Warn("authority.server.shutdown", "error", err.Error())
+		}
+	}
+	s.log.Info("authority.server.stopped")
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return nil
+}
+

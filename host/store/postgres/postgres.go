@@ -1,0 +1,305 @@
+// Package postgres is the PostgreSQL store.TokenStore, for deployments with
+// several Authority nodes.
+//
+// Writes use group commit: concurrent Put calls are queued to a few batcher
+// goroutines, each of which inserts whatever is queued (up to
+// Options.BatchMax tokens) with one INSERT statement, i.e. one transaction
+// and one WAL flush, and then answers every caller with its own result. See
+// batch.go and RATIONALE notes there. Reads and revocations are plain
+// statements.
+//
+// The schema is created and upgraded by the embedded, versioned migrations
+// (migrations/NNNN_name.sql) through Migrate; Open runs it unless told not to.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"stellaops.org/authority/host/store"
+)
+
+// Options configures Open. Only DSN is required.
+type Options struct {
+	// DSN is a libpq connection string or URL.
+	DSN string
+	// MaxConns caps the connection pool. Default 8.
+	MaxConns int32
+	// Schema, if set, is the schema the tables live in: it is put on the
+	// search_path of every connection and created (with the tables) by the
+	// migrations. It must be a plain identifier. Default: the server's
+	// search_path.
+	Schema string
+	// SkipMigrations makes Open trust that Migrate has already been run.
+	SkipMigrations bool
+	// BatchMax is the most tokens one group commit inserts. Default 64.
+	// 1 disables group commit: each Put then runs its own INSERT on the
+	// caller's goroutine (one commit per token; kept as a baseline).
+	BatchMax int
+	// BatchWait is how long a batcher that found fewer than BatchMax tokens
+	// queued waits for more before inserting. Default 0: take whatever is
+	// queued now, since the other batchers' commits already give the queue
+	// time to fill under load and waiting only adds latency when idle.
+	BatchWait time.Duration
+	// Batchers is how many group commits may be in flight at once. Default
+	// MaxConns/2 (at least 1), leaving connections for reads and revokes.
+	Batchers int
+	// WriteTimeout bounds one batch insert, which runs independently of
+	// any caller's context. Default 10s.
+	WriteTimeout time.Duration
+}
+
+func (o *Options) setDefaults() error {
+	if o.DSN == "" {
+		return errors.New("postgres: options.dsn: must be set")
+	}
+	if err := checkSchema(o.Schema); err != nil {
+		return fmt.Errorf("postgres: options.schema: %w", err)
+	}
+	switch {
+	case o.MaxConns < 0:
+		return errors.New("postgres: options.maxConns: must be >= 0")
+	case o.BatchMax < 0:
+		return errors.New("postgres: options.batchMax: must be >= 0")
+	case o.BatchWait < 0:
+		return errors.New("postgres: options.batchWait: must be >= 0")
+	case o.Batchers < 0:
+		return errors.New("postgres: options.batchers: must be >= 0")
+	case o.WriteTimeout < 0:
+		return errors.New("postgres: options.writeTimeout: must be >= 0")
+	}
+	if o.MaxConns == 0 {
+		o.MaxConns = 8
+	}
+	if o.BatchMax == 0 {
+		o.BatchMax = 64
+	}
+	if o.Batchers == 0 {
+		o.Batchers = max(1, int(o.MaxConns)/2)
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = 10 * time.Second
+	}
+	return nil
+}
+
+// Store is the PostgreSQL TokenStore. Create it with Open; it is safe for
+// concurrent use.
+//
+// Put durability: Put returns nil only after the INSERT carrying the token
+// has committed. If the caller's ctx ends first, Put returns ctx.Err(); a
+// token not yet handed to the database is then dropped, but one whose batch
+// is already executing may still commit. A caller that gets ctx.Err() must
+// therefore treat the token as "maybe stored" (harmless for issuance: the
+// JWT was never returned to the client, and the row expires).
+type Store struct {
+	pool *pgxpool.Pool
+	opts Options
+
+	closeMu sync.RWMutex // held shared while sending to queue; exclusively by Close
+	closed  bool
+	queue   chan *putRequest
+	wg      sync.WaitGroup
+}
+
+var _ store.TokenStore = (*Store)(nil)
+
+// Open connects to PostgreSQL, applies the migrations (unless
+// SkipMigrations), and starts the batchers. The returned Store owns its pool;
+// Close it.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	cfg, err := pgxpool.ParseConfig(opts.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: options.dsn: %w", err)
+	}
+	cfg.MaxConns = opts.MaxConns
+	if opts.Schema != "" {
+		cfg.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{opts.Schema}.Sanitize()
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	if !opts.SkipMigrations {
+		if _, err := Migrate(ctx, pool, opts.Schema); err != nil {
+			pool.Close()
+			return nil, err
+		}
+	}
+	s := &Store{pool: pool, opts: opts}
+	if opts.BatchMax > 1 {
+		s.queue = make(chan *putRequest, opts.BatchMax*opts.Batchers)
+		for range opts.Batchers {
+			s.wg.Add(1)
+			go s.runBatcher()
+		}
+	}
+	return s, nil
+}
+
+// Pool exposes the connection pool (for migrations tooling and readiness
+// checks); closing it is the Store's job.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+const selectColumns = `id, kind, tenant, client_id, subject, scopes, audiences, issued_at, expires_at,
+	status, revoked_at, sender_constraint, COALESCE(key_thumbprint, ''), COALESCE(sender_certificate, ''),
+	COALESCE(parent_id, '')`
+
+// Get returns the stored token (see store.TokenStore.Get).
+func (s *Store) Get(ctx context.Context, id string) (*store.Token, error) {
+	if s.isClosed() {
+		return nil, store.ErrClosed
+	}
+	var (
+		t         store.Token
+		kind      string
+		status    string
+		revokedAt pgtype.Timestamptz
+	)
+	err := s.pool.QueryRow(ctx, `SELECT `+selectColumns+` FROM authority_tokens WHERE id = $1`, id).Scan(
+		&t.ID, &kind, &t.Tenant, &t.ClientID, &t.Subject, &t.Scopes, &t.Audiences, &t.IssuedAt, &t.ExpiresAt,
+		&status, &revokedAt, &t.SenderConstraint, &t.KeyThumbprint, &t.SenderCertificate, &t.ParentID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: %q", store.ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("postgres: get token: %w", err)
+	}
+	t.Kind, t.Status = store.Kind(kind), store.Status(status)
+	t.IssuedAt, t.ExpiresAt = t.IssuedAt.UTC(), t.ExpiresAt.UTC()
+	if revokedAt.Valid {
+		t.RevokedAt = revokedAt.Time.UTC()
+	}
+	if len(t.Scopes) == 0 {
+		t.Scopes = nil
+	}
+	if len(t.Audiences) == 0 {
+		t.Audiences = nil
+	}
+	return &t, nil
+}
+
+// Revoke marks the token revoked (see store.TokenStore.Revoke). One
+// statement; concurrent revocations of one token keep the first time.
+func (s *Store) Revoke(ctx context.Context, id string, at time.Time) (bool, error) {
+	if s.isClosed() {
+		return false, store.ErrClosed
+	}
+	at = store.CanonicalTime(at)
+	if at.IsZero() {
+		return false, fmt.Errorf("%w: revokedAt: must be set", store.ErrInvalidToken)
+	}
+	var known bool
+	err := s.pool.QueryRow(ctx, `
+		WITH u AS (
+			UPDATE authority_tokens SET status = 'revoked', revoked_at = $2
+			WHERE id = $1 AND status = 'active'
+			RETURNING 1)
+		SELECT EXISTS (SELECT 1 FROM u) OR EXISTS (SELECT 1 FROM authority_tokens WHERE id = $1)`,
+		id, at).Scan(&known)
+	if err != nil {
+		return false, fmt.Errorf("postgres: revoke token: %w", err)
+	}
+	return known, nil
+}
+
+// RevokeByParent revokes every active descendant of parentID in one
+// statement (a recursive walk of the parent_id index); see
+// store.TokenStore.RevokeByParent.
+func (s *Store) RevokeByParent(ctx context.Context, parentID string, at time.Time) (int64, error) {
+	if s.isClosed() {
+		return 0, store.ErrClosed
+	}
+	at = store.CanonicalTime(at)
+	if at.IsZero() {
+		return 0, fmt.Errorf("%w: revokedAt: must be set", store.ErrInvalidToken)
+	}
+	tag, err := s.pool.Exec(ctx, `
+		WITH RECURSIVE family(id) AS (
+			SELECT id FROM authority_tokens WHERE parent_id = $1
+			UNION
+			SELECT t.id FROM authority_tokens t JOIN family f ON t.parent_id = f.id)
+		UPDATE authority_tokens SET status = 'revoked', revoked_at = $2
+		WHERE id IN (SELECT id FROM family) AND status = 'active'`, parentID, at)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: revoke family: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// purgeChunk bounds one DELETE of PurgeExpired so it never holds locks on a
+// huge set of rows at once.
+const purgeChunk = 5000
+
+// PurgeExpired deletes every token whose expires_at is before `before`, in
+// chunks of a few thousand rows (each its own transaction), and reports how
+// many it deleted. If ctx ends midway, the chunks already deleted stay
+// deleted and the count so far is returned with the error.
+func (s *Store) PurgeExpired(ctx context.Context, before time.Time) (int64, error) {
+	if s.isClosed() {
+		return 0, store.ErrClosed
+	}
+	var total int64
+	for {
+		tag, err := s.pool.Exec(ctx, `
+			DELETE FROM authority_tokens WHERE id IN (
+				SELECT id FROM authority_tokens WHERE expires_at < $1 LIMIT $2)`, before, purgeChunk)
+		if err != nil {
+			return total, fmt.Errorf("postgres: purge expired: %w", err)
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < purgeChunk {
+			return total, nil
+		}
+	}
+}
+
+// Ping checks that the database answers (for /readyz).
+func (s *Store) Ping(ctx context.Context) error {
+	if s.isClosed() {
+		return store.ErrClosed
+	}
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres: ping: %w", err)
+	}
+	return nil
+}
+
+// Close stops accepting writes, waits until every queued Put has been
+// written and answered, then closes the pool. It is safe to call more than
+// once.
+func (s *Store) Close() error {
+	s.closeMu.Lock()
+	if s.closed {
+		s.closeMu.Unlock()
+		return nil
+	}
+	s.closed = true
+	if s.queue != nil {
+		close(s.queue)
+	}
+	s.closeMu.Unlock()
+	s.wg.Wait()
+	s.pool.Close()
+	return nil
+}
+
+func (s *Store) isClosed() bool {
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	return s.closed
+}

@@ -1,0 +1,142 @@
+// Package telemetry owns the OpenTelemetry meter provider, its Prometheus
+// exporter behind GET /metrics, and the Authority's instruments. Every
+// counter of the rollout plan is exported at 0 for each of its label values
+// from start-up, so dashboards and alert ratios never see a missing series.
+// Label values are bounded: they come from fixed sets or from configuration
+// (tenant ids), never from client-supplied strings.
+package telemetry
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/attribute"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+)
+
+// MTLS mismatch reasons of the seed (authority_mtls_mismatch_total{reason}).
+var MTLSMismatchReasons = []string{"context-missing", "missing-certificate", "thumbprint-mismatch"}
+
+// DPoPResults are the values of authority.dpop_result.
+var DPoPResults = []string{"valid", "missing", "invalid", "replay", "nonce_miss", "bypass"}
+
+// Metrics holds the instruments. The zero value is not usable; use New.
+type Metrics struct {
+	provider *sdkmetric.MeterProvider
+	registry *prometheus.Registry
+	handler  http.Handler
+
+	nonceMiss     metric.Int64Counter
+	mtlsMismatch  metric.Int64Counter
+	tokensIssued  metric.Int64Counter
+	tokensDenied  metric.Int64Counter
+	dpopResult    metric.Int64Counter
+	ignoredHeader metric.Int64Counter
+	storeErrors   metric.Int64Counter
+}
+
+// New creates the meter provider and instruments and pre-registers every
+// seed counter at 0 for each label value (tenants: the configured tenant ids).
+func New(tenants []string) (*Metrics, error) {
+	reg := prometheus.NewRegistry()
+	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo(), otelprom.WithoutTargetInfo())
+	if err != nil {
+		return nil, err
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp))
+	m := &Metrics{provider: mp, registry: reg}
+	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+	meter := mp.Meter("stellaops.org/authority")
+	counter := func(name, desc string) metric.Int64Counter {
+		if err != nil {
+			return nil
+		}
+		var c metric.Int64Counter
+		c, err = meter.Int64Counter(name, metric.WithDescription(desc))
+		return c
+	}
+	m.nonceMiss = counter("authority_dpop_nonce_miss", "DPoP requests answered use_dpop_nonce (missing, stale, spent or unknown nonce).")
+	m.mtlsMismatch = counter("authority_mtls_mismatch", "Certificate-bound token presented without its certificate, by reason.")
+	m.tokensIssued = counter("authority_tokens_issued", "Access tokens issued.")
+	m.tokensDenied = counter("authority_tokens_denied", "Token requests refused.")
+	m.dpopResult = counter("authority_dpop_proofs", "DPoP proof outcomes at the token endpoint.")
+	m.ignoredHeader = counter("authority_mtls_untrusted_cert_header", "Client-certificate headers ignored because the peer is not a trusted proxy.")
+	m.storeErrors = counter("authority_store_errors", "Token store operations that failed.")
+	if err != nil {
+		return nil, err
+	}
+	ctx := context.Background()
+	m.nonceMiss.Add(ctx, 0)
+	for _, r := range MTLSMismatchReasons {
+		m.mtlsMismatch.Add(ctx, 0, metric.WithAttributes(attribute.String("reason", r)))
+	}
+	m.ignoredHeader.Add(ctx, 0)
+	m.storeErrors.Add(ctx, 0)
+	for _, t := range tenants {
+		for _, r := range DPoPResults {
+			m.dpopResult.Add(ctx, 0, metric.WithAttributes(attribute.String("tenant", t), attribute.String("authority.dpop_result", r)))
+		}
+	}
+	return m, nil
+}
+
+// Handler serves the Prometheus text exposition.
+func (m *Metrics) Handler() http.Handler { return m.handler }
+
+// Shutdown flushes and stops the meter provider.
+func (m *Metrics) Shutdown(ctx context.Context) error { return m.provider.Shutdown(ctx) }
+
+// NonceMiss counts one use_dpop_nonce answer.
+func (m *Metrics) NonceMiss(ctx context.Context) {
+	if m != nil {
+		m.nonceMiss.Add(ctx, 1)
+	}
+}
+
+// MTLSMismatch counts a bound-token certificate mismatch; reason is one of
+// MTLSMismatchReasons.
+func (m *Metrics) MTLSMismatch(ctx context.Context, reason string) {
+	if m != nil {
+		m.mtlsMismatch.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
+	}
+}
+
+// TokenIssued counts an issued access token.
+func (m *Metrics) TokenIssued(ctx context.Context, tenant, grant, senderConstraint string) {
+	if m != nil {
+		m.tokensIssued.Add(ctx, 1, metric.WithAttributes(attribute.String("tenant", tenant),
+			attribute.String("grant_type", grant), attribute.String("sender_constraint", senderConstraint)))
+	}
+}
+
+// TokenDenied counts a refused token request by OAuth error code.
+func (m *Metrics) TokenDenied(ctx context.Context, tenant, code string) {
+	if m != nil {
+		m.tokensDenied.Add(ctx, 1, metric.WithAttributes(attribute.String("tenant", tenant), attribute.String("error", code)))
+	}
+}
+
+// DPoPResult counts a DPoP outcome (one of DPoPResults) for a tenant.
+func (m *Metrics) DPoPResult(ctx context.Context, tenant, result string) {
+	if m != nil {
+		m.dpopResult.Add(ctx, 1, metric.WithAttributes(attribute.String("tenant", tenant), attribute.String("authority.dpop_result", result)))
+	}
+}
+
+// IgnoredCertHeader counts a client-certificate header from an untrusted peer.
+func (m *Metrics) IgnoredCertHeader(ctx context.Context) {
+	if m != nil {
+		m.ignoredHeader.Add(ctx, 1)
+	}
+}
+
+// StoreError counts a failed store operation.
+func (m *Metrics) StoreError(ctx context.Context) {
+	if m != nil {
+		m.storeErrors.Add(ctx, 1)
+	}
+}

@@ -1,0 +1,203 @@
+//go:build wasip1
+
+package sdk
+
+import (
+	"time"
+	"unsafe"
+
+	"stellaops.org/authority/abi"
+)
+
+// Buffers crossing the boundary. They stay reachable from these globals, so
+// the (non-moving) Go GC never frees memory the host still addresses.
+var (
+	inBuf    []byte // written by the host after authority_alloc
+	outBuf   []byte // result of the last authority_decide
+	scratch  []byte // host function arguments
+	input    abi.DecisionInput
+	event    abi.Event
+	kvBuf    = make([]byte, 256)
+	cfgCache []byte
+	cfgRead  bool
+)
+
+func bufPtr(b []byte) uint32 {
+	if cap(b) == 0 {
+		return 0
+	}
+	return uint32(uintptr(unsafe.Pointer(unsafe.SliceData(b))))
+}
+
+//go:wasmexport authority_abi_version
+func exportABIVersion() int32 { return abi.Version }
+
+// authority_alloc returns a buffer of at least size bytes owned by the
+// guest; it stays valid, and may be reused by the host, until the next
+// authority_alloc call.
+//
+//go:wasmexport authority_alloc
+func exportAlloc(size uint32) uint32 {
+	if int(size) > cap(inBuf) {
+		inBuf = make([]byte, size)
+	}
+	inBuf = inBuf[:cap(inBuf)]
+	return bufPtr(inBuf)
+}
+
+func inputBytes(ptr, n uint32) ([]byte, bool) {
+	if cap(inBuf) == 0 || ptr != bufPtr(inBuf) || int(n) > len(inBuf) {
+		return nil, false
+	}
+	return inBuf[:n], true
+}
+
+//go:wasmexport authority_decide
+func exportDecide(ptr, n uint32) uint64 {
+	b, ok := inputBytes(ptr, n)
+	if !ok || decisionHandler == nil {
+		return 0
+	}
+	if err := abi.DecodeDecisionInput(b, &input); err != nil {
+		return 0
+	}
+	d := decisionHandler(&input)
+	input = abi.DecisionInput{}
+	outBuf = abi.AppendDecision(outBuf[:0], &d)
+	return uint64(bufPtr(outBuf))<<32 | uint64(len(outBuf))
+}
+
+//go:wasmexport authority_event
+func exportEvent(ptr, n uint32) int32 {
+	b, ok := inputBytes(ptr, n)
+	if !ok || eventHandler == nil {
+		return abi.HostInvalid
+	}
+	if err := abi.DecodeEvent(b, &event); err != nil {
+		return abi.HostInvalid
+	}
+	err := eventHandler(&event)
+	event = abi.Event{}
+	if err != nil {
+		return abi.HostUnavailable
+	}
+	return abi.HostOK
+}
+
+//go:wasmimport authority log
+func hostLog(level int32, msg string)
+
+//go:wasmimport authority metric_add
+func hostMetricAdd(name string, delta int64) int32
+
+//go:wasmimport authority audit_emit
+func hostAuditEmit(ptr unsafe.Pointer, n uint32) int32
+
+//go:wasmimport authority counter_incr
+func hostCounterIncr(key string, delta int64, windowMs int64, out unsafe.Pointer) int32
+
+//go:wasmimport authority kv_get
+func hostKVGet(key string, buf unsafe.Pointer, limit uint32) int32
+
+//go:wasmimport authority kv_set
+func hostKVSet(key string, val unsafe.Pointer, n uint32, ttlMs int64) int32
+
+//go:wasmimport authority pseudonymize
+func hostPseudonymize(v string, buf unsafe.Pointer, limit uint32) int32
+
+//go:wasmimport authority now
+func hostNow() int64
+
+//go:wasmimport authority config_get
+func hostConfigGet(buf unsafe.Pointer, limit uint32) int32
+
+// Log writes msg to the host log at level (LevelDebug..LevelError), tagged
+// with tenant and plugin. The host truncates long lines and drops lines
+// beyond its rate limit. Requires grant "log".
+func Log(level int32, msg string) { hostLog(level, msg) }
+
+// Metric adds delta to the plugin counter name ([a-z0-9_], at most 64
+// bytes), exported by the host as authority_plugin_<name>_total with
+// tenant and plugin labels. Requires grant "metrics".
+func Metric(name string, delta int64) error { return statusErr(hostMetricAdd(name, delta)) }
+
+// Audit records ev through the host's audit sink. The host overwrites
+// ev.Tenant with the instance's tenant and refuses events failing
+// abi.ValidateEvent. Requires grant "audit".
+func Audit(ev *abi.Event) error {
+	scratch = abi.AppendEvent(scratch[:0], ev)
+	return statusErr(hostAuditEmit(unsafe.Pointer(unsafe.SliceData(scratch)), uint32(len(scratch))))
+}
+
+// CounterIncr adds delta to the tenant-scoped fixed-window counter key and
+// returns its new value and the time left in the window. The window starts
+// at the first increment; delta 0 reads without creating. Counters are
+// shared by every node. Requires grant "counters".
+func CounterIncr(key string, delta int64, window time.Duration) (int64, time.Duration, error) {
+	var out [2]int64
+	st := hostCounterIncr(key, delta, window.Milliseconds(), unsafe.Pointer(&out))
+	if err := statusErr(st); err != nil {
+		return 0, 0, err
+	}
+	return out[0], time.Duration(out[1]) * time.Millisecond, nil
+}
+
+// KVGet returns the tenant-scoped value of key; ok is false when absent or
+// expired. The returned slice is the caller's. Requires grant "kv".
+func KVGet(key string) (val []byte, ok bool, err error) {
+	for {
+		n := hostKVGet(key, unsafe.Pointer(unsafe.SliceData(kvBuf)), uint32(len(kvBuf)))
+		if n == abi.HostNotFound {
+			return nil, false, nil
+		}
+		if err := statusErr(n); err != nil {
+			return nil, false, err
+		}
+		if int(n) <= len(kvBuf) {
+			return append([]byte(nil), kvBuf[:n]...), true, nil
+		}
+		kvBuf = make([]byte, n)
+	}
+}
+
+// KVSet stores val under the tenant-scoped key for ttl (> 0; the host caps
+// it). Requires grant "kv".
+func KVSet(key string, val []byte, ttl time.Duration) error {
+	return statusErr(hostKVSet(key, unsafe.Pointer(unsafe.SliceData(val)), uint32(len(val)), ttl.Milliseconds()))
+}
+
+// Pseudonymize returns the host's keyed pseudonym of v: base64url of
+// HMAC-SHA-256 under the tenant's secret. Equal inputs give equal
+// pseudonyms within a tenant, unrelated ones across tenants; the secret
+// never enters the guest. Requires grant "pseudonymize".
+func Pseudonymize(v string) (string, error) {
+	var buf [64]byte
+	n := hostPseudonymize(v, unsafe.Pointer(&buf), uint32(len(buf)))
+	if err := statusErr(n); err != nil {
+		return "", err
+	}
+	if int(n) > len(buf) {
+		return "", ErrLimited
+	}
+	return string(buf[:n]), nil
+}
+
+// Now returns the host's clock (UTC). Requires grant "clock".
+func Now() time.Time { return time.Unix(0, hostNow()).UTC() }
+
+// Config returns the plugin's configuration document (JSON) as the
+// operator wrote it for this tenant; nil when empty. Requires grant "config".
+func Config() []byte {
+	if cfgRead {
+		return cfgCache
+	}
+	n := hostConfigGet(nil, 0)
+	if n > 0 {
+		buf := make([]byte, n)
+		if m := hostConfigGet(unsafe.Pointer(unsafe.SliceData(buf)), uint32(n)); m == n {
+			cfgCache = buf
+		}
+	}
+	cfgRead = true
+	return cfgCache
+}
