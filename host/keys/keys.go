@@ -177,9 +177,9 @@ func (s *Set) Verify(token, typ string) ([]byte, error) {
 		return nil, ErrInvalidToken
 	}
 	var hdr struct {
-		Alg string `json:"alg"`
-		Kid string `json:"kid"`
-		Typ string `json:"typ"`
+		Alg  string   `json:"alg"`
+		Kid  string   `json:"kid"`
+		Typ  string   `json:"typ"`
 		Crit []string `json:"crit"`
 	}
 	if err := json.Unmarshal(hdrRaw, &hdr); err != nil || hdr.Alg != "ES256" || hdr.Typ != typ || hdr.Crit != nil {

@@ -42,6 +42,7 @@
 //	                one from it fails the request
 //	                [TestRFC9440_2_4_HeaderFromTrustedProxy,
 //	                 TestRFC9440_HeaderIgnoredFromUntrustedPeer,
+//	                 TestRFC9440_2_4_TLSPeerCertificateOutranksProxyHeader,
 //	                 TestRFC9440_2_4_MalformedHeaderFromTrustedProxy]
 //	(de facto)      X-SSL-Client-Cert: URL-encoded or space-folded PEM        ParseXSSLClientCert
 //	                [TestXSSLClientCertForms, FuzzParseXSSLClientCert]

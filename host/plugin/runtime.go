@@ -340,3 +340,9 @@ func (r *Runtime) Close(ctx context.Context) error {
 	errs = append(errs, r.cache.Close(ctx))
 	return errors.Join(errs...)
 }
+
+// HasDecide reports whether the module exports authority_decide.
+func (m *Module) HasDecide() bool { return m.hasDecide }
+
+// HasEvent reports whether the module exports authority_event.
+func (m *Module) HasEvent() bool { return m.hasEvent }

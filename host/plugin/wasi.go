@@ -130,7 +130,7 @@ func instantiateWASI(ctx context.Context, rt wazero.Runtime, start time.Time) er
 			return
 		}
 		var st [24]byte
-		st[0] = 2 // filetype character_device
+		st[0] = 2                // filetype character_device
 		rights := uint64(1 << 6) // fd_write
 		if fd == 0 {
 			rights = 1 << 1 // fd_read

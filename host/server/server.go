@@ -93,7 +93,9 @@ func (s *Server) routes(viaMTLS bool) *gin.Engine {
 	e.HandleMethodNotAllowed = true
 	e.ContextWithFallback = true
 	e.Use(s.recoverer(), s.correlate(viaMTLS))
-	e.NoRoute(func(c *gin.Context) { writeError(c, &oauth.Error{Status: 404, Code: "not_found", Description: "no such endpoint"}) })
+	e.NoRoute(func(c *gin.Context) {
+		writeError(c, &oauth.Error{Status: 404, Code: "not_found", Description: "no such endpoint"})
+	})
 	e.NoMethod(func(c *gin.Context) {
 		writeError(c, &oauth.Error{Status: 405, Code: CodeMethodNotAllowed, Description: "method not allowed"})
 	})
@@ -394,15 +396,15 @@ func Metadata(cfg *config.Config) map[string]any {
 	base := strings.TrimRight(cfg.Issuer, "/")
 	authMethods := []string{"client_secret_basic", "client_secret_post"}
 	md := map[string]any{
-		"issuer":                                base,
-		"token_endpoint":                        base + "/token",
-		"introspection_endpoint":                base + "/introspect",
-		"revocation_endpoint":                   base + "/revoke",
-		"jwks_uri":                              base + "/jwks",
-		"grant_types_supported":                 []string{"client_credentials"},
-		"response_types_supported":              []string{},
+		"issuer":                   base,
+		"token_endpoint":           base + "/token",
+		"introspection_endpoint":   base + "/introspect",
+		"revocation_endpoint":      base + "/revoke",
+		"jwks_uri":                 base + "/jwks",
+		"grant_types_supported":    []string{"client_credentials"},
+		"response_types_supported": []string{},
 		"token_endpoint_auth_signing_alg_values_supported": []string{},
-		"fresh_auth_endpoint":                   base + "/fresh-auth",
+		"fresh_auth_endpoint":                              base + "/fresh-auth",
 	}
 	if cfg.MTLSIssuer != "" && cfg.Security.SenderConstraints.MTLS.Enabled {
 		alias := strings.TrimRight(cfg.MTLSIssuer, "/")
@@ -492,4 +494,3 @@ func (s *Server) Serve(ctx context.Context, tlsCert *tls.Certificate) error {
 	}
 	return nil
 }
-

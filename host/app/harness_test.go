@@ -1,0 +1,461 @@
+package app_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"stellaops.org/authority/host/app"
+	"stellaops.org/authority/host/config"
+	"stellaops.org/authority/host/mtls"
+	"stellaops.org/authority/host/mtls/mtlstest"
+)
+
+// clock is a settable test clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// env is a running Authority on two loopback listeners, like `make run`.
+type env struct {
+	t      *testing.T
+	cfg    *config.Config
+	a      *app.Authority
+	plain  *httptest.Server
+	secure *httptest.Server
+	clock  *clock
+	ca     *mtlstest.CA
+	logs   *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+const testConfig = `
+signing:
+  keys:
+    - kid: k1
+      file: KEYDIR/k1.pem
+      active: true
+      generate: true
+tenants:
+  - id: demo
+    clients:
+      - id: demo-bearer
+        secretDigest: SECRET1
+        authMethod: client_secret_basic
+        grants: [client_credentials]
+        scopes: [demo.read, demo.write]
+        audiences: [demo-api, other-api]
+      - id: demo-bearer-2
+        secretDigest: SECRET2
+        authMethod: client_secret_post
+        grants: [client_credentials]
+        scopes: [demo.read]
+        audiences: [demo-api]
+  - id: other
+    clients:
+      - id: other-client
+        secretDigest: SECRET3
+        authMethod: client_secret_basic
+        grants: [client_credentials]
+        scopes: [x]
+        audiences: [demo-api]
+  - id: demo-dpop
+    senderConstraint:
+      requireDPoP: true
+      requireDPoPNonce: true
+    clients:
+      - id: demo-dpop
+        secretDigest: SECRET4
+        authMethod: client_secret_basic
+        grants: [client_credentials]
+        scopes: [demo.read]
+        audiences: [demo-api]
+  - id: dpop-no-nonce
+    senderConstraint:
+      requireDPoP: true
+    clients:
+      - id: dpop-plain
+        secretDigest: SECRET5
+        authMethod: client_secret_basic
+        grants: [client_credentials]
+        scopes: [demo.read]
+        audiences: [demo-api]
+  - id: demo-mtls
+    senderConstraint:
+      requireMTLS: true
+    trustRoots: [CADIR/ca.pem]
+    clients:
+      - id: demo-mtls
+        authMethod: tls_client_auth
+        tls:
+          sanUri: urn:stellaops:client:demo-mtls
+        grants: [client_credentials]
+        scopes: [demo.read]
+        audiences: [demo-api]
+      - id: both
+        authMethod: tls_client_auth
+        senderConstraint:
+          requireMTLS: true
+          requireDPoP: true
+          requireDPoPNonce: true
+        tls:
+          sanDns: both.client.test
+        grants: [client_credentials]
+        scopes: [demo.read]
+        audiences: [demo-api]
+      - id: self-signed
+        authMethod: self_signed_tls_client_auth
+        tls:
+          certificates: [CADIR/self.pem]
+        grants: [client_credentials]
+        scopes: [demo.read]
+        audiences: [demo-api]
+`
+
+var secrets = map[string]string{
+	"demo-bearer":   "demo-bearer-secret",
+	"demo-bearer-2": "demo-bearer-2-secret",
+	"other-client":  "other-client-secret",
+	"demo-dpop":     "demo-dpop-secret",
+	"dpop-plain":    "dpop-plain-secret",
+}
+
+type envOptions struct {
+	mutate    func(*config.Config)
+	selfCert  *mtlstest.Cert
+	noTLS     bool
+	postgres  string // DSN; memory store when empty
+	pgSchema  string
+	startTime time.Time
+}
+
+func newEnv(t *testing.T, o envOptions) *env {
+	t.Helper()
+	dir := t.TempDir()
+	ca := mtlstest.NewCA(t, "test client CA")
+	if err := os.WriteFile(filepath.Join(dir, "ca.pem"), ca.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	self := o.selfCert
+	if self == nil {
+		self = mtlstest.SelfSigned(t, mtlstest.Options{CommonName: "self-signed"})
+	}
+	if err := os.WriteFile(filepath.Join(dir, "self.pem"), self.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	doc := strings.NewReplacer("KEYDIR", dir, "CADIR", dir,
+		"SECRET1", config.DigestSecret(secrets["demo-bearer"]),
+		"SECRET2", config.DigestSecret(secrets["demo-bearer-2"]),
+		"SECRET3", config.DigestSecret(secrets["other-client"]),
+		"SECRET4", config.DigestSecret(secrets["demo-dpop"]),
+		"SECRET5", config.DigestSecret(secrets["dpop-plain"]),
+	).Replace(testConfig)
+	cfg, err := config.Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plainLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secureLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen.HTTP = plainLn.Addr().String()
+	cfg.Listen.HTTPS = secureLn.Addr().String()
+	cfg.Issuer = "http://" + cfg.Listen.HTTP
+	cfg.MTLSIssuer = "https://" + cfg.Listen.HTTPS
+	cfg.TLS.DevPKI = filepath.Join(dir, "pki")
+	if o.postgres != "" {
+		cfg.Storage.Tokens = "postgres"
+		cfg.Storage.Postgres.DSN = o.postgres
+		cfg.Storage.Postgres.Schema = o.pgSchema
+	}
+	if o.mutate != nil {
+		o.mutate(cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	start := o.startTime
+	if start.IsZero() {
+		start = time.Now()
+	}
+	clk := &clock{t: start}
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	a, err := app.Build(context.Background(), cfg, log, app.Options{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, cfg: cfg, a: a, clock: clk, ca: ca, logs: logs}
+	e.plain = httptest.NewUnstartedServer(a.Server.Handler())
+	e.plain.Listener.Close()
+	e.plain.Listener = plainLn
+	e.plain.Start()
+	e.secure = httptest.NewUnstartedServer(a.Server.MTLSHandler())
+	e.secure.Listener.Close()
+	e.secure.Listener = secureLn
+	e.secure.TLS = mtls.ServerTLSConfig(a.PKI.Server)
+	e.secure.StartTLS()
+	t.Cleanup(func() {
+		e.plain.Close()
+		e.secure.Close()
+		a.Close()
+		if t.Failed() {
+			t.Logf("server logs:\n%s", logs.String())
+		}
+	})
+	return e
+}
+
+// httpClient returns a client for the plain listener.
+func (e *env) httpClient() *http.Client { return &http.Client{Timeout: 10 * time.Second} }
+
+// tlsClient returns a client for the HTTPS listener presenting cert (none
+// when nil).
+func (e *env) tlsClient(cert *tls.Certificate) *http.Client {
+	pool := x509.NewCertPool()
+	pool.AddCert(e.a.PKI.CA)
+	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if cert != nil {
+		cfg.Certificates = []tls.Certificate{*cert}
+	}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   map[string]any
+	raw    string
+}
+
+func (r response) str(k string) string { s, _ := r.body[k].(string); return s }
+
+type reqOpts struct {
+	basic   [2]string
+	form    url.Values
+	headers map[string][]string
+	client  *http.Client
+	base    string
+	method  string
+	ctype   string
+	rawBody string
+}
+
+func (e *env) do(path string, o reqOpts) response {
+	e.t.Helper()
+	if o.client == nil {
+		o.client = e.httpClient()
+	}
+	if o.base == "" {
+		o.base = e.plain.URL
+	}
+	if o.method == "" {
+		o.method = http.MethodPost
+	}
+	body := o.rawBody
+	if o.form != nil {
+		body = o.form.Encode()
+	}
+	req, err := http.NewRequest(o.method, o.base+path, strings.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if o.method == http.MethodPost {
+		ct := o.ctype
+		if ct == "" {
+			ct = "application/x-www-form-urlencoded"
+		}
+		req.Header.Set("Content-Type", ct)
+	}
+	if o.basic[0] != "" {
+		req.SetBasicAuth(o.basic[0], o.basic[1])
+	}
+	for k, vs := range o.headers {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	resp, err := o.client.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	out := response{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
+	_ = json.Unmarshal(raw, &out.body)
+	return out
+}
+
+func basic(id string) [2]string { return [2]string{id, secrets[id]} }
+
+// token gets a client_credentials token for a secret client.
+func (e *env) token(id string, extra url.Values) response {
+	e.t.Helper()
+	f := url.Values{"grant_type": {"client_credentials"}}
+	for k, v := range extra {
+		f[k] = v
+	}
+	return e.do("/token", reqOpts{basic: basic(id), form: f})
+}
+
+func (e *env) mustToken(id string) string {
+	e.t.Helper()
+	r := e.token(id, nil)
+	if r.status != 200 {
+		e.t.Fatalf("token for %s: %d %s", id, r.status, r.raw)
+	}
+	return r.str("access_token")
+}
+
+func (e *env) introspect(caller, tok string) response {
+	e.t.Helper()
+	return e.do("/introspect", reqOpts{basic: basic(caller), form: url.Values{"token": {tok}}})
+}
+
+func (e *env) metrics() string {
+	e.t.Helper()
+	return e.do("/metrics", reqOpts{method: http.MethodGet}).raw
+}
+
+// dpopKey is a client's DPoP key with a proof builder.
+type dpopKey struct {
+	priv *ecdsa.PrivateKey
+	jwk  map[string]string
+}
+
+func newDPoPKey(t *testing.T) *dpopKey {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := k.PublicKey.Bytes()
+	b := base64.RawURLEncoding
+	return &dpopKey{priv: k, jwk: map[string]string{"kty": "EC", "crv": "P-256", "x": b.EncodeToString(raw[1:33]), "y": b.EncodeToString(raw[33:])}}
+}
+
+func (k *dpopKey) thumbprint() string {
+	j := `{"crv":"P-256","kty":"EC","x":"` + k.jwk["x"] + `","y":"` + k.jwk["y"] + `"}`
+	s := sha256.Sum256([]byte(j))
+	return base64.RawURLEncoding.EncodeToString(s[:])
+}
+
+type proofOpts struct {
+	htm, htu, nonce, jti, ath, typ string
+	iat                            time.Time
+	jwk                            map[string]string
+}
+
+func (k *dpopKey) proof(t *testing.T, o proofOpts) string {
+	t.Helper()
+	if o.htm == "" {
+		o.htm = "POST"
+	}
+	if o.typ == "" {
+		o.typ = "dpop+jwt"
+	}
+	if o.jti == "" {
+		var b [12]byte
+		_, _ = rand.Read(b[:])
+		o.jti = base64.RawURLEncoding.EncodeToString(b[:])
+	}
+	jwk := o.jwk
+	if jwk == nil {
+		jwk = k.jwk
+	}
+	hdr, _ := json.Marshal(map[string]any{"typ": o.typ, "alg": "ES256", "jwk": jwk})
+	claims := map[string]any{"jti": o.jti, "htm": o.htm, "htu": o.htu, "iat": o.iat.Unix()}
+	if o.nonce != "" {
+		claims["nonce"] = o.nonce
+	}
+	if o.ath != "" {
+		claims["ath"] = o.ath
+	}
+	pl, _ := json.Marshal(claims)
+	b := base64.RawURLEncoding
+	in := b.EncodeToString(hdr) + "." + b.EncodeToString(pl)
+	d := sha256.Sum256([]byte(in))
+	r, s, err := ecdsa.Sign(rand.Reader, k.priv, d[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sig [64]byte
+	r.FillBytes(sig[:32])
+	s.FillBytes(sig[32:])
+	return in + "." + b.EncodeToString(sig[:])
+}
+
+func ath(tok string) string {
+	s := sha256.Sum256([]byte(tok))
+	return base64.RawURLEncoding.EncodeToString(s[:])
+}
+
+// claims decodes a JWT payload without verifying it.
+func claims(t *testing.T, tok string) map[string]any {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWS: %q", tok)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func header(t *testing.T, tok string) map[string]any {
+	t.Helper()
+	raw, err := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	_ = json.Unmarshal(raw, &m)
+	return m
+}

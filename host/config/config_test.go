@@ -1,0 +1,200 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const minimal = `
+signing:
+  keys:
+    - file: k.pem
+      active: true
+tenants:
+  - id: t1
+    clients:
+      - id: c1
+        secretDigest: sha256:b8c219274beea7b2dc1e24ad8fc6ac58c77f7de06c8a902d1690d890ca8ff93f
+        authMethod: client_secret_basic
+        grants: [client_credentials]
+        audiences: [api]
+`
+
+func parseValidate(t *testing.T, doc string) error {
+	t.Helper()
+	cfg, err := Parse([]byte(doc))
+	if err != nil {
+		return err
+	}
+	return cfg.Validate()
+}
+
+func TestExampleConfigIsValid(t *testing.T) {
+	cfg, err := Load(filepath.Join("..", "..", "examples", "authority.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Tenants) != 3 {
+		t.Fatalf("tenants = %d, want 3", len(cfg.Tenants))
+	}
+}
+
+func TestMinimalConfigGetsDefaults(t *testing.T) {
+	cfg, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	d := cfg.Security.SenderConstraints.DPoP
+	if d.ProofLifetime.D().Seconds() != 60 || d.AllowedClockSkew.D().Seconds() != 30 || d.Nonce.TTL.D().Seconds() != 300 {
+		t.Fatalf("dpop defaults: %+v", d)
+	}
+	if d.AllowTemporaryBypass {
+		t.Fatal("allowTemporaryBypass must default to false")
+	}
+	if d.Nonce.SingleUse || d.Nonce.Store != "memory" {
+		t.Fatalf("nonce defaults: %+v", d.Nonce)
+	}
+}
+
+func TestUnknownKeyIsAnError(t *testing.T) {
+	err := parseValidate(t, minimal+"\nsecurity:\n  senderConstraints:\n    dpop:\n      replayWindw: 90s\n")
+	if err == nil || !strings.Contains(err.Error(), "replayWindw") {
+		t.Fatalf("err = %v, want unknown field replayWindw", err)
+	}
+}
+
+func TestValidationNamesTheKey(t *testing.T) {
+	cases := []struct {
+		name, extra, key string
+	}{
+		{"replayWindow below lifetime+skew", "security:\n  senderConstraints:\n    dpop:\n      replayWindow: 10s\n", "security.senderConstraints.dpop.replayWindow"},
+		{"unknown alg", "security:\n  senderConstraints:\n    dpop:\n      allowedAlgorithms: [HS256]\n", "security.senderConstraints.dpop.allowedAlgorithms[0]"},
+		{"none alg", "security:\n  senderConstraints:\n    dpop:\n      allowedAlgorithms: [none]\n", "security.senderConstraints.dpop.allowedAlgorithms[0]"},
+		{"nonce ttl", "security:\n  senderConstraints:\n    dpop:\n      nonce:\n        ttl: 0s\n", "security.senderConstraints.dpop.nonce.ttl"},
+		{"nonce store", "security:\n  senderConstraints:\n    dpop:\n      nonce:\n        store: etcd\n", "security.senderConstraints.dpop.nonce.store"},
+		{"redis nonce needs addr", "security:\n  senderConstraints:\n    dpop:\n      nonce:\n        store: redis\n", "storage.redis.addr"},
+		{"san type", "security:\n  senderConstraints:\n    mtls:\n      allowedSanTypes: [x400]\n", "security.senderConstraints.mtls.allowedSanTypes[0]"},
+		{"storage kind", "storage:\n  tokens: sqlite\n", "storage.tokens"},
+		{"postgres dsn", "storage:\n  tokens: postgres\n", "storage.postgres.dsn"},
+		{"issuer", "issuer: ftp://x\n", "issuer"},
+		{"trusted proxy", "security:\n  trustedProxies: [nonsense]\n", "security.trustedProxies[0]"},
+		{"log level", "logging:\n  level: loud\n", "logging.level"},
+		{"mtls audiences need https", "security:\n  senderConstraints:\n    mtls:\n      enforceForAudiences: [api]\n", "security.senderConstraints.mtls.enforceForAudiences"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := parseValidate(t, minimal+tc.extra)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), tc.key+":") {
+				t.Fatalf("error %q does not name %s", err, tc.key)
+			}
+		})
+	}
+}
+
+func TestClientValidationNamesTheKey(t *testing.T) {
+	doc := `
+signing:
+  keys: [{file: k.pem, active: true}]
+tenants:
+  - id: t1
+    clients:
+      - id: c1
+        secretDigest: sha256:nothex
+        authMethod: client_secret_basic
+        grants: [implicit]
+        scopes: ["bad scope"]
+      - id: c1
+        authMethod: tls_client_auth
+        grants: [client_credentials]
+  - id: t1
+`
+	err := parseValidate(t, doc)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, key := range []string{
+		"tenants[0].clients[0].secretDigest:",
+		"tenants[0].clients[0].grants[0]:",
+		"tenants[0].clients[0].scopes[0]:",
+		"tenants[0].clients[1].id:",
+		"tenants[0].clients[1].tls:",
+		"tenants[0].clients[1].authMethod:",
+		"tenants[1].id:",
+	} {
+		if !strings.Contains(err.Error(), key) {
+			t.Errorf("error does not name %s:\n%v", key, err)
+		}
+	}
+	var ke *KeyError
+	if !errors.As(err, &ke) {
+		t.Fatalf("errors are not *KeyError: %T", err)
+	}
+}
+
+func TestSigningKeysExactlyOneActive(t *testing.T) {
+	doc := strings.Replace(minimal, "active: true", "active: false", 1)
+	err := parseValidate(t, doc)
+	if err == nil || !strings.Contains(err.Error(), "signing.keys: exactly one key must be active") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestEnvironmentOverridesSecretsAndDSNs(t *testing.T) {
+	cfg, err := Parse([]byte(minimal + "storage:\n  tokens: postgres\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"AUTHORITY_POSTGRES_DSN":     "postgres://x@h/db",
+		"AUTHORITY_REDIS_ADDR":       "10.0.0.1:6379",
+		"AUTHORITY_CLIENT_SECRET_C1": "a-new-long-client-secret",
+	}
+	if err := cfg.ApplyEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Storage.Postgres.DSN != "postgres://x@h/db" || cfg.Storage.Redis.Addr != "10.0.0.1:6379" {
+		t.Fatalf("overrides not applied: %+v", cfg.Storage)
+	}
+	if got := cfg.Tenants[0].Clients[0].SecretDigest; got != DigestSecret("a-new-long-client-secret") {
+		t.Fatalf("secret digest = %s", got)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestClientSecretEnvName(t *testing.T) {
+	if got := ClientSecretEnv("demo-bearer.v2"); got != "AUTHORITY_CLIENT_SECRET_DEMO_BEARER_V2" {
+		t.Fatal(got)
+	}
+}
+
+func TestLoadNamesTheFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "a.yaml")
+	if err := os.WriteFile(p, []byte("issuer: 3\nbogus: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(p)
+	if err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "bogus") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestResolvePathAgainstWorkingDirectory(t *testing.T) {
+	wd, _ := os.Getwd()
+	if got := ResolvePath("var/x"); got != filepath.Join(wd, "var/x") {
+		t.Fatal(got)
+	}
+	if ResolvePath("/abs") != "/abs" || ResolvePath("") != "" {
+		t.Fatal("absolute or empty paths must stay")
+	}
+}

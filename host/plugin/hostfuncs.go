@@ -1,0 +1,258 @@
+package plugin
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"log/slog"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+
+	"stellaops.org/authority/abi"
+)
+
+// Host function limits (abi/SPEC.md §5).
+const (
+	maxKeyBytes        = 256
+	maxKVValueBytes    = 64 << 10
+	maxKVTTL           = 7 * 24 * time.Hour
+	maxCounterWindow   = 7 * 24 * time.Hour
+	maxPseudonymInput  = 4 << 10
+	maxAuditEventBytes = 64 << 10
+	maxAuditsPerCall   = 32
+	maxMetricName      = 64
+	pseudonymLen       = 43 // base64url, unpadded, of 32 bytes
+	pseudonymDomain    = "authority.pseudonym.v1\x00"
+)
+
+// instantiateHostModule defines module "authority". Every function looks
+// up the calling instance from the call context, checks its grant (the
+// load-time import check already refused ungranted imports; this is the
+// second lock) and scopes keys to the instance's tenant and plugin.
+func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
+	i32, i64 := api.ValueTypeI32, api.ValueTypeI64
+	b := rt.NewHostModuleBuilder(HostModule)
+	status := func(stack []uint64, st int32) { stack[0] = uint64(uint32(st)) }
+	def := func(name string, need grantSet, fn func(ctx context.Context, inst *instance, m api.Memory, stack []uint64), params []api.ValueType, results ...api.ValueType) {
+		b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
+			inst := instanceFrom(ctx)
+			if inst == nil || inst.p.grants&need == 0 {
+				if len(results) > 0 {
+					status(stack, abi.HostInvalid)
+				}
+				return
+			}
+			fn(ctx, inst, mod.Memory(), stack)
+		}), params, results).Export(name)
+	}
+
+	def("log", bitLog, func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
+		level, ptr, n := int32(stack[0]), uint32(stack[1]), uint32(stack[2])
+		if n > uint32(inst.p.opts.GuestLogLineBytes) {
+			n = uint32(inst.p.opts.GuestLogLineBytes)
+		}
+		msg, ok := m.Read(ptr, n)
+		if !ok {
+			return
+		}
+		l := slog.LevelInfo
+		switch level {
+		case abi.LogDebug:
+			l = slog.LevelDebug
+		case abi.LogWarn:
+			l = slog.LevelWarn
+		case abi.LogError:
+			l = slog.LevelError
+		}
+		inst.p.guestLog(ctx, l, "log", string(msg))
+	}, []api.ValueType{i32, i32, i32})
+
+	def("metric_add", bitMetrics, func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
+		name, ok := m.Read(uint32(stack[0]), uint32(stack[1]))
+		delta := int64(stack[2])
+		if !ok || len(name) == 0 || len(name) > maxMetricName || !metricChars(name) || delta < 0 {
+			status(stack, abi.HostInvalid)
+			return
+		}
+		inst.p.deps.Metrics.AddPluginCounter(inst.p.tenant, inst.p.name, string(name), delta)
+		status(stack, abi.HostOK)
+	}, []api.ValueType{i32, i32, i64}, i32)
+
+	def("audit_emit", bitAudit, func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
+		if inst.audits >= maxAuditsPerCall {
+			status(stack, abi.HostLimited)
+			return
+		}
+		inst.audits++
+		n := uint32(stack[1])
+		if n > maxAuditEventBytes {
+			status(stack, abi.HostInvalid)
+			return
+		}
+		raw, ok := m.Read(uint32(stack[0]), n)
+		var ev abi.Event
+		if !ok || abi.DecodeEvent(raw, &ev) != nil || abi.ValidateEvent(&ev) != nil {
+			status(stack, abi.HostInvalid)
+			return
+		}
+		ev.Tenant = inst.p.tenant
+		if err := inst.p.deps.Audit.Audit(ctx, inst.p.name, ev); err != nil {
+			status(stack, abi.HostUnavailable)
+			return
+		}
+		status(stack, abi.HostOK)
+	}, []api.ValueType{i32, i32}, i32)
+
+	def("counter_incr", bitCounters, func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
+		key, ok := readKey(m, uint32(stack[0]), uint32(stack[1]))
+		delta, window, out := int64(stack[2]), time.Duration(int64(stack[3]))*time.Millisecond, uint32(stack[4])
+		if !ok || window < 0 || window > maxCounterWindow || (delta != 0 && window == 0) {
+			status(stack, abi.HostInvalid)
+			return
+		}
+		if _, ok := m.Read(out, 16); !ok {
+			status(stack, abi.HostInvalid)
+			return
+		}
+		v, ttl, err := inst.p.deps.Counters.Incr(ctx, inst.p.keyPrefix+key, delta, window)
+		if err != nil {
+			inst.p.hostError(ctx, "counter_incr", err)
+			status(stack, abi.HostUnavailable)
+			return
+		}
+		m.WriteUint64Le(out, uint64(v))
+		m.WriteUint64Le(out+8, uint64(ttl.Milliseconds()))
+		status(stack, abi.HostOK)
+	}, []api.ValueType{i32, i32, i64, i64, i32}, i32)
+
+	def("kv_get", bitKV, func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
+		key, ok := readKey(m, uint32(stack[0]), uint32(stack[1]))
+		buf, limit := uint32(stack[2]), uint32(stack[3])
+		if !ok {
+			status(stack, abi.HostInvalid)
+			return
+		}
+		val, found, err := inst.p.deps.KV.Get(ctx, inst.p.keyPrefix+key)
+		switch {
+		case err != nil:
+			inst.p.hostError(ctx, "kv_get", err)
+			status(stack, abi.HostUnavailable)
+			return
+		case !found:
+			status(stack, abi.HostNotFound)
+			return
+		case len(val) > maxKVValueBytes:
+			status(stack, abi.HostLimited)
+			return
+		}
+		if uint32(len(val)) <= limit && !m.Write(buf, val) {
+			status(stack, abi.HostInvalid)
+			return
+		}
+		status(stack, int32(len(val)))
+	}, []api.ValueType{i32, i32, i32, i32}, i32)
+
+	def("kv_set", bitKV, func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
+		key, ok := readKey(m, uint32(stack[0]), uint32(stack[1]))
+		n, ttl := uint32(stack[3]), time.Duration(int64(stack[4]))*time.Millisecond
+		if !ok || n > maxKVValueBytes || ttl <= 0 || ttl > maxKVTTL {
+			status(stack, abi.HostInvalid)
+			return
+		}
+		val, ok := m.Read(uint32(stack[2]), n)
+		if !ok {
+			status(stack, abi.HostInvalid)
+			return
+		}
+		if err := inst.p.deps.KV.Set(ctx, inst.p.keyPrefix+key, val, ttl); err != nil {
+			inst.p.hostError(ctx, "kv_set", err)
+			status(stack, abi.HostUnavailable)
+			return
+		}
+		status(stack, abi.HostOK)
+	}, []api.ValueType{i32, i32, i32, i32, i64}, i32)
+
+	def("pseudonymize", bitPseudonymize, func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
+		n, buf, limit := uint32(stack[1]), uint32(stack[2]), uint32(stack[3])
+		if n > maxPseudonymInput {
+			status(stack, abi.HostInvalid)
+			return
+		}
+		v, ok := m.Read(uint32(stack[0]), n)
+		if !ok {
+			status(stack, abi.HostInvalid)
+			return
+		}
+		if limit < pseudonymLen {
+			status(stack, pseudonymLen)
+			return
+		}
+		key, err := inst.p.deps.Secrets.PseudonymKey(ctx, inst.p.tenant)
+		if err != nil {
+			inst.p.hostError(ctx, "pseudonymize", err)
+			status(stack, abi.HostUnavailable)
+			return
+		}
+		var out [pseudonymLen]byte
+		base64.RawURLEncoding.Encode(out[:], Pseudonym(key, v))
+		if !m.Write(buf, out[:]) {
+			status(stack, abi.HostInvalid)
+			return
+		}
+		status(stack, pseudonymLen)
+	}, []api.ValueType{i32, i32, i32, i32}, i32)
+
+	def("now", bitClock, func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
+		stack[0] = uint64(inst.p.deps.Clock.Now().UnixNano())
+	}, nil, i64)
+
+	def("config_get", bitConfig, func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
+		buf, limit := uint32(stack[0]), uint32(stack[1])
+		cfg := inst.p.config
+		if uint32(len(cfg)) <= limit && len(cfg) > 0 && !m.Write(buf, cfg) {
+			status(stack, abi.HostInvalid)
+			return
+		}
+		status(stack, int32(len(cfg)))
+	}, []api.ValueType{i32, i32}, i32)
+
+	_, err := b.Instantiate(ctx)
+	return err
+}
+
+// Pseudonym is the raw keyed pseudonym the pseudonymize host function
+// returns base64url-encoded: HMAC-SHA-256(key, "authority.pseudonym.v1\x00" || v).
+func Pseudonym(key, v []byte) []byte {
+	h := hmac.New(sha256.New, key)
+	h.Write([]byte(pseudonymDomain))
+	h.Write(v)
+	return h.Sum(nil)
+}
+
+func readKey(m api.Memory, ptr, n uint32) (string, bool) {
+	if n == 0 || n > maxKeyBytes {
+		return "", false
+	}
+	b, ok := m.Read(ptr, n)
+	if !ok {
+		return "", false
+	}
+	for _, c := range b {
+		if c < 0x21 || c > 0x7e {
+			return "", false
+		}
+	}
+	return string(b), true
+}
+
+func metricChars(b []byte) bool {
+	for _, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

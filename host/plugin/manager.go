@@ -1,0 +1,413 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"stellaops.org/authority/abi"
+)
+
+// Manager runs every tenant's plugin chain. It is immutable after
+// NewManager except for instances coming and going; hot reload builds a
+// new Manager and swaps it in. A Manager is safe for concurrent use.
+type Manager struct {
+	rt      *Runtime
+	deps    Deps
+	opts    RuntimeOptions
+	tenants map[string]*tenantChain
+	bufs    sync.Pool
+
+	closed   atomic.Bool
+	inflight atomic.Int64
+	stop     chan struct{}
+	workers  sync.WaitGroup
+}
+
+type tenantChain struct {
+	name    string
+	policy  map[string][]*pool // hook → pools in configuration order
+	events  []*pool
+	all     []*pool
+	queue   chan abi.Event
+	dropped atomic.Uint64
+}
+
+// NewManager validates every spec (defaults applied), loads each module
+// (sha256 pinned, compiled once per digest through the disk cache),
+// checks imports against grants and exports against hooks, starts one
+// instance per distinct module to check its ABI version, and starts the
+// idle reaper and one telemetry worker per tenant with an events plugin.
+// Any error leaves nothing running. tenantSpecs maps a tenant to its
+// ordered plugin chain; tenants without plugins cost nothing.
+func NewManager(ctx context.Context, opts RuntimeOptions, tenantSpecs map[string][]Spec, deps Deps) (*Manager, error) {
+	deps = deps.withDefaults()
+	tenants := make([]string, 0, len(tenantSpecs))
+	for t := range tenantSpecs {
+		tenants = append(tenants, t)
+	}
+	sort.Strings(tenants)
+	var verrs []error
+	for _, t := range tenants {
+		if err := ValidateTenant(fmt.Sprintf("tenants[%q].plugins", t), tenantSpecs[t]); err != nil {
+			verrs = append(verrs, err)
+		}
+		for i, s := range tenantSpecs[t] {
+			for _, g := range s.Grants {
+				if g == GrantPseudonymize && deps.Secrets == nil {
+					verrs = append(verrs, fmt.Errorf("tenants[%q].plugins[%d].grants: %q needs a tenant secret store (Deps.Secrets)", t, i, g))
+				}
+			}
+		}
+	}
+	if err := errors.Join(verrs...); err != nil {
+		return nil, err
+	}
+	rt, err := NewRuntime(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{rt: rt, deps: deps, opts: rt.Options(), tenants: map[string]*tenantChain{}, stop: make(chan struct{})}
+	m.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
+	fail := func(err error) (*Manager, error) {
+		m.closePools()
+		_ = rt.Close(context.Background())
+		return nil, err
+	}
+	warmed := map[*Module]bool{}
+	for _, t := range tenants {
+		c := &tenantChain{name: t, policy: map[string][]*pool{}}
+		for _, s := range tenantSpecs[t] {
+			s = s.WithDefaults()
+			mod, err := rt.LoadFile(ctx, s)
+			if err != nil {
+				return fail(fmt.Errorf("tenant %q: %w", t, err))
+			}
+			p, err := newPool(t, s, mod, &m.deps, &m.opts)
+			if err != nil {
+				return fail(fmt.Errorf("tenant %q: plugin %q: %w", t, s.Name, err))
+			}
+			c.all = append(c.all, p)
+			for _, h := range s.Hooks {
+				if h == abi.HookEvents {
+					c.events = append(c.events, p)
+				} else {
+					c.policy[h] = append(c.policy[h], p)
+				}
+			}
+			if !warmed[mod] {
+				warmed[mod] = true
+				if err := p.warm(ctx); err != nil {
+					return fail(fmt.Errorf("tenant %q: plugin %q: module %s: %w", t, s.Name, s.Path, err))
+				}
+			}
+		}
+		if len(c.all) > 0 {
+			m.tenants[t] = c
+		}
+		if len(c.events) > 0 {
+			c.queue = make(chan abi.Event, m.opts.EventQueueSize)
+		}
+	}
+	for _, c := range m.tenants {
+		if c.queue != nil {
+			m.workers.Add(1)
+			go m.eventWorker(c)
+		}
+	}
+	if len(m.tenants) > 0 {
+		m.workers.Add(1)
+		go m.reaper()
+	}
+	return m, nil
+}
+
+// Runtime returns the runtime the manager owns (for inspection tools).
+func (m *Manager) Runtime() *Runtime { return m.rt }
+
+// Warm starts one instance in every pool, so the first request of every
+// tenant does not pay instantiation. It returns the first error.
+func (m *Manager) Warm(ctx context.Context) error {
+	for _, c := range m.tenants {
+		for _, p := range c.all {
+			if err := p.warm(ctx); err != nil {
+				return fmt.Errorf("tenant %q: plugin %q: %w", c.name, p.name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Decide runs tenant's policy chain for in.Endpoint after the endpoint's
+// native checks passed. Guarantees:
+//   - a tenant without plugins on the hook gets abi.Allowed() at once;
+//   - plugins run in configuration order; the first deny is returned
+//     (deny-overrides) and later plugins do not run;
+//   - a plugin that fails (timeout, trap, invalid output, breaker open, no
+//     free instance) is skipped when its failure mode is "open" and yields
+//     503 temporarily_unavailable when "closed";
+//   - the returned Decision always passes Validate; annotations are
+//     prefixed with the plugin name;
+//   - the guest sees in with Tenant set to tenant; in is not modified.
+//
+// The error is non-nil when any plugin failed; it is for logs and metrics
+// (it may be a *Failure or join several), the Decision already applies
+// the failure modes and is what the caller enforces.
+func (m *Manager) Decide(ctx context.Context, tenant string, in *abi.DecisionInput) (abi.Decision, error) {
+	c := m.tenants[tenant]
+	if c == nil {
+		return abi.Allowed(), nil
+	}
+	pools := c.policy[in.Endpoint]
+	if len(pools) == 0 {
+		return abi.Allowed(), nil
+	}
+	m.inflight.Add(1)
+	defer m.inflight.Add(-1)
+	if m.closed.Load() {
+		return unavailable(time.Second), &Failure{Tenant: tenant, Hook: in.Endpoint, Kind: KindClosed, Err: errors.New("manager closed")}
+	}
+	cp := *in
+	cp.Tenant = tenant
+	bp := m.bufs.Get().(*[]byte)
+	payload := abi.AppendDecisionInput((*bp)[:0], &cp)
+	defer func() { *bp = payload[:0]; m.bufs.Put(bp) }()
+
+	var ann []abi.KV
+	var errs []error
+	for _, p := range pools {
+		var d abi.Decision
+		if f := p.decide(ctx, in.Endpoint, payload, &d); f != nil {
+			errs = append(errs, f)
+			if p.failMode[in.Endpoint] == FailOpen {
+				continue
+			}
+			_, _, wait := p.breaker.snapshot(m.deps.Clock.Now())
+			u := unavailable(wait)
+			u.Annotations = append(ann, abi.KV{Key: p.name + ".failure", Value: string(f.Kind)})
+			return u, errors.Join(errs...)
+		}
+		for _, a := range d.Annotations {
+			ann = append(ann, abi.KV{Key: p.name + "." + a.Key, Value: a.Value})
+		}
+		if !d.Allow {
+			d.Annotations = ann
+			return d, errors.Join(errs...)
+		}
+	}
+	return abi.Decision{Allow: true, Annotations: ann}, errors.Join(errs...)
+}
+
+func unavailable(retry time.Duration) abi.Decision {
+	secs := int((retry + time.Second - 1) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	return abi.Decision{Status: abi.StatusUnavailable, Error: abi.ErrorTemporarilyUnavailable,
+		Description: "a policy plugin is unavailable", RetryAfter: min(secs, abi.MaxRetryAfter)}
+}
+
+// Emit queues ev for tenant's telemetry plugins and reports whether it was
+// queued. It never blocks: when the tenant's queue is full (or the
+// manager closed) the event is dropped and counted in Health. A tenant
+// without events plugins costs a map lookup. ev.Tenant is set to tenant;
+// the caller must not modify ev's slices afterwards.
+func (m *Manager) Emit(tenant string, ev abi.Event) bool {
+	c := m.tenants[tenant]
+	if c == nil || c.queue == nil {
+		return false
+	}
+	if m.closed.Load() {
+		c.dropped.Add(1)
+		return false
+	}
+	ev.Tenant = tenant
+	select {
+	case c.queue <- ev:
+		return true
+	default:
+		c.dropped.Add(1)
+		return false
+	}
+}
+
+func (m *Manager) eventWorker(c *tenantChain) {
+	defer m.workers.Done()
+	var buf []byte
+	deliver := func(ev *abi.Event) {
+		buf = abi.AppendEvent(buf[:0], ev)
+		for _, p := range c.events {
+			if f := p.event(context.Background(), buf); f != nil && f.Kind != KindBreakerOpen {
+				m.deps.Logger.LogAttrs(context.Background(), slog.LevelWarn, "telemetry plugin failed",
+					slog.String("tenant", c.name), slog.String("plugin", p.name),
+					slog.String("reason", string(f.Kind)), slog.String("error", f.Err.Error()))
+			}
+		}
+	}
+	for {
+		select {
+		case ev := <-c.queue:
+			deliver(&ev)
+		case <-m.stop:
+			for {
+				select {
+				case ev := <-c.queue:
+					deliver(&ev)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (m *Manager) reaper() {
+	defer m.workers.Done()
+	every := time.Minute
+	for _, c := range m.tenants {
+		for _, p := range c.all {
+			every = min(every, p.spec.Limits.IdleTimeout/2)
+		}
+	}
+	every = max(every, time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case now := <-t.C:
+			m.evictIdle(now)
+		case <-m.stop:
+			return
+		}
+	}
+}
+
+func (m *Manager) evictIdle(now time.Time) {
+	for _, c := range m.tenants {
+		for _, p := range c.all {
+			p.evictIdle(now)
+		}
+	}
+}
+
+// Health is a snapshot for /readyz and metrics.
+type Health struct {
+	// Ready is true while the manager is open: every module loaded,
+	// verified and started once. Breaker states do not clear it (a broken
+	// plugin is answered by its failure mode, on every node alike).
+	Ready bool
+	// Degraded is true when any breaker is not closed.
+	Degraded bool
+	Plugins  []PluginHealth
+}
+
+// PluginHealth describes one plugin of one tenant. Counters are totals
+// since the manager started.
+type PluginHealth struct {
+	Tenant, Plugin, SHA256 string
+	Hooks                  []string
+	Breaker                BreakerState
+	ConsecutiveFailures    int
+	// RetryIn is the time until an open breaker lets a trial call through.
+	RetryIn                        time.Duration
+	LiveInstances, IdleInstances   int
+	Calls, Failures, Timeouts      uint64
+	Traps, InvalidOutputs          uint64
+	BreakerRejects, Instantiations uint64
+	Evictions, GuestLogDrops       uint64
+	EventsQueued                   int
+	EventsDropped                  uint64
+	LastError                      string
+}
+
+// Health returns the state of every plugin, sorted by tenant then chain
+// order.
+func (m *Manager) Health() Health {
+	h := Health{Ready: !m.closed.Load()}
+	names := make([]string, 0, len(m.tenants))
+	for t := range m.tenants {
+		names = append(names, t)
+	}
+	sort.Strings(names)
+	now := m.deps.Clock.Now()
+	for _, t := range names {
+		c := m.tenants[t]
+		for _, p := range c.all {
+			st, fails, wait := p.breaker.snapshot(now)
+			live, idle := p.counts()
+			ph := PluginHealth{
+				Tenant: t, Plugin: p.name, SHA256: p.mod.SHA256, Hooks: p.spec.Hooks,
+				Breaker: st, ConsecutiveFailures: fails, RetryIn: wait,
+				LiveInstances: live, IdleInstances: idle,
+				Calls: p.stats.calls.Load(), Failures: p.stats.failures.Load(), Timeouts: p.stats.timeouts.Load(),
+				Traps: p.stats.traps.Load(), InvalidOutputs: p.stats.outputs.Load(),
+				BreakerRejects: p.stats.breakerRejects.Load(), Instantiations: p.stats.instantiations.Load(),
+				Evictions: p.stats.evictions.Load(), GuestLogDrops: p.stats.logDrops.Load(),
+				EventsDropped: c.dropped.Load(),
+			}
+			if c.queue != nil {
+				ph.EventsQueued = len(c.queue)
+			}
+			if e := p.stats.lastErr.Load(); e != nil {
+				ph.LastError = *e
+			}
+			if st != BreakerClosed {
+				h.Degraded = true
+			}
+			h.Plugins = append(h.Plugins, ph)
+		}
+	}
+	return h
+}
+
+// Close stops accepting calls, delivers queued events, waits (until ctx
+// ends) for in-flight calls, then closes every instance and the runtime.
+func (m *Manager) Close(ctx context.Context) error {
+	if !m.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(m.stop)
+	m.workers.Wait()
+	for m.inflight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			m.closePools()
+			return errors.Join(ctx.Err(), m.rt.Close(context.Background()))
+		case <-time.After(time.Millisecond):
+		}
+	}
+	m.closePools()
+	return m.rt.Close(ctx)
+}
+
+func (m *Manager) closePools() {
+	for _, c := range m.tenants {
+		for _, p := range c.all {
+			p.close()
+		}
+	}
+}
+
+// EmitSync delivers ev to tenant's telemetry plugins on the caller's
+// goroutine and returns their failures joined. It is for tests and
+// offline tooling; servers use Emit.
+func (m *Manager) EmitSync(ctx context.Context, tenant string, ev abi.Event) error {
+	c := m.tenants[tenant]
+	if c == nil || len(c.events) == 0 {
+		return nil
+	}
+	ev.Tenant = tenant
+	buf := abi.AppendEvent(nil, &ev)
+	var errs []error
+	for _, p := range c.events {
+		if f := p.event(ctx, buf); f != nil {
+			errs = append(errs, f)
+		}
+	}
+	return errors.Join(errs...)
+}

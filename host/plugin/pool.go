@@ -1,0 +1,404 @@
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"stellaops.org/authority/abi"
+)
+
+// pool holds the instances of one plugin for one tenant. Instances never
+// move between pools, so a tenant's data only ever enters instances that
+// serve that tenant. At most spec.Limits.PoolSize instances live at once;
+// they are created on demand, reused LIFO (the busiest stay warm) and
+// closed after spec.Limits.IdleTimeout without use.
+type pool struct {
+	tenant    string
+	name      string
+	spec      Spec
+	mod       *Module
+	grants    grantSet
+	config    []byte
+	keyPrefix string
+	deps      *Deps
+	opts      *RuntimeOptions
+	failMode  map[string]FailureMode
+	breaker   breaker
+	logs      limiter
+	stats     poolStats
+
+	mu      sync.Mutex
+	idle    []*instance
+	live    int
+	waiters int
+	wake    chan struct{}
+	closed  bool
+}
+
+type poolStats struct {
+	calls, failures, timeouts, traps, outputs, breakerRejects atomic.Uint64
+	instantiations, evictions, logDrops                       atomic.Uint64
+	lastErr                                                   atomic.Pointer[string]
+}
+
+var errPoolClosed = errors.New("pool closed")
+
+func newPool(tenant string, spec Spec, mod *Module, deps *Deps, opts *RuntimeOptions) (*pool, error) {
+	p := &pool{
+		tenant: tenant, name: spec.Name, spec: spec, mod: mod,
+		grants: newGrantSet(spec.Grants), deps: deps, opts: opts, failMode: spec.FailureMode,
+		keyPrefix: "plugin:" + strconv.Itoa(len(tenant)) + ":" + tenant + ":" + spec.Name + ":",
+		wake:      make(chan struct{}),
+	}
+	if len(spec.Config) > 0 {
+		b, err := json.Marshal(spec.Config)
+		if err != nil {
+			return nil, err
+		}
+		p.config = b
+	}
+	p.breaker.threshold = opts.BreakerThreshold
+	p.breaker.cooldown = opts.BreakerCooldown
+	p.logs = limiter{rate: opts.GuestLogRate, burst: float64(opts.GuestLogBurst), tokens: float64(opts.GuestLogBurst)}
+	return p, nil
+}
+
+// get returns an idle instance, creates one if fewer than PoolSize live,
+// or waits (at most CallTimeout) for one to come back.
+func (p *pool) get(ctx context.Context) (*instance, FailureKind, error) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, KindClosed, errPoolClosed
+		}
+		if n := len(p.idle); n > 0 {
+			inst := p.idle[n-1]
+			p.idle[n-1] = nil
+			p.idle = p.idle[:n-1]
+			p.mu.Unlock()
+			return inst, "", nil
+		}
+		if p.live < p.spec.Limits.PoolSize {
+			p.live++
+			p.mu.Unlock()
+			inst, err := newInstance(p)
+			if err != nil {
+				p.release()
+				return nil, KindInstantiate, err
+			}
+			p.stats.instantiations.Add(1)
+			return inst, "", nil
+		}
+		p.waiters++
+		wake := p.wake
+		p.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(p.spec.Limits.CallTimeout)
+		}
+		var err error
+		select {
+		case <-wake:
+		case <-timer.C:
+			err = errors.New("no instance free within limits.callTimeout")
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		p.mu.Lock()
+		p.waiters--
+		p.mu.Unlock()
+		if err != nil {
+			return nil, KindPoolBusy, err
+		}
+	}
+}
+
+// signal wakes waiters; callers hold p.mu.
+func (p *pool) signalLocked() {
+	if p.waiters > 0 {
+		close(p.wake)
+		p.wake = make(chan struct{})
+	}
+}
+
+// put returns a healthy instance.
+func (p *pool) put(inst *instance) {
+	inst.lastUsed = time.Now()
+	p.mu.Lock()
+	if p.closed {
+		p.live--
+		p.mu.Unlock()
+		inst.close()
+		return
+	}
+	p.idle = append(p.idle, inst)
+	p.signalLocked()
+	p.mu.Unlock()
+}
+
+// discard closes a failed instance and frees its slot.
+func (p *pool) discard(inst *instance) {
+	inst.close()
+	p.release()
+}
+
+func (p *pool) release() {
+	p.mu.Lock()
+	p.live--
+	p.signalLocked()
+	p.mu.Unlock()
+}
+
+// evictIdle closes instances idle for longer than IdleTimeout.
+func (p *pool) evictIdle(now time.Time) {
+	p.mu.Lock()
+	var old []*instance
+	keep := p.idle[:0]
+	for _, inst := range p.idle {
+		if now.Sub(inst.lastUsed) >= p.spec.Limits.IdleTimeout {
+			old = append(old, inst)
+		} else {
+			keep = append(keep, inst)
+		}
+	}
+	for i := len(keep); i < len(p.idle); i++ {
+		p.idle[i] = nil
+	}
+	p.idle = keep
+	p.live -= len(old)
+	if len(old) > 0 {
+		p.signalLocked()
+	}
+	p.mu.Unlock()
+	for _, inst := range old {
+		inst.close()
+	}
+	p.stats.evictions.Add(uint64(len(old)))
+}
+
+func (p *pool) close() {
+	p.mu.Lock()
+	p.closed = true
+	idle := p.idle
+	p.idle = nil
+	p.live -= len(idle)
+	p.signalLocked()
+	p.mu.Unlock()
+	for _, inst := range idle {
+		inst.close()
+	}
+}
+
+func (p *pool) counts() (live, idle int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.live, len(p.idle)
+}
+
+// warm makes sure one instance exists (and so that the module starts and
+// speaks our ABI version for this tenant's configuration).
+func (p *pool) warm(ctx context.Context) error {
+	inst, _, err := p.get(ctx)
+	if err != nil {
+		return err
+	}
+	p.put(inst)
+	return nil
+}
+
+func (p *pool) fail(kind FailureKind, err error) {
+	p.stats.failures.Add(1)
+	switch kind {
+	case KindTimeout:
+		p.stats.timeouts.Add(1)
+	case KindTrap:
+		p.stats.traps.Add(1)
+	case KindOutput:
+		p.stats.outputs.Add(1)
+	}
+	msg := string(kind) + ": " + err.Error()
+	p.stats.lastErr.Store(&msg)
+}
+
+// decide runs one policy call, applying breaker and instance hygiene.
+func (p *pool) decide(ctx context.Context, hook string, payload []byte, out *abi.Decision) *Failure {
+	now := p.deps.Clock.Now()
+	if !p.breaker.allow(now) {
+		p.stats.breakerRejects.Add(1)
+		return &Failure{Tenant: p.tenant, Plugin: p.name, Hook: hook, Kind: KindBreakerOpen, Err: errors.New("circuit breaker open")}
+	}
+	p.stats.calls.Add(1)
+	inst, kind, err := p.get(ctx)
+	if err == nil {
+		kind, err = inst.callDecide(payload, out)
+		if err != nil {
+			p.discard(inst)
+		} else {
+			p.put(inst)
+		}
+	}
+	if err != nil {
+		p.fail(kind, err)
+		p.breaker.record(kind, p.deps.Clock.Now())
+		return &Failure{Tenant: p.tenant, Plugin: p.name, Hook: hook, Kind: kind, Err: err}
+	}
+	p.breaker.success()
+	return nil
+}
+
+// event runs one telemetry call.
+func (p *pool) event(ctx context.Context, payload []byte) *Failure {
+	if !p.breaker.allow(p.deps.Clock.Now()) {
+		p.stats.breakerRejects.Add(1)
+		return &Failure{Tenant: p.tenant, Plugin: p.name, Hook: abi.HookEvents, Kind: KindBreakerOpen, Err: errors.New("circuit breaker open")}
+	}
+	p.stats.calls.Add(1)
+	inst, kind, err := p.get(ctx)
+	if err == nil {
+		kind, err = inst.callEvent(payload)
+		if err != nil && kind != KindGuestError {
+			p.discard(inst)
+		} else {
+			p.put(inst)
+		}
+	}
+	if err != nil {
+		p.fail(kind, err)
+		p.breaker.record(kind, p.deps.Clock.Now())
+		return &Failure{Tenant: p.tenant, Plugin: p.name, Hook: abi.HookEvents, Kind: kind, Err: err}
+	}
+	p.breaker.success()
+	return nil
+}
+
+func (p *pool) guestLog(ctx context.Context, level slog.Level, source, msg string) {
+	if !p.logs.allow(time.Now()) {
+		p.stats.logDrops.Add(1)
+		return
+	}
+	p.deps.Logger.LogAttrs(ctx, level, "plugin log", slog.String("tenant", p.tenant),
+		slog.String("plugin", p.name), slog.String("source", source), slog.String("msg", msg))
+}
+
+func (p *pool) hostError(ctx context.Context, fn string, err error) {
+	p.deps.Logger.LogAttrs(ctx, slog.LevelWarn, "plugin host function failed", slog.String("tenant", p.tenant),
+		slog.String("plugin", p.name), slog.String("function", fn), slog.String("error", err.Error()))
+}
+
+// limiter is a token bucket.
+type limiter struct {
+	mu     sync.Mutex
+	rate   float64
+	burst  float64
+	tokens float64
+	last   time.Time
+}
+
+func (l *limiter) allow(now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.last.IsZero() {
+		l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
+	}
+	l.last = now
+	if l.tokens < 1 {
+		return false
+	}
+	l.tokens--
+	return true
+}
+
+// BreakerState is the state of a plugin's circuit breaker.
+type BreakerState string
+
+// Breaker states.
+const (
+	BreakerClosed   BreakerState = "closed"    // calls flow
+	BreakerOpen     BreakerState = "open"      // calls fail fast with the failure mode
+	BreakerHalfOpen BreakerState = "half-open" // one trial call decides
+)
+
+// breaker opens after threshold consecutive failures, lets one trial call
+// through after cooldown, and closes again on a success.
+type breaker struct {
+	mu        sync.Mutex
+	threshold int
+	cooldown  time.Duration
+	state     BreakerState
+	failures  int
+	openedAt  time.Time
+	trial     bool
+}
+
+func (b *breaker) allow(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch b.state {
+	case BreakerOpen:
+		if now.Sub(b.openedAt) < b.cooldown {
+			return false
+		}
+		b.state, b.trial = BreakerHalfOpen, true
+		return true
+	case BreakerHalfOpen:
+		if b.trial {
+			return false
+		}
+		b.trial = true
+		return true
+	}
+	return true
+}
+
+func (b *breaker) success() {
+	b.mu.Lock()
+	b.state, b.failures, b.trial = BreakerClosed, 0, false
+	b.mu.Unlock()
+}
+
+// record counts a failure of kind. Overload (pool busy) and shutdown say
+// nothing about the plugin: they only release a half-open trial.
+func (b *breaker) record(kind FailureKind, now time.Time) {
+	if kind == KindPoolBusy || kind == KindClosed {
+		b.mu.Lock()
+		b.trial = false
+		b.mu.Unlock()
+		return
+	}
+	b.failure(now)
+}
+
+func (b *breaker) failure(now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.failures++
+	if b.state == BreakerHalfOpen || b.failures >= b.threshold {
+		b.state, b.openedAt, b.trial = BreakerOpen, now, false
+	}
+}
+
+func (b *breaker) snapshot(now time.Time) (BreakerState, int, time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.state
+	if st == "" {
+		st = BreakerClosed
+	}
+	var wait time.Duration
+	if st == BreakerOpen {
+		wait = max(0, b.cooldown-now.Sub(b.openedAt))
+	}
+	return st, b.failures, wait
+}
