@@ -92,11 +92,20 @@ func validKVs(field string, kvs []KV, max int) error {
 		if kv.Key == "" || len(kv.Key) > MaxKeyLen || !keyChars(kv.Key) {
 			return invalid(field+".key", "must be 1-64 characters of [a-z0-9_.-]")
 		}
-		if len(kv.Value) > MaxValueLen || !nqschar(kv.Value, true) {
+		if len(kv.Value) > MaxValueLen || !printable(kv.Value) {
 			return invalid(field+".value", "must be at most 256 printable ASCII characters")
 		}
 	}
 	return nil
+}
+
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 func keyChars(s string) bool {

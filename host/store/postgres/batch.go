@@ -14,11 +14,11 @@ package postgres
 // already queued, up to BatchMax, without sleeping (optionally waiting up to
 // BatchWait if the batch is not full), and inserts the batch with one
 // INSERT ... SELECT FROM unnest($1::text[], ...) ON CONFLICT (id) DO NOTHING
-// RETURNING id: one statement, hence one implicit transaction. Because
-// several batchers run, one slow commit does not stall the others, and while
-// some batchers are committing the queue fills up for the next one: batches
-// grow with load by themselves and stay at one token (lowest latency) when
-// idle.
+// RETURNING id: one statement, hence one implicit transaction. While a
+// batch commits the queue fills up for the next one, so batches grow with
+// load by themselves and stay at one token (lowest latency) when idle. With
+// Batchers > 1 several batches commit at once, so one slow commit does not
+// stall everyone, at the price of smaller batches (see Options.Batchers).
 //
 // Errors are per token: an ID not returned by RETURNING was a duplicate
 // (already stored, or an earlier request in the same batch) and only that

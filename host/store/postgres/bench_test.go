@@ -27,9 +27,9 @@ type benchStore struct {
 func benchStores() []benchStore {
 	return []benchStore{
 		{"memory", func(b *testing.B) store.TokenStore { return store.NewMemory(store.MemoryOptions{}) }},
-		{"postgres-groupcommit", func(b *testing.B) store.TokenStore { return openStore(b, postgres.Options{MaxConns: 8}) }},
-		{"postgres-groupcommit-wait100us", func(b *testing.B) store.TokenStore {
-			return openStore(b, postgres.Options{MaxConns: 8, BatchWait: 100 * time.Microsecond})
+		{"postgres-groupcommit", func(b *testing.B) store.TokenStore { return openStore(b, postgres.Options{}) }},
+		{"postgres-groupcommit-4batchers", func(b *testing.B) store.TokenStore {
+			return openStore(b, postgres.Options{MaxConns: 8, Batchers: 4})
 		}},
 		{"postgres-onecommitpertoken", func(b *testing.B) store.TokenStore {
 			return openStore(b, postgres.Options{MaxConns: 32, BatchMax: 1})

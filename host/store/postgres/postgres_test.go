@@ -102,9 +102,10 @@ func TestCloseDrainsQueue(t *testing.T) {
 func TestOpenValidatesOptions(t *testing.T) {
 	ctx := context.Background()
 	for name, opts := range map[string]postgres.Options{
-		"no dsn":         {},
-		"bad schema":     {DSN: defaultTestDSN, Schema: "x; DROP TABLE y"},
-		"negative batch": {DSN: defaultTestDSN, BatchMax: -1},
+		"no dsn":            {},
+		"bad schema":        {DSN: defaultTestDSN, Schema: "x; DROP TABLE y"},
+		"negative batch":    {DSN: defaultTestDSN, BatchMax: -1},
+		"too many batchers": {DSN: defaultTestDSN, MaxConns: 2, Batchers: 2},
 	} {
 		if s, err := postgres.Open(ctx, opts); err == nil {
 			s.Close()
