@@ -65,9 +65,11 @@ func Run(t *testing.T, newStore func(t *testing.T) store.TokenStore) {
 	}
 }
 
-// base is a fixed instant with nanoseconds and a non-UTC zone, so stores must
+// baseTime is a fixed instant with nanoseconds and a non-UTC zone, so stores must
 // canonicalize.
-var base = time.Date(2031, 5, 6, 7, 8, 9, 123456789, time.FixedZone("X", 2*3600))
+func baseTime() time.Time {
+	return time.Date(2031, 5, 6, 7, 8, 9, 123456789, time.FixedZone("X", 2*3600))
+}
 
 func sample(id string) *store.Token {
 	return &store.Token{
@@ -78,8 +80,8 @@ func sample(id string) *store.Token {
 		Subject:   "alice",
 		Scopes:    []string{"openid", "read:things"},
 		Audiences: []string{"https://api.example"},
-		IssuedAt:  base,
-		ExpiresAt: base.Add(time.Hour),
+		IssuedAt:  baseTime(),
+		ExpiresAt: baseTime().Add(time.Hour),
 	}
 }
 
@@ -121,10 +123,10 @@ func testRoundTrip(t *testing.T, s store.TokenStore) {
 		Subject:           "bob",
 		Scopes:            []string{"a", "b c", `d"e`, `f\g`, "{h}", "NULL", ""},
 		Audiences:         []string{"aud1", "aud,2"},
-		IssuedAt:          base,
-		ExpiresAt:         base.Add(90 * 24 * time.Hour),
+		IssuedAt:          baseTime(),
+		ExpiresAt:         baseTime().Add(90 * 24 * time.Hour),
 		Status:            store.StatusRevoked,
-		RevokedAt:         base.Add(time.Minute + 999),
+		RevokedAt:         baseTime().Add(time.Minute + 999),
 		SenderConstraint:  store.ConstraintDPoPMTLS,
 		KeyThumbprint:     "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
 		SenderCertificate: "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2",
@@ -134,9 +136,9 @@ func testRoundTrip(t *testing.T, s store.TokenStore) {
 	want := *in
 	want.Scopes = append([]string(nil), in.Scopes...)
 	want.Audiences = append([]string(nil), in.Audiences...)
-	want.IssuedAt = base.UTC().Truncate(time.Microsecond)
-	want.ExpiresAt = base.Add(90 * 24 * time.Hour).UTC().Truncate(time.Microsecond)
-	want.RevokedAt = base.Add(time.Minute + 999).UTC().Truncate(time.Microsecond)
+	want.IssuedAt = baseTime().UTC().Truncate(time.Microsecond)
+	want.ExpiresAt = baseTime().Add(90 * 24 * time.Hour).UTC().Truncate(time.Microsecond)
+	want.RevokedAt = baseTime().Add(time.Minute + 999).UTC().Truncate(time.Microsecond)
 	got := mustGet(t, s, in.ID)
 	diff(t, got, &want)
 	if got.IssuedAt.Location() != time.UTC || got.ExpiresAt.Location() != time.UTC || got.RevokedAt.Location() != time.UTC {
@@ -226,7 +228,7 @@ func testInvalid(t *testing.T, s store.TokenStore) {
 		"unknown status":       func(x *store.Token) { x.Status = "paused" },
 		"revoked without time": func(x *store.Token) { x.Status = store.StatusRevoked },
 		"active with revokedAt": func(x *store.Token) {
-			x.RevokedAt = base
+			x.RevokedAt = baseTime()
 		},
 		"unknown constraint":    func(x *store.Token) { x.SenderConstraint = "magic" },
 		"dpop without jkt":      func(x *store.Token) { x.SenderConstraint = store.ConstraintDPoP },
@@ -254,7 +256,7 @@ func testInvalid(t *testing.T, s store.TokenStore) {
 func testRevokeIdempotent(t *testing.T, s store.TokenStore) {
 	mustPut(t, s, sample("rv"))
 	mustPut(t, s, sample("other"))
-	at := base.Add(10*time.Minute + 1500)
+	at := baseTime().Add(10*time.Minute + 1500)
 	for i, when := range []time.Time{at, at.Add(time.Hour)} {
 		ok, err := s.Revoke(ctx(t), "rv", when)
 		if err != nil || !ok {
@@ -274,7 +276,7 @@ func testRevokeIdempotent(t *testing.T, s store.TokenStore) {
 }
 
 func testRevokeUnknown(t *testing.T, s store.TokenStore) {
-	ok, err := s.Revoke(ctx(t), "never-issued", base)
+	ok, err := s.Revoke(ctx(t), "never-issued", baseTime())
 	if err != nil || ok {
 		t.Fatalf("Revoke unknown = %v, %v; want false, nil", ok, err)
 	}
@@ -293,13 +295,13 @@ func testRevokeByParent(t *testing.T, s store.TokenStore) {
 	gc.ParentID = "child1"
 	c2 := sample("child2")
 	c2.ParentID = "root"
-	c2.Status, c2.RevokedAt = store.StatusRevoked, base
+	c2.Status, c2.RevokedAt = store.StatusRevoked, baseTime()
 	un := sample("unrelated")
 	un.ParentID = "elsewhere"
 	for _, tok := range []*store.Token{root, c1, gc, c2, un} {
 		mustPut(t, s, tok)
 	}
-	at := base.Add(time.Minute)
+	at := baseTime().Add(time.Minute)
 	n, err := s.RevokeByParent(ctx(t), "root", at)
 	if err != nil || n != 2 {
 		t.Fatalf("RevokeByParent = %d, %v; want 2, nil", n, err)
@@ -311,7 +313,7 @@ func testRevokeByParent(t *testing.T, s store.TokenStore) {
 			t.Errorf("%s: status %q, want %q", id, got.Status, st)
 		}
 	}
-	if got := mustGet(t, s, "child2"); !got.RevokedAt.Equal(base.UTC().Truncate(time.Microsecond)) {
+	if got := mustGet(t, s, "child2"); !got.RevokedAt.Equal(baseTime().UTC().Truncate(time.Microsecond)) {
 		t.Errorf("child2 revokedAt changed to %v", got.RevokedAt)
 	}
 	if n, err := s.RevokeByParent(ctx(t), "root", at); err != nil || n != 0 {
@@ -399,7 +401,7 @@ func testCancelled(t *testing.T, s store.TokenStore) {
 	if _, err := s.Get(c, "present"); err == nil {
 		t.Fatalf("Get with cancelled ctx succeeded")
 	}
-	if _, err := s.Revoke(c, "present", base); err == nil {
+	if _, err := s.Revoke(c, "present", baseTime()); err == nil {
 		t.Fatalf("Revoke with cancelled ctx succeeded")
 	}
 	if got := mustGet(t, s, "present"); got.Status != store.StatusActive {
@@ -422,11 +424,11 @@ func testPurge(t *testing.T, s store.TokenStore) {
 		t.Skip("store does not implement PurgeExpired")
 	}
 	old := sample("old")
-	old.ExpiresAt = base.Add(time.Second)
+	old.ExpiresAt = baseTime().Add(time.Second)
 	fresh := sample("fresh")
 	mustPut(t, s, old)
 	mustPut(t, s, fresh)
-	n, err := p.PurgeExpired(ctx(t), base.Add(time.Minute))
+	n, err := p.PurgeExpired(ctx(t), baseTime().Add(time.Minute))
 	if err != nil || n != 1 {
 		t.Fatalf("PurgeExpired = %d, %v; want 1, nil", n, err)
 	}
