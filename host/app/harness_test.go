@@ -164,6 +164,9 @@ type envOptions struct {
 	noTLS     bool
 	postgres  string // DSN; memory store when empty
 	pgSchema  string
+	redis     string // address; DPoP nonces and replay cache in memory when empty
+	redisPfx  string
+	keyDir    string // shared signing-key directory (two nodes); a temp dir when empty
 	startTime time.Time
 }
 
@@ -181,7 +184,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err := os.WriteFile(filepath.Join(dir, "self.pem"), self.CertPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	doc := strings.NewReplacer("KEYDIR", dir, "CADIR", dir,
+	keyDir := o.keyDir
+	if keyDir == "" {
+		keyDir = dir
+	}
+	doc := strings.NewReplacer("KEYDIR", keyDir, "CADIR", dir,
 		"SECRET1", config.DigestSecret(secrets["demo-bearer"]),
 		"SECRET2", config.DigestSecret(secrets["demo-bearer-2"]),
 		"SECRET3", config.DigestSecret(secrets["other-client"]),
@@ -209,6 +216,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 		cfg.Storage.Tokens = "postgres"
 		cfg.Storage.Postgres.DSN = o.postgres
 		cfg.Storage.Postgres.Schema = o.pgSchema
+	}
+	if o.redis != "" {
+		cfg.Security.SenderConstraints.DPoP.Nonce.Store = "redis"
+		cfg.Storage.Redis.Addr = o.redis
+		cfg.Storage.Redis.KeyPrefix = o.redisPfx
 	}
 	if o.mutate != nil {
 		o.mutate(cfg)

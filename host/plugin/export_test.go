@@ -1,0 +1,23 @@
+package plugin
+
+import (
+	"context"
+	"time"
+)
+
+// EvictIdle exposes the reaper step to tests.
+func (m *Manager) EvictIdle(now time.Time) { m.evictIdle(now) }
+
+// NewTestInstance creates (and CloseTestInstance closes) one instance of
+// tenant's first plugin outside the pool, for the instantiation benchmark.
+// It returns the instance's linear memory size in bytes.
+func (m *Manager) NewTestInstance(tenant string) (func(), uint32, error) {
+	p := m.tenants[tenant].all[0]
+	inst, err := newInstance(p)
+	if err != nil {
+		return nil, 0, err
+	}
+	return inst.close, inst.mem.Size(), nil
+}
+
+var _ = context.Background
