@@ -58,11 +58,10 @@ func exportDecide(ptr, n uint32) uint64 {
 	if !ok || decisionHandler == nil {
 		return 0
 	}
-	if err := abi.DecodeDecisionInput(b, &input); err != nil {
+	if err := abi.DecodeDecisionInputView(b, &input); err != nil {
 		return 0
 	}
 	d := decisionHandler(&input)
-	input = abi.DecisionInput{}
 	outBuf = abi.AppendDecision(outBuf[:0], &d)
 	return uint64(bufPtr(outBuf))<<32 | uint64(len(outBuf))
 }
@@ -73,11 +72,10 @@ func exportEvent(ptr, n uint32) int32 {
 	if !ok || eventHandler == nil {
 		return abi.HostInvalid
 	}
-	if err := abi.DecodeEvent(b, &event); err != nil {
+	if err := abi.DecodeEventView(b, &event); err != nil {
 		return abi.HostInvalid
 	}
 	err := eventHandler(&event)
-	event = abi.Event{}
 	if err != nil {
 		return abi.HostUnavailable
 	}

@@ -37,12 +37,16 @@ import (
 	"stellaops.org/authority/abi"
 )
 
-// DecisionHandler decides a policy hook. It must not block and must not
-// retain in or its slices after returning.
+// DecisionHandler decides a policy hook. It must not block. in, its
+// strings and its slices are views of the SDK's input buffer, valid only
+// until the handler returns: copy what you keep (strings.Clone,
+// slices.Clone). This is what makes decoding allocation-free, and each
+// allocation costs a Go guest ~0.5-3 µs (abi/RATIONALE-plugins.md).
 type DecisionHandler func(in *abi.DecisionInput) abi.Decision
 
-// EventHandler consumes one telemetry event. A non-nil error is counted by
-// the host as a plugin failure (events fail open).
+// EventHandler consumes one telemetry event, with the same validity rule
+// for ev as DecisionHandler's input. A non-nil error is counted by the
+// host as a plugin failure (events fail open).
 type EventHandler func(ev *abi.Event) error
 
 // Errors returned by host function wrappers.

@@ -269,3 +269,22 @@ func TestDPoPFreshAuthNeedsAuthorization(t *testing.T) {
 	}
 	_ = http.MethodPost
 }
+
+// Every DPoP response, success or error, carries a currently valid nonce
+// (when nonces are enabled), even for clients that do not require one.
+func TestDPoPEveryResponseCarriesANonce(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	k := newDPoPKey(t)
+	if r := e.token("dpop-plain", nil); r.header.Get("DPoP-Nonce") == "" {
+		t.Fatalf("missing proof: no DPoP-Nonce (%d %s)", r.status, r.raw)
+	}
+	r := e.dpopToken("dpop-plain", k.proof(t, proofOpts{htu: e.cfg.Issuer + "/token", iat: e.clock.Now()}))
+	if r.status != 200 || r.header.Get("DPoP-Nonce") == "" {
+		t.Fatalf("success without required nonce: %d %s %v", r.status, r.raw, r.header)
+	}
+	// The nonce it got is accepted.
+	r = e.dpopToken("dpop-plain", k.proof(t, proofOpts{htu: e.cfg.Issuer + "/token", iat: e.clock.Now(), nonce: r.header.Get("DPoP-Nonce")}))
+	if r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.raw)
+	}
+}

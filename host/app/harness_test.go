@@ -44,7 +44,7 @@ func (c *clock) Advance(d time.Duration) {
 
 // env is a running Authority on two loopback listeners, like `make run`.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	cfg    *config.Config
 	a      *app.Authority
 	plain  *httptest.Server
@@ -167,10 +167,11 @@ type envOptions struct {
 	redis     string // address; DPoP nonces and replay cache in memory when empty
 	redisPfx  string
 	keyDir    string // shared signing-key directory (two nodes); a temp dir when empty
+	quiet     bool   // format logs but discard them (benchmarks)
 	startTime time.Time
 }
 
-func newEnv(t *testing.T, o envOptions) *env {
+func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	dir := t.TempDir()
 	ca := mtlstest.NewCA(t, "test client CA")
@@ -234,7 +235,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	clk := &clock{t: start}
 	logs := &syncBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var sink io.Writer = logs
+	if o.quiet {
+		sink = io.Discard
+	}
+	log := slog.New(slog.NewJSONHandler(sink, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	a, err := app.Build(context.Background(), cfg, log, app.Options{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -377,7 +382,7 @@ type dpopKey struct {
 	jwk  map[string]string
 }
 
-func newDPoPKey(t *testing.T) *dpopKey {
+func newDPoPKey(t testing.TB) *dpopKey {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -399,7 +404,7 @@ type proofOpts struct {
 	jwk                            map[string]string
 }
 
-func (k *dpopKey) proof(t *testing.T, o proofOpts) string {
+func (k *dpopKey) proof(t testing.TB, o proofOpts) string {
 	t.Helper()
 	if o.htm == "" {
 		o.htm = "POST"

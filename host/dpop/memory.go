@@ -277,7 +277,10 @@ func checkWith(ctx context.Context, rc ReplayCache, ns NonceStore, c StateCheck)
 	}
 	res.Replayed = !fresh
 	if !c.NonceRequired {
-		return res, nil
+		if c.IssueNonce {
+			res.NextNonce, err = ns.Issue(ctx, c.NonceScope)
+		}
+		return res, err
 	}
 	if fresh && c.Nonce != "" {
 		if res.NonceValid, err = ns.Validate(ctx, c.NonceScope, c.Nonce); err != nil {

@@ -164,6 +164,8 @@ func (s *RedisState) Check(ctx context.Context, c StateCheck) (StateResult, erro
 		if _, ok := parseNonce(c.Nonce); ok {
 			call.validate = c.Nonce
 		}
+	} else if c.IssueNonce {
+		call.issue = true
 	}
 	return s.run(ctx, call)
 }

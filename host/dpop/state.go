@@ -94,7 +94,10 @@ type StateCheck struct {
 	ReplayTTL time.Duration
 	// NonceRequired: validate Nonce in NonceScope and issue the next nonce.
 	NonceRequired bool
-	NonceScope    string
+	// IssueNonce: issue the next nonce for NonceScope even when the nonce
+	// is not required (every DPoP response carries one), in the same call.
+	IssueNonce bool
+	NonceScope string
 	// Nonce is the proof's nonce claim ("" when absent).
 	Nonce string
 }

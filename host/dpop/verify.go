@@ -108,6 +108,10 @@ type Request struct {
 	// NonceRequired requires a valid server nonce for NonceScope and makes
 	// Verify return the next nonce.
 	NonceRequired bool
+	// IssueNonce makes Verify return a next nonce for NonceScope even when
+	// NonceRequired is false, in the same state call (nonces enabled but
+	// optional for this request).
+	IssueNonce bool
 	// NonceScope partitions nonces (tenant, client, audience...).
 	NonceScope string
 }
@@ -295,6 +299,7 @@ func (v *Verifier) Verify(ctx context.Context, r Request) (Result, error) {
 		ReplayKey:     NewReplayKey(key.jkt, normHTU, jti),
 		ReplayTTL:     v.window,
 		NonceRequired: r.NonceRequired,
+		IssueNonce:    r.IssueNonce,
 		NonceScope:    r.NonceScope,
 		Nonce:         proof.Nonce,
 	})

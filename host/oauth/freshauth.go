@@ -113,7 +113,7 @@ func (s *Service) FreshAuth(ctx context.Context, r *Request) (*FreshAuthResponse
 		res, err := sc.dpop.Verify(ctx, dpop.Request{
 			Header: r.DPoP, Method: r.Method, URL: publicURL(s.cfg, r),
 			AccessToken: tok, BoundJKT: rec.KeyThumbprint,
-			NonceRequired: nonceRequired, NonceScope: scope,
+			NonceRequired: nonceRequired, IssueNonce: d.Nonce.Enabled, NonceScope: scope,
 		})
 		if err != nil {
 			return nil, sc.dpopFailure(ctx, r, cl, err, withNonce, logReq, true)

@@ -290,6 +290,7 @@ func (sc *senderConstraints) bindToken(ctx context.Context, r *Request, cl *Clie
 		Method:        r.Method,
 		URL:           publicURL(sc.cfg, r),
 		NonceRequired: nonceRequired,
+		IssueNonce:    d.Nonce.Enabled,
 		NonceScope:    scope,
 	})
 	if err != nil {
@@ -301,11 +302,6 @@ func (sc *senderConstraints) bindToken(ctx context.Context, r *Request, cl *Clie
 	}
 	b.cnf.JKT = res.Proof.JKT
 	b.nonce = res.NextNonce
-	if b.nonce == "" && d.Nonce.Enabled {
-		if n, err := sc.dpop.Nonce(ctx, scope); err == nil {
-			b.nonce = n
-		}
-	}
 	logReq("valid", nonceStatus, res.Proof.JKT)
 	return b, nil
 }
