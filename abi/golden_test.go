@@ -47,8 +47,8 @@ func sampleInput() DecisionInput {
 		Subject: "user-42", Scopes: []string{"billing.read", "billing.write"},
 		Audiences:  []string{"https://api.example.com"},
 		RemoteAddr: "203.0.113.7", UserAgent: "curl/8.5.0", SenderConstraint: "dpop",
-		DPoP: DPoP{Present: true, Valid: true, Result: "ok", JKT: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I", Alg: "ES256", NonceStatus: "valid"},
-		MTLS: MTLS{Present: false},
+		DPoP:       DPoP{Present: true, Valid: true, Result: "ok", JKT: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I", Alg: "ES256", NonceStatus: "valid"},
+		MTLS:       MTLS{Present: false},
 		Attributes: []KV{{Key: "node", Value: "n1"}},
 	}
 }
