@@ -1,6 +1,7 @@
 package abi
 
 import (
+	"encoding/binary"
 	"errors"
 	"strconv"
 	"time"
@@ -56,10 +57,6 @@ func appendUvarint(b []byte, v uint64) []byte {
 	return append(b, byte(v))
 }
 
-func appendVarint(b []byte, v int64) []byte {
-	return appendUvarint(b, uint64(v<<1)^uint64(v>>63))
-}
-
 func appendString(b []byte, s string) []byte {
 	b = appendUvarint(b, uint64(len(s)))
 	return append(b, s...)
@@ -90,10 +87,11 @@ func appendKVs(b []byte, kvs []KV) []byte {
 }
 
 func appendTime(b []byte, t time.Time) []byte {
-	if t.IsZero() {
-		return append(b, 0)
+	var n int64
+	if !t.IsZero() {
+		n = t.UnixNano()
 	}
-	return appendVarint(b, t.UnixNano())
+	return binary.LittleEndian.AppendUint64(b, uint64(n))
 }
 
 func appendDPoP(b []byte, d *DPoP) []byte {
@@ -195,7 +193,17 @@ func (d *decoder) fail(field string, at int, err error) {
 	}
 }
 
+// uvarint has an inlinable one-byte fast path: Go wasm pays dearly for
+// every call that is not inlined, and almost every length fits one byte.
 func (d *decoder) uvarint(field string) uint64 {
+	if s := d.s[d.off:]; len(s) > 0 && s[0] < 0x80 {
+		d.off++
+		return uint64(s[0])
+	}
+	return d.uvarintSlow(field)
+}
+
+func (d *decoder) uvarintSlow(field string) uint64 {
 	if d.err != nil {
 		return 0
 	}
@@ -223,11 +231,6 @@ func (d *decoder) uvarint(field string) uint64 {
 	}
 }
 
-func (d *decoder) varint(field string) int64 {
-	u := d.uvarint(field)
-	return int64(u>>1) ^ -int64(u&1)
-}
-
 func (d *decoder) int(field string, max int) int {
 	start := d.off
 	v := d.uvarint(field)
@@ -252,21 +255,34 @@ func (d *decoder) byte1(field string) byte {
 }
 
 func (d *decoder) bool(field string) bool {
+	if s := d.s[d.off:]; len(s) > 0 && s[0] <= 1 {
+		d.off++
+		return s[0] == 1
+	}
+	d.boolSlow(field)
+	return false
+}
+
+func (d *decoder) boolSlow(field string) {
 	start := d.off
-	switch d.byte1(field) {
-	case 0:
-		return false
-	case 1:
-		return true
-	default:
+	if d.byte1(field) > 1 {
 		d.fail(field, start, ErrMalformed)
-		return false
 	}
 }
 
+// string has an inlinable fast path for strings shorter than 128 bytes.
 func (d *decoder) string(field string) string {
+	if s := d.s[d.off:]; len(s) > 0 && s[0] < 0x80 && int(s[0]) < len(s) {
+		n := int(s[0]) + 1
+		d.off += n
+		return s[1:n]
+	}
+	return d.stringSlow(field)
+}
+
+func (d *decoder) stringSlow(field string) string {
 	start := d.off
-	n := d.uvarint(field)
+	n := d.uvarintSlow(field)
 	if d.err != nil {
 		return ""
 	}
@@ -277,6 +293,47 @@ func (d *decoder) string(field string) string {
 	s := d.s[d.off : d.off+int(n)]
 	d.off += int(n)
 	return s
+}
+
+// strs decodes consecutive strings into ps in one call, with the
+// one-byte-length fast path inline in the loop: in a Go wasm guest every
+// non-inlined call costs more than decoding a short string. names lists
+// the fields, comma-separated, for errors.
+func (d *decoder) strs(names string, ps ...*string) {
+	s, off := d.s, d.off
+	for i, p := range ps {
+		if off < len(s) {
+			if n := int(s[off]); n < 0x80 && n < len(s)-off {
+				*p = s[off+1 : off+1+n]
+				off += 1 + n
+				continue
+			}
+		}
+		d.off = off
+		*p = d.stringSlow(nth(names, i))
+		off = d.off
+	}
+	d.off = off
+}
+
+func (d *decoder) strs2(n1, n2 string, p1, p2 *string) {
+	*p1 = d.string(n1)
+	*p2 = d.string(n2)
+}
+
+// nth returns the i-th comma-separated element of names.
+func nth(names string, i int) string {
+	start := 0
+	for j := 0; j < len(names); j++ {
+		if names[j] == ',' {
+			if i == 0 {
+				return names[start:j]
+			}
+			i--
+			start = j + 1
+		}
+	}
+	return names[start:]
 }
 
 // count reads a list length; every element takes at least minSize bytes,
@@ -306,9 +363,20 @@ func (d *decoder) strings(field string, dst []string) []string {
 		out = make([]string, 0, n)
 	}
 	out = out[:n]
+	s, off := d.s, d.off
 	for i := range out {
-		out[i] = d.string(field)
+		if off < len(s) {
+			if m := int(s[off]); m < 0x80 && m < len(s)-off {
+				out[i] = s[off+1 : off+1+m]
+				off += 1 + m
+				continue
+			}
+		}
+		d.off = off
+		out[i] = d.stringSlow(field)
+		off = d.off
 	}
+	d.off = off
 	return out
 }
 
@@ -323,14 +391,28 @@ func (d *decoder) kvs(field, keyField, valueField string, dst []KV) []KV {
 	}
 	out = out[:n]
 	for i := range out {
-		out[i].Key = d.string(keyField)
-		out[i].Value = d.string(valueField)
+		d.strs2(keyField, valueField, &out[i].Key, &out[i].Value)
 	}
 	return out
 }
 
 func (d *decoder) time(field string) time.Time {
-	n := d.varint(field)
+	if len(d.s)-d.off < 8 {
+		d.fail(field, d.off, ErrTruncated)
+		d.off = len(d.s)
+		return time.Time{}
+	}
+	return unixNano(d.le64())
+}
+
+func (d *decoder) le64() int64 {
+	s := d.s[d.off : d.off+8]
+	d.off += 8
+	return int64(uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56)
+}
+
+func unixNano(n int64) time.Time {
 	if n == 0 {
 		return time.Time{}
 	}
@@ -350,16 +432,12 @@ func (d *decoder) header(kind byte) {
 func (d *decoder) dpop(p *DPoP) {
 	p.Present = d.bool("dpop.present")
 	p.Valid = d.bool("dpop.valid")
-	p.Result = d.string("dpop.result")
-	p.JKT = d.string("dpop.jkt")
-	p.Alg = d.string("dpop.alg")
-	p.NonceStatus = d.string("dpop.nonceStatus")
+	d.strs("dpop.result,dpop.jkt,dpop.alg,dpop.nonceStatus", &p.Result, &p.JKT, &p.Alg, &p.NonceStatus)
 }
 
 func (d *decoder) mtls(m *MTLS) {
 	m.Present = d.bool("mtls.present")
-	m.Thumbprint = d.string("mtls.thumbprint")
-	m.Result = d.string("mtls.result")
+	d.strs("mtls.thumbprint,mtls.result", &m.Thumbprint, &m.Result)
 }
 
 func (d *decoder) finish() error {
@@ -387,24 +465,21 @@ func DecodeDecisionInput(b []byte, in *DecisionInput) error {
 // avoids: a Go wasip1 guest pays ~0.5 µs per allocation, several µs under
 // the host's deadline checks (abi/RATIONALE-plugins.md).
 func DecodeDecisionInputView(b []byte, in *DecisionInput) error {
-	return decodeDecisionInput(decoder{s: unsafe.String(unsafe.SliceData(b), len(b))}, in)
+	s := unsafe.String(unsafe.SliceData(b), len(b))
+	if fastDecisionInput(s, in) {
+		return nil
+	}
+	return decodeDecisionInput(decoder{s: s}, in)
 }
 
 func decodeDecisionInput(d decoder, in *DecisionInput) error {
 	d.header(KindDecisionInput)
-	in.Endpoint = d.string("endpoint")
-	in.Tenant = d.string("tenant")
-	in.CorrelationID = d.string("correlationId")
+	d.strs("endpoint,tenant,correlationId", &in.Endpoint, &in.Tenant, &in.CorrelationID)
 	in.Time = d.time("time")
-	in.Client = d.string("client")
-	in.ClientAuthMethod = d.string("clientAuthMethod")
-	in.Grant = d.string("grant")
-	in.Subject = d.string("subject")
+	d.strs("client,clientAuthMethod,grant,subject", &in.Client, &in.ClientAuthMethod, &in.Grant, &in.Subject)
 	in.Scopes = d.strings("scopes", in.Scopes)
 	in.Audiences = d.strings("audiences", in.Audiences)
-	in.RemoteAddr = d.string("remoteAddr")
-	in.UserAgent = d.string("userAgent")
-	in.SenderConstraint = d.string("senderConstraint")
+	d.strs("remoteAddr,userAgent,senderConstraint", &in.RemoteAddr, &in.UserAgent, &in.SenderConstraint)
 	d.dpop(&in.DPoP)
 	d.mtls(&in.MTLS)
 	in.Attributes = d.kvs("attributes", "attributes.key", "attributes.value", in.Attributes)
@@ -437,23 +512,20 @@ func DecodeEvent(b []byte, e *Event) error {
 // DecodeEventView is DecodeEvent without allocation, with the aliasing
 // contract of DecodeDecisionInputView.
 func DecodeEventView(b []byte, e *Event) error {
-	return decodeEvent(decoder{s: unsafe.String(unsafe.SliceData(b), len(b))}, e)
+	s := unsafe.String(unsafe.SliceData(b), len(b))
+	if fastEvent(s, e) {
+		return nil
+	}
+	return decodeEvent(decoder{s: s}, e)
 }
 
 func decodeEvent(d decoder, e *Event) error {
 	d.header(KindEvent)
 	e.Type = d.string("type")
 	e.Time = d.time("time")
-	e.CorrelationID = d.string("correlationId")
-	e.Tenant = d.string("tenant")
-	e.Outcome = d.string("outcome")
-	e.Reason = d.string("reason")
-	e.Subject = d.string("subject")
-	e.Client = d.string("client")
+	d.strs("correlationId,tenant,outcome,reason,subject,client", &e.CorrelationID, &e.Tenant, &e.Outcome, &e.Reason, &e.Subject, &e.Client)
 	e.Scopes = d.strings("scopes", e.Scopes)
-	e.RemoteAddr = d.string("remoteAddr")
-	e.UserAgent = d.string("userAgent")
-	e.SenderConstraint = d.string("senderConstraint")
+	d.strs("remoteAddr,userAgent,senderConstraint", &e.RemoteAddr, &e.UserAgent, &e.SenderConstraint)
 	d.dpop(&e.DPoP)
 	d.mtls(&e.MTLS)
 	e.Attributes = d.kvs("attributes", "attributes.key", "attributes.value", e.Attributes)

@@ -35,3 +35,25 @@ func BenchmarkDecodeDecision(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkDecodeDecisionInputView(b *testing.B) {
+	in := sampleInput()
+	buf := AppendDecisionInput(nil, &in)
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	var x DecisionInput
+	for b.Loop() {
+		if err := DecodeDecisionInputView(buf, &x); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkAppendDecision(b *testing.B) {
+	d := Allowed()
+	buf := make([]byte, 0, 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendDecision(buf[:0], &d)
+	}
+}

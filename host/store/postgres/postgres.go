@@ -88,7 +88,7 @@ func (o *Options) setDefaults() error {
 		o.BatchMax = 64
 	}
 	if o.Batchers == 0 {
-		o.Batchers = 1
+		o.Batchers = 2
 	}
 	if limit := max(1, int(o.MaxConns)/2); o.Batchers > limit {
 		return fmt.Errorf("postgres: options.batchers: %d exceeds maxConns/2 (%d)", o.Batchers, limit)

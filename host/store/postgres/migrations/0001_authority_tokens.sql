@@ -21,6 +21,5 @@ CREATE TABLE authority_tokens (
         CHECK ((status = 'revoked') = (revoked_at IS NOT NULL))
 );
 
-CREATE INDEX authority_tokens_tenant_idx ON authority_tokens (tenant);
 CREATE INDEX authority_tokens_expires_at_idx ON authority_tokens (expires_at);
 CREATE INDEX authority_tokens_parent_id_idx ON authority_tokens (parent_id) WHERE parent_id IS NOT NULL;
