@@ -2,6 +2,7 @@ package abi
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 )
 
@@ -34,9 +35,18 @@ func FuzzDecodeEvent(f *testing.F) {
 	f.Add(AppendEvent(nil, &ev))
 	f.Add([]byte{3, 1})
 	f.Fuzz(func(t *testing.T, b []byte) {
+		var v Event
+		verr := DecodeEventView(b, &v)
 		var e Event
-		if err := DecodeEvent(b, &e); err != nil {
+		err := DecodeEvent(b, &e)
+		if (err == nil) != (verr == nil) {
+			t.Fatalf("copying decoder: %v, view decoder: %v", err, verr)
+		}
+		if err != nil {
 			return
+		}
+		if rv := AppendEvent(nil, &v); !bytes.Equal(rv, b) {
+			t.Fatalf("view decoder re-encodes %x as %x", b, rv)
 		}
 		_ = ValidateEvent(&e)
 		if re := AppendEvent(nil, &e); !bytes.Equal(re, b) {
@@ -49,13 +59,26 @@ func FuzzDecodeEvent(f *testing.F) {
 func FuzzDecodeDecisionInput(f *testing.F) {
 	in := sampleInput()
 	f.Add(AppendDecisionInput(nil, &in))
+	f.Add(AppendDecisionInput(nil, &DecisionInput{UserAgent: strings.Repeat("u", 200), Scopes: []string{"a"}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// The view decoder (fast path + fallback) must agree with the
+		// copying decoder on acceptance and on the decoded value.
+		var v DecisionInput
+		verr := DecodeDecisionInputView(b, &v)
 		var x DecisionInput
-		if err := DecodeDecisionInput(b, &x); err != nil {
+		err := DecodeDecisionInput(b, &x)
+		if (err == nil) != (verr == nil) {
+			t.Fatalf("copying decoder: %v, view decoder: %v", err, verr)
+		}
+		if err != nil {
 			return
 		}
-		if re := AppendDecisionInput(nil, &x); !bytes.Equal(re, b) {
+		re := AppendDecisionInput(nil, &x)
+		if !bytes.Equal(re, b) {
 			t.Fatalf("accepted non-canonical input %x, re-encodes as %x", b, re)
+		}
+		if rv := AppendDecisionInput(nil, &v); !bytes.Equal(rv, b) {
+			t.Fatalf("view decoder re-encodes %x as %x", b, rv)
 		}
 	})
 }

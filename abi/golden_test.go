@@ -8,6 +8,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -272,6 +273,38 @@ func TestValidateEvent(t *testing.T) {
 		ev.Type = typ
 		if err := ValidateEvent(&ev); err == nil {
 			t.Errorf("type %q accepted", typ)
+		}
+	}
+}
+
+// TestFastPathMatches checks the view decoders (fast path and fallback)
+// against the copying decoders on the vectors and on inputs that force the
+// fallback (long strings) and reuse (decoding into a used struct).
+func TestFastPathMatches(t *testing.T) {
+	long := strings.Repeat("u", 300)
+	inputs := []DecisionInput{sampleInput(), {}, {UserAgent: long, Scopes: []string{long, "b"}}, {Attributes: []KV{{Key: "k", Value: long}}}}
+	var v DecisionInput
+	for i, in := range inputs {
+		b := AppendDecisionInput(nil, &in)
+		if err := DecodeDecisionInputView(b, &v); err != nil {
+			t.Fatalf("%d: %v", i, err)
+		}
+		if got := AppendDecisionInput(nil, &v); !bytes.Equal(got, b) {
+			t.Fatalf("%d: view round trip\n got %x\nwant %x", i, got, b)
+		}
+		if !fastDecisionInput(string(b), new(DecisionInput)) && i < 2 {
+			t.Fatalf("%d: fast path refused a common input", i)
+		}
+	}
+	evs := []Event{sampleEvent(), {}, {Reason: long}}
+	var ve Event
+	for i, e := range evs {
+		b := AppendEvent(nil, &e)
+		if err := DecodeEventView(b, &ve); err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
+		if got := AppendEvent(nil, &ve); !bytes.Equal(got, b) {
+			t.Fatalf("event %d: view round trip", i)
 		}
 	}
 }

@@ -88,18 +88,7 @@ func (s *Service) FreshAuth(ctx context.Context, r *Request) (*FreshAuthResponse
 		d := s.cfg.Security.SenderConstraints.DPoP
 		nonceRequired := d.Nonce.Enabled && (cl.Policy.RequireDPoPNonce || intersects(rec.Audiences, d.Nonce.RequiredAudiences))
 		scope := nonceScope(cl, rec.Audiences)
-		withNonce := func(e *Error, n string) *Error {
-			if !d.Nonce.Enabled {
-				return e
-			}
-			if n == "" {
-				var err error
-				if n, err = sc.dpop.Nonce(ctx, scope); err != nil {
-					return e
-				}
-			}
-			return e.WithHeader("DPoP-Nonce", n)
-		}
+		withNonce := sc.nonceAttacher(ctx, r, scope)
 		logReq := func(result, nonceStatus, jkt string) {
 			sc.log.Info("authority.dpop.request", "tenant", cl.Tenant, "client", cl.ID, "cnf_jkt", rec.KeyThumbprint,
 				"proof_jkt", jkt, "nonce_status", nonceStatus, "dpop_result", result, "endpoint", "/fresh-auth", "correlation_id", r.CorrelationID)

@@ -245,19 +245,7 @@ func (sc *senderConstraints) bindToken(ctx context.Context, r *Request, cl *Clie
 	}
 	nonceRequired := d.Nonce.Enabled && (cl.Policy.RequireDPoPNonce || intersects(auds, d.Nonce.RequiredAudiences))
 	scope := nonceScope(cl, auds)
-	withNonce := func(e *Error, n string) *Error {
-		if !d.Nonce.Enabled {
-			return e
-		}
-		if n == "" {
-			var err error
-			if n, err = sc.dpop.Nonce(ctx, scope); err != nil {
-				sc.log.Error("authority.dpop.nonce.unavailable", "error", err.Error(), "correlation_id", r.CorrelationID)
-				return e
-			}
-		}
-		return e.WithHeader("DPoP-Nonce", n)
-	}
+	withNonce := sc.nonceAttacher(ctx, r, scope)
 	logReq := func(result, nonceStatus, jkt string) {
 		b.dpopResult = result
 		sc.metrics.DPoPResult(ctx, cl.Tenant, result)
@@ -304,6 +292,25 @@ func (sc *senderConstraints) bindToken(ctx context.Context, r *Request, cl *Clie
 	b.nonce = res.NextNonce
 	logReq("valid", nonceStatus, res.Proof.JKT)
 	return b, nil
+}
+
+// nonceAttacher returns a function that adds a currently valid DPoP-Nonce
+// for scope to an error answer (n when set, else a freshly issued one), so a
+// DPoP client is never left without a nonce. Without nonces it is a no-op.
+func (sc *senderConstraints) nonceAttacher(ctx context.Context, r *Request, scope string) func(*Error, string) *Error {
+	return func(e *Error, n string) *Error {
+		if !sc.cfg.Security.SenderConstraints.DPoP.Nonce.Enabled {
+			return e
+		}
+		if n == "" {
+			var err error
+			if n, err = sc.dpop.Nonce(ctx, scope); err != nil {
+				sc.log.Error("authority.dpop.nonce.unavailable", "error", err.Error(), "correlation_id", r.CorrelationID)
+				return e
+			}
+		}
+		return e.WithHeader("DPoP-Nonce", n)
+	}
 }
 
 // dpopFailure maps a Verify error to the token endpoint's (or, with

@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"sync/atomic"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -12,8 +11,6 @@ import (
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/sys"
 )
-
-var DebugCounts = map[string]*atomic.Int64{}
 
 // WASI errno values used by the subset.
 const (
@@ -34,10 +31,7 @@ func instantiateWASI(ctx context.Context, rt wazero.Runtime, start time.Time) er
 	i32, i64 := api.ValueTypeI32, api.ValueTypeI64
 	b := rt.NewHostModuleBuilder(WASIModule)
 	def := func(name string, fn api.GoModuleFunc, params []api.ValueType, results ...api.ValueType) {
-		c := new(atomic.Int64)
-		DebugCounts[name] = c
-		fn2 := func(ctx context.Context, mod api.Module, stack []uint64) { c.Add(1); fn(ctx, mod, stack) }
-		b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(fn2), params, results).Export(name)
+		b.NewFunctionBuilder().WithGoModuleFunction(fn, params, results).Export(name)
 	}
 	ret := func(stack []uint64, errno uint32) { stack[0] = uint64(errno) }
 	zeroSizes := func(_ context.Context, mod api.Module, stack []uint64) {

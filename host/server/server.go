@@ -265,11 +265,7 @@ func hasScheme(h, scheme string) bool {
 
 // writeError renders an OAuth error (RFC 6749 §5.2) with its headers.
 func writeError(c *gin.Context, e *oauth.Error) {
-	for k, vs := range e.Header {
-		for _, v := range vs {
-			c.Writer.Header().Add(k, v)
-		}
-	}
+	copyHeader(c, e.Header)
 	c.Header("Cache-Control", "no-store")
 	c.Header("Pragma", "no-cache")
 	body := struct {
@@ -295,6 +291,21 @@ func (s *Server) fail(c *gin.Context, r *oauth.Request, e *oauth.Error) {
 	writeError(c, e)
 }
 
+// ok writes a 200 JSON answer that must not be cached, with extra headers.
+func ok(c *gin.Context, h http.Header, body any) {
+	copyHeader(c, h)
+	noStore(c)
+	c.JSON(http.StatusOK, body)
+}
+
+func copyHeader(c *gin.Context, h http.Header) {
+	for k, vs := range h {
+		for _, v := range vs {
+			c.Writer.Header().Add(k, v)
+		}
+	}
+}
+
 func noStore(c *gin.Context) {
 	c.Header("Cache-Control", "no-store")
 	c.Header("Pragma", "no-cache")
@@ -306,13 +317,7 @@ func (s *Server) token(c *gin.Context, r *oauth.Request) {
 		s.fail(c, r, e)
 		return
 	}
-	for k, vs := range resp.Header {
-		for _, v := range vs {
-			c.Writer.Header().Add(k, v)
-		}
-	}
-	noStore(c)
-	c.JSON(http.StatusOK, resp)
+	ok(c, resp.Header, resp)
 }
 
 func (s *Server) introspect(c *gin.Context, r *oauth.Request) {
@@ -340,13 +345,7 @@ func (s *Server) freshAuth(c *gin.Context, r *oauth.Request) {
 		s.fail(c, r, e)
 		return
 	}
-	for k, vs := range resp.Header {
-		for _, v := range vs {
-			c.Writer.Header().Add(k, v)
-		}
-	}
-	noStore(c)
-	c.JSON(http.StatusOK, resp)
+	ok(c, resp.Header, resp)
 }
 
 func (s *Server) jwks(c *gin.Context) {

@@ -12,6 +12,7 @@ import (
 	"stellaops.org/authority/host/store"
 	"stellaops.org/authority/host/store/postgres"
 	"stellaops.org/authority/host/store/storetest"
+	"stellaops.org/authority/internal/testenv"
 )
 
 func TestContract(t *testing.T) {
@@ -103,9 +104,9 @@ func TestOpenValidatesOptions(t *testing.T) {
 	ctx := context.Background()
 	for name, opts := range map[string]postgres.Options{
 		"no dsn":            {},
-		"bad schema":        {DSN: defaultTestDSN, Schema: "x; DROP TABLE y"},
-		"negative batch":    {DSN: defaultTestDSN, BatchMax: -1},
-		"too many batchers": {DSN: defaultTestDSN, MaxConns: 2, Batchers: 2},
+		"bad schema":        {DSN: testenv.DefaultPostgresDSN, Schema: "x; DROP TABLE y"},
+		"negative batch":    {DSN: testenv.DefaultPostgresDSN, BatchMax: -1},
+		"too many batchers": {DSN: testenv.DefaultPostgresDSN, MaxConns: 2, Batchers: 2},
 	} {
 		if s, err := postgres.Open(ctx, opts); err == nil {
 			s.Close()
