@@ -49,7 +49,15 @@ func (e *DecodeError) Unwrap() error { return e.Err }
 
 // ---- encoding ----
 
+// appendUvarint inlines the one-byte case (almost every length).
 func appendUvarint(b []byte, v uint64) []byte {
+	if v < 0x80 {
+		return append(b, byte(v))
+	}
+	return appendUvarintSlow(b, v)
+}
+
+func appendUvarintSlow(b []byte, v uint64) []byte {
 	for v >= 0x80 {
 		b = append(b, byte(v)|0x80)
 		v >>= 7

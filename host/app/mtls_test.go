@@ -5,6 +5,8 @@ import (
 	"crypto/x509"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -219,5 +221,41 @@ func TestRFC9440ClientCertHeaderFromTrustedProxyOnly(t *testing.T) {
 	}
 	if !strings.Contains(u.metrics(), "authority_mtls_untrusted_cert_header_total 1") {
 		t.Fatal("ignored header not counted")
+	}
+}
+
+// security.senderConstraints.mtls.rotationGrace: a self-signed client's
+// previous certificate stays accepted for the grace period after rotatedAt.
+func TestMTLSRotationGraceAcceptsPreviousCertificate(t *testing.T) {
+	current := mtlstest.SelfSigned(t, mtlstest.Options{CommonName: "self-signed"})
+	previous := mtlstest.SelfSigned(t, mtlstest.Options{CommonName: "self-signed-old"})
+	for _, tc := range []struct {
+		name      string
+		rotatedAt time.Duration // before now
+		accepted  bool
+	}{{"within grace", time.Hour, true}, {"after grace", 25 * time.Hour, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			prevFile := filepath.Join(t.TempDir(), "prev.pem")
+			if err := os.WriteFile(prevFile, previous.CertPEM, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			e := newEnv(t, envOptions{selfCert: current, mutate: func(c *config.Config) {
+				for ti := range c.Tenants {
+					for ci := range c.Tenants[ti].Clients {
+						if cl := &c.Tenants[ti].Clients[ci]; cl.ID == "self-signed" {
+							cl.TLS.PreviousCertificates = []string{prevFile}
+							cl.TLS.RotatedAt = time.Now().Add(-tc.rotatedAt)
+						}
+					}
+				}
+			}})
+			if r := e.mtlsToken("self-signed", &current.TLS, nil); r.status != 200 {
+				t.Fatalf("current certificate: %d %s", r.status, r.raw)
+			}
+			r := e.mtlsToken("self-signed", &previous.TLS, nil)
+			if tc.accepted != (r.status == 200) {
+				t.Fatalf("previous certificate: %d %s", r.status, r.raw)
+			}
+		})
 	}
 }
