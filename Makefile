@@ -11,7 +11,7 @@ BENCH     ?= .
 BENCHTIME ?= 1s
 FUZZTIME  ?= 30s
 
-.PHONY: all build plugins run test test-short bench lint fuzz clean
+.PHONY: all build plugins run test test-short bench soak lint fuzz clean
 
 all: build
 
@@ -42,6 +42,11 @@ test-short:
 
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) ./...
+
+# Ten simulated minutes of steady DPoP load on the memory replay cache and
+# nonce store: compares the cost per proof of the first and last minute.
+soak:
+	SOAK=1 $(GO) test -run '^$$' -bench 'Soak' -benchtime 1x -timeout 30m ./host/dpop/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

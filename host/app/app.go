@@ -91,6 +91,15 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 		a.TLSCert = &c
 	}
 
+	tenants := make([]string, len(cfg.Tenants))
+	for i, t := range cfg.Tenants {
+		tenants[i] = t.ID
+	}
+	if a.Metrics, err = telemetry.New(tenants); err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, func() error { return a.Metrics.Shutdown(context.Background()) })
+
 	var checks []server.Checker
 	switch cfg.Storage.Tokens {
 	case "postgres":
@@ -108,16 +117,8 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 		a.Store = store.NewMemory(store.MemoryOptions{Now: o.Now})
 	}
 	a.closers = append(a.closers, a.Store.Close)
+	a.Store = instrumentedStore{TokenStore: a.Store, kind: cfg.Storage.Tokens, metrics: a.Metrics}
 	checks = append(checks, server.Checker{Name: "token-store", Check: a.Store.Ping})
-
-	tenants := make([]string, len(cfg.Tenants))
-	for i, t := range cfg.Tenants {
-		tenants[i] = t.ID
-	}
-	if a.Metrics, err = telemetry.New(tenants); err != nil {
-		return nil, err
-	}
-	a.closers = append(a.closers, func() error { return a.Metrics.Shutdown(context.Background()) })
 
 	var verifier *dpop.Verifier
 	if d := cfg.Security.SenderConstraints.DPoP; d.Enabled {
@@ -152,7 +153,7 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 		return nil, err
 	}
 	a.Server, err = server.New(server.Options{
-		Config: cfg, Service: a.Service, Keys: ks, Logger: log, Checks: checks, Metrics: a.Metrics.Handler(),
+		Config: cfg, Service: a.Service, Keys: ks, Logger: log, Checks: checks, Metrics: a.Metrics.Handler(), Telemetry: a.Metrics,
 	})
 	if err != nil {
 		return nil, err

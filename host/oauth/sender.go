@@ -282,7 +282,9 @@ func (sc *senderConstraints) bindToken(ctx context.Context, r *Request, cl *Clie
 		NonceScope:    scope,
 	})
 	if err != nil {
-		return b, sc.dpopFailure(ctx, r, cl, err, withNonce, logReq, false)
+		// logReq (inside dpopFailure) records b.dpopResult: call it first.
+		e := sc.dpopFailure(ctx, r, cl, err, withNonce, logReq, false)
+		return b, e
 	}
 	nonceStatus := "not-required"
 	if nonceRequired {

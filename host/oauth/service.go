@@ -16,6 +16,7 @@ import (
 	"stellaops.org/authority/host/config"
 	"stellaops.org/authority/host/keys"
 	"stellaops.org/authority/host/store"
+	"stellaops.org/authority/host/telemetry"
 )
 
 // Service issues, introspects and revokes tokens.
@@ -127,8 +128,20 @@ type AccessClaims struct {
 // TokenTypeJWT is the JOSE typ of access tokens (RFC 9068 §2.1).
 const TokenTypeJWT = "at+jwt"
 
-// Token handles POST /token.
+// Token handles POST /token and counts its outcome.
 func (s *Service) Token(ctx context.Context, r *Request) (*TokenResponse, *Error) {
+	out := telemetry.TokenOutcome{Tenant: "unknown", GrantType: "other", SenderConstraint: "none"}
+	resp, e := s.token(ctx, r, &out)
+	if e != nil {
+		out.Error = e.Code
+	}
+	s.sender.metrics.Token(ctx, out)
+	return resp, e
+}
+
+var knownGrants = []string{"client_credentials", "password", "refresh_token"}
+
+func (s *Service) token(ctx context.Context, r *Request, out *telemetry.TokenOutcome) (*TokenResponse, *Error) {
 	if e := checkSingleValued(r.Form); e != nil {
 		return nil, e
 	}
@@ -136,14 +149,18 @@ func (s *Service) Token(ctx context.Context, r *Request) (*TokenResponse, *Error
 	if grant == "" {
 		return nil, ErrInvalidRequest("grant_type is required")
 	}
+	if slices.Contains(knownGrants, grant) {
+		out.GrantType = grant
+	}
 	cl, e := s.authenticate(r)
 	if e != nil {
 		return nil, e
 	}
+	out.Tenant = cl.Tenant
 	switch grant {
 	case "client_credentials":
 	default:
-		if !slices.Contains([]string{"password", "refresh_token"}, grant) {
+		if !slices.Contains(knownGrants, grant) {
 			return nil, &Error{Status: 400, Code: CodeUnsupportedGrantType, Description: "grant_type " + quoteShort(grant) + " is not supported", Reason: "unsupported-grant"}
 		}
 		if !cl.AllowsGrant(grant) {
@@ -163,9 +180,11 @@ func (s *Service) Token(ctx context.Context, r *Request) (*TokenResponse, *Error
 		return nil, e
 	}
 	b, e := s.sender.bindToken(ctx, r, cl, auds)
+	out.DPoPResult = b.dpopResult
 	if e != nil {
 		return nil, e
 	}
+	out.SenderConstraint = b.kind()
 	resp, e := s.issue(ctx, cl, cl.ID, scopes, auds, b)
 	if e != nil {
 		if b.nonce != "" {

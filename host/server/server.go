@@ -26,6 +26,7 @@ import (
 	"stellaops.org/authority/host/keys"
 	"stellaops.org/authority/host/mtls"
 	"stellaops.org/authority/host/oauth"
+	"stellaops.org/authority/host/telemetry"
 )
 
 // Checker reports whether a dependency is ready (readyz).
@@ -43,6 +44,7 @@ type Server struct {
 	extractor *mtls.Extractor
 	checks    []Checker
 	metrics   http.Handler
+	telemetry *telemetry.Metrics
 	metadata  []byte
 	engine    *gin.Engine
 	mtlsAlias *gin.Engine
@@ -58,6 +60,8 @@ type Options struct {
 	Checks []Checker
 	// Metrics serves /metrics (Prometheus text).
 	Metrics http.Handler
+	// Telemetry records request durations (nil: not recorded).
+	Telemetry *telemetry.Metrics
 }
 
 // New builds the handlers of both listeners.
@@ -70,6 +74,7 @@ func New(o Options) (*Server, error) {
 		log:       o.Logger,
 		checks:    o.Checks,
 		metrics:   o.Metrics,
+		telemetry: o.Telemetry,
 		extractor: &mtls.Extractor{TrustedProxies: o.Config.TrustedProxyPrefixes()},
 	}
 	md, err := json.Marshal(Metadata(o.Config))
@@ -141,6 +146,12 @@ func (s *Server) correlate(viaMTLS bool) gin.HandlerFunc {
 		c.Header("X-Correlation-ID", id)
 		c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), correlationKey, id))
 		c.Next()
+		route := c.FullPath()
+		if route == "" {
+			route = "unmatched"
+		}
+		elapsed := time.Since(start)
+		s.telemetry.HTTPRequest(c.Request.Context(), route, c.Request.Method, c.Writer.Status(), elapsed)
 		lvl := slog.LevelInfo
 		if c.Writer.Status() >= 500 {
 			lvl = slog.LevelError
@@ -149,9 +160,9 @@ func (s *Server) correlate(viaMTLS bool) gin.HandlerFunc {
 			slog.String("correlation_id", id),
 			slog.String("listener", listener),
 			slog.String("method", c.Request.Method),
-			slog.String("route", c.FullPath()),
+			slog.String("route", route),
 			slog.Int("status", c.Writer.Status()),
-			slog.Duration("duration", time.Since(start)),
+			slog.Duration("duration", elapsed),
 		)
 	}
 }

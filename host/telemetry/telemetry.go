@@ -9,6 +9,7 @@ package telemetry
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -37,7 +38,12 @@ type Metrics struct {
 	dpopResult    metric.Int64Counter
 	ignoredHeader metric.Int64Counter
 	storeErrors   metric.Int64Counter
+	httpDuration  metric.Float64Histogram
+	storeDuration metric.Float64Histogram
 }
+
+// Latency buckets in seconds: 100 µs to 5 s.
+var latencyBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
 
 // New creates the meter provider and instruments and pre-registers every
 // seed counter at 0 for each label value (tenants: the configured tenant ids).
@@ -65,8 +71,18 @@ func New(tenants []string) (*Metrics, error) {
 	m.tokensDenied = counter("authority_tokens_denied", "Token requests refused.")
 	m.dpopResult = counter("authority_dpop_proofs", "DPoP proof outcomes at the token endpoint.")
 	m.ignoredHeader = counter("authority_mtls_untrusted_cert_header", "Client-certificate headers ignored because the peer is not a trusted proxy.")
-	m.storeErrors = counter("authority_store_errors", "Token store operations that failed.")
+	m.storeErrors = counter("authority_store_errors", "Token store operations that failed, by store and operation.")
 	if err != nil {
+		return nil, err
+	}
+	if m.httpDuration, err = meter.Float64Histogram("authority_http_request_duration_seconds",
+		metric.WithDescription("HTTP request duration by route, method and status class."), metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(latencyBuckets...)); err != nil {
+		return nil, err
+	}
+	if m.storeDuration, err = meter.Float64Histogram("authority_store_operation_duration_seconds",
+		metric.WithDescription("Token store operation duration by store and operation."), metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(latencyBuckets...)); err != nil {
 		return nil, err
 	}
 	ctx := context.Background()
@@ -75,7 +91,6 @@ func New(tenants []string) (*Metrics, error) {
 		m.mtlsMismatch.Add(ctx, 0, metric.WithAttributes(attribute.String("reason", r)))
 	}
 	m.ignoredHeader.Add(ctx, 0)
-	m.storeErrors.Add(ctx, 0)
 	for _, t := range tenants {
 		for _, r := range DPoPResults {
 			m.dpopResult.Add(ctx, 0, metric.WithAttributes(attribute.String("tenant", t), attribute.String("authority.dpop_result", r)))
@@ -105,18 +120,67 @@ func (m *Metrics) MTLSMismatch(ctx context.Context, reason string) {
 	}
 }
 
-// TokenIssued counts an issued access token.
-func (m *Metrics) TokenIssued(ctx context.Context, tenant, grant, senderConstraint string) {
-	if m != nil {
-		m.tokensIssued.Add(ctx, 1, metric.WithAttributes(attribute.String("tenant", tenant),
-			attribute.String("grant_type", grant), attribute.String("sender_constraint", senderConstraint)))
+// TokenOutcome describes one answered token request. Every field must come
+// from a bounded set: configured tenant ids ("unknown" before the client is
+// known), grant types the server supports ("other" otherwise), OAuth error
+// codes, sender-constraint kinds and DPoPResults ("none" when DPoP played
+// no part).
+type TokenOutcome struct {
+	Tenant, GrantType, SenderConstraint, DPoPResult, Error string
+}
+
+// Token counts an issued (Error == "") or denied token request.
+func (m *Metrics) Token(ctx context.Context, o TokenOutcome) {
+	if m == nil {
+		return
+	}
+	if o.DPoPResult == "" {
+		o.DPoPResult = "none"
+	}
+	if o.Error == "" {
+		m.tokensIssued.Add(ctx, 1, metric.WithAttributes(attribute.String("tenant", o.Tenant),
+			attribute.String("grant_type", o.GrantType), attribute.String("sender_constraint", o.SenderConstraint),
+			attribute.String("authority.dpop_result", o.DPoPResult)))
+		return
+	}
+	m.tokensDenied.Add(ctx, 1, metric.WithAttributes(attribute.String("tenant", o.Tenant),
+		attribute.String("grant_type", o.GrantType), attribute.String("error", o.Error),
+		attribute.String("authority.dpop_result", o.DPoPResult)))
+}
+
+// HTTPRequest records one request's duration; route is the matched route
+// template ("unmatched" for 404s), never the raw path.
+func (m *Metrics) HTTPRequest(ctx context.Context, route, method string, status int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.httpDuration.Record(ctx, d.Seconds(), metric.WithAttributes(attribute.String("route", route),
+		attribute.String("method", method), attribute.String("status_class", statusClass(status))))
+}
+
+func statusClass(s int) string {
+	switch {
+	case s >= 500:
+		return "5xx"
+	case s >= 400:
+		return "4xx"
+	case s >= 300:
+		return "3xx"
+	default:
+		return "2xx"
 	}
 }
 
-// TokenDenied counts a refused token request by OAuth error code.
-func (m *Metrics) TokenDenied(ctx context.Context, tenant, code string) {
-	if m != nil {
-		m.tokensDenied.Add(ctx, 1, metric.WithAttributes(attribute.String("tenant", tenant), attribute.String("error", code)))
+// StoreOperation records a token store call; a non-nil err also counts in
+// authority_store_errors_total.
+func (m *Metrics) StoreOperation(ctx context.Context, store, op string, d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	attrs := metric.WithAttributes(attribute.String("store", store), attribute.String("operation", op))
+	m.storeDuration.Record(ctx, d.Seconds(), attrs)
+	if err != nil {
+		m.storeErrors.Add(ctx, 1, attrs)
 	}
 }
 
@@ -131,12 +195,5 @@ func (m *Metrics) DPoPResult(ctx context.Context, tenant, result string) {
 func (m *Metrics) IgnoredCertHeader(ctx context.Context) {
 	if m != nil {
 		m.ignoredHeader.Add(ctx, 1)
-	}
-}
-
-// StoreError counts a failed store operation.
-func (m *Metrics) StoreError(ctx context.Context) {
-	if m != nil {
-		m.storeErrors.Add(ctx, 1)
 	}
 }

@@ -1,0 +1,44 @@
+package app_test
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// A scrape after a scripted sequence of requests shows each counter at the
+// expected value, with bounded labels.
+func TestMetricsAfterScriptedSequence(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.mustToken("demo-bearer")
+	e.mustToken("demo-bearer")
+	e.do("/token", reqOpts{basic: [2]string{"demo-bearer", "wrong"}, form: url.Values{"grant_type": {"client_credentials"}}})
+	e.do("/token", reqOpts{basic: [2]string{"attacker-chosen-id", "x"}, form: url.Values{"grant_type": {"attacker-chosen-grant"}}})
+	e.token("demo-dpop", nil) // use_dpop_nonce
+	k := newDPoPKey(t)
+	tok, _ := e.boundToken(k)
+	e.introspect("demo-dpop", tok)
+	m := e.metrics()
+	for _, want := range []string{
+		`authority_tokens_issued_total{authority_dpop_result="none",grant_type="client_credentials",sender_constraint="none",tenant="demo"} 2`,
+		`authority_tokens_issued_total{authority_dpop_result="valid",grant_type="client_credentials",sender_constraint="dpop",tenant="demo-dpop"} 1`,
+		`authority_tokens_denied_total{authority_dpop_result="none",error="invalid_client",grant_type="client_credentials",tenant="unknown"} 1`,
+		`authority_tokens_denied_total{authority_dpop_result="none",error="invalid_client",grant_type="other",tenant="unknown"} 1`,
+		`authority_tokens_denied_total{authority_dpop_result="missing",error="use_dpop_nonce",grant_type="client_credentials",tenant="demo-dpop"} 1`,
+		`authority_tokens_denied_total{authority_dpop_result="nonce_miss",error="use_dpop_nonce",grant_type="client_credentials",tenant="demo-dpop"} 1`,
+		`authority_dpop_nonce_miss_total 2`,
+		`authority_http_request_duration_seconds_count{method="POST",route="/token",status_class="2xx"} 3`,
+		`authority_store_operation_duration_seconds_count{operation="put",store="memory"} 3`,
+		`authority_store_operation_duration_seconds_count{operation="get",store="memory"} 1`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("scrape lacks %s", want)
+		}
+	}
+	if strings.Contains(m, "attacker-chosen") {
+		t.Fatal("a client-supplied string became a label value")
+	}
+	if t.Failed() {
+		t.Log(m)
+	}
+}
