@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"crypto/tls"
+	"encoding/base64"
 	"crypto/x509"
 	"net/http"
 	"net/url"
@@ -257,5 +258,29 @@ func TestMTLSRotationGraceAcceptsPreviousCertificate(t *testing.T) {
 				t.Fatalf("previous certificate: %d %s", r.status, r.raw)
 			}
 		})
+	}
+}
+
+// RFC 8705 §2.2: a self-signed certificate registered through the client's
+// JWK Set (x5c) authenticates the client.
+func TestRFC8705_2_2_SelfSignedRegisteredInJWKS(t *testing.T) {
+	self := mtlstest.SelfSigned(t, mtlstest.Options{CommonName: "jwks-client"})
+	jwks := filepath.Join(t.TempDir(), "jwks.json")
+	doc := `{"keys":[{"kty":"EC","x5c":["` + base64.StdEncoding.EncodeToString(self.Cert.Raw) + `"]}]}`
+	if err := os.WriteFile(jwks, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, envOptions{mutate: func(c *config.Config) {
+		for ti := range c.Tenants {
+			for ci := range c.Tenants[ti].Clients {
+				if cl := &c.Tenants[ti].Clients[ci]; cl.ID == "self-signed" {
+					cl.TLS.Certificates = nil
+					cl.TLS.JWKSFile = jwks
+				}
+			}
+		}
+	}})
+	if r := e.mtlsToken("self-signed", &self.TLS, nil); r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.raw)
 	}
 }

@@ -219,6 +219,10 @@ type ClientTLS struct {
 	SANEmail  string `yaml:"sanEmail"`
 	// Certificates are PEM files registered for self_signed_tls_client_auth.
 	Certificates []string `yaml:"certificates"`
+	// JWKSFile is the client's JWK Set (RFC 7517) whose keys' x5c leaf
+	// certificates are registered for self_signed_tls_client_auth
+	// (RFC 8705 §2.2: jwks / jwks_uri client metadata).
+	JWKSFile string `yaml:"jwksFile"`
 	// PreviousCertificates stay accepted for mtls.rotationGrace after
 	// RotatedAt.
 	PreviousCertificates []string  `yaml:"previousCertificates"`

@@ -254,8 +254,8 @@ func (c *Config) Validate() error {
 				if c.Listen.HTTPS == "" {
 					bad(ck+".authMethod", "self_signed_tls_client_auth needs listen.https")
 				}
-				if len(cl.TLS.Certificates) == 0 {
-					bad(ck+".tls.certificates", "self_signed_tls_client_auth needs at least one registered certificate")
+				if len(cl.TLS.Certificates) == 0 && cl.TLS.JWKSFile == "" {
+					bad(ck+".tls.certificates", "self_signed_tls_client_auth needs at least one registered certificate (tls.certificates or tls.jwksFile)")
 				}
 			}
 			if len(cl.Grants) == 0 {

@@ -3,6 +3,8 @@ package oauth
 import (
 	"context"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -108,6 +110,15 @@ func newSenderConstraints(cfg *config.Config, o SenderOptions, now func() time.T
 						rule.Registered = append(rule.Registered, mtls.RegisterCertificate(c, time.Time{}))
 					}
 				}
+				if cl.TLS.JWKSFile != "" {
+					certs, err := readJWKSCerts(config.ResolvePath(cl.TLS.JWKSFile))
+					if err != nil {
+						return nil, fmt.Errorf("%s.jwksFile: %w", key, err)
+					}
+					for _, c := range certs {
+						rule.Registered = append(rule.Registered, mtls.RegisterCertificate(c, time.Time{}))
+					}
+				}
 				for i, f := range cl.TLS.PreviousCertificates {
 					certs, err := readCerts(config.ResolvePath(f))
 					if err != nil {
@@ -155,6 +166,42 @@ func readCerts(path string) ([]*x509.Certificate, error) {
 	}
 	if len(out) == 0 {
 		return nil, errors.New("no CERTIFICATE PEM block")
+	}
+	return out, nil
+}
+
+// readJWKSCerts reads the leaf certificate (first x5c entry, base64 DER,
+// RFC 7517 §4.7) of every key in a JWK Set file.
+func readJWKSCerts(path string) ([]*x509.Certificate, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var set struct {
+		Keys []struct {
+			X5c []string `json:"x5c"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal(raw, &set); err != nil {
+		return nil, fmt.Errorf("not a JWK Set: %w", err)
+	}
+	var out []*x509.Certificate
+	for i, k := range set.Keys {
+		if len(k.X5c) == 0 {
+			continue
+		}
+		der, err := base64.StdEncoding.DecodeString(k.X5c[0])
+		if err != nil {
+			return nil, fmt.Errorf("keys[%d].x5c[0]: %w", i, err)
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("keys[%d].x5c[0]: %w", i, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no key carries an x5c certificate")
 	}
 	return out, nil
 }

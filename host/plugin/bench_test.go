@@ -57,6 +57,8 @@ func benchDecide(b *testing.B, specs []plugin.Spec, in *abi.DecisionInput) {
 	slices.Sort(durs)
 	b.ReportMetric(float64(durs[len(durs)/2].Nanoseconds()), "p50-ns")
 	b.ReportMetric(float64(durs[len(durs)*99/100].Nanoseconds()), "p99-ns")
+	b.ReportMetric(float64(durs[len(durs)*999/1000].Nanoseconds()), "p99.9-ns")
+	b.ReportMetric(float64(durs[len(durs)-1].Nanoseconds()), "max-ns")
 }
 
 func BenchmarkDecideNoop(b *testing.B) {

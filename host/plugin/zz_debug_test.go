@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -33,13 +34,20 @@ func benchRaw(b *testing.B, closeOnDone bool, fn string) {
 	f := mod.ExportedFunction(fn)
 	cctx, cancel := context.WithTimeout(ctx, time.Hour)
 	defer cancel()
+	durs := make([]time.Duration, 0, 1<<22)
 	b.ResetTimer()
 	for b.Loop() {
+		t0 := time.Now()
 		st[0], st[1] = uint64(ptr), uint64(len(payload))
 		if err := f.CallWithStack(cctx, st); err != nil {
 			b.Fatal(err)
 		}
+		durs = append(durs, time.Since(t0))
 	}
+	slices.Sort(durs)
+	b.ReportMetric(float64(durs[len(durs)/2]), "p50")
+	b.ReportMetric(float64(durs[len(durs)*99/100]), "p99")
+	b.ReportMetric(float64(durs[len(durs)-1]), "max")
 }
 
 func BenchmarkRawVersionNoDeadline(b *testing.B) { benchRaw(b, false, "authority_abi_version") }
