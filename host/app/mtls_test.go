@@ -2,8 +2,8 @@ package app_test
 
 import (
 	"crypto/tls"
-	"encoding/base64"
 	"crypto/x509"
+	"encoding/base64"
 	"net/http"
 	"net/url"
 	"os"
