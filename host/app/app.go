@@ -95,7 +95,7 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 	for i, t := range cfg.Tenants {
 		tenants[i] = t.ID
 	}
-	if a.Metrics, err = telemetry.New(tenants); err != nil {
+	if a.Metrics, err = telemetry.New(tenants, cfg.Storage.Tokens); err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, func() error { return a.Metrics.Shutdown(context.Background()) })

@@ -1,9 +1,6 @@
 package plugin
 
-import (
-	"context"
-	"time"
-)
+import "time"
 
 // EvictIdle exposes the reaper step to tests.
 func (m *Manager) EvictIdle(now time.Time) { m.evictIdle(now) }
@@ -20,4 +17,6 @@ func (m *Manager) NewTestInstance(tenant string) (func(), uint32, error) {
 	return inst.close, inst.mem.Size(), nil
 }
 
-var _ = context.Background
+// GuestPaths maps test guest names to built modules; the external test
+// package's TestMain fills it.
+var GuestPaths = map[string]string{}

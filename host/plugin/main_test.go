@@ -5,6 +5,7 @@ import (
 	"os"
 	"testing"
 
+	"stellaops.org/authority/host/plugin"
 	"stellaops.org/authority/sdk/sdktest"
 )
 
@@ -20,6 +21,7 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		guests[g] = path
+		plugin.GuestPaths[g] = path
 	}
 	os.Exit(m.Run())
 }

@@ -157,13 +157,14 @@ type Module struct {
 	imports   [][2]string
 }
 
-// ABIError reports a module that does not follow the ABI.
+// ABIError reports a module that does not follow the ABI (or does not
+// compile).
 type ABIError struct {
-	Module string // path or digest
+	SHA256 string
 	Reason string
 }
 
-func (e *ABIError) Error() string { return "plugin: module " + e.Module + ": " + e.Reason }
+func (e *ABIError) Error() string { return e.Reason + " (module sha256 " + e.SHA256 + ")" }
 
 // Digest returns the lower-case hex sha256 of b.
 func Digest(b []byte) string {
@@ -184,7 +185,7 @@ func (r *Runtime) LoadFile(ctx context.Context, spec Spec) (*Module, error) {
 	}
 	m, err := r.Compile(ctx, b, spec.Limits.MemoryPages)
 	if err != nil {
-		return nil, fmt.Errorf("plugin %q: %w", spec.Name, err)
+		return nil, fmt.Errorf("plugin %q: module %s: %w", spec.Name, spec.Path, err)
 	}
 	if err := m.CheckSpec(spec); err != nil {
 		return nil, err
@@ -214,7 +215,7 @@ func (r *Runtime) Compile(ctx context.Context, wasm []byte, memoryPages uint32) 
 	}
 	cm, err := e.rt.CompileModule(ctx, wasm)
 	if err != nil {
-		return nil, &ABIError{Module: key.sha, Reason: "compile: " + err.Error()}
+		return nil, &ABIError{SHA256: key.sha, Reason: "compile: " + err.Error()}
 	}
 	m, err := newModule(key.sha, len(wasm), cm, e)
 	if err != nil {
@@ -227,7 +228,7 @@ func (r *Runtime) Compile(ctx context.Context, wasm []byte, memoryPages uint32) 
 
 func newModule(sha string, size int, cm wazero.CompiledModule, e *engine) (*Module, error) {
 	m := &Module{SHA256: sha, Size: size, compiled: cm, eng: e}
-	fail := func(reason string) (*Module, error) { return nil, &ABIError{Module: sha, Reason: reason} }
+	fail := func(reason string) (*Module, error) { return nil, &ABIError{SHA256: sha, Reason: reason} }
 	mems := cm.ExportedMemories()
 	mem, ok := mems["memory"]
 	if !ok {

@@ -45,9 +45,14 @@ type Metrics struct {
 // Latency buckets in seconds: 100 µs to 5 s.
 var latencyBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
 
+// StoreOperations are the token store operations that are timed and counted.
+var StoreOperations = []string{"put", "get", "revoke", "ping"}
+
 // New creates the meter provider and instruments and pre-registers every
-// seed counter at 0 for each label value (tenants: the configured tenant ids).
-func New(tenants []string) (*Metrics, error) {
+// seed counter at 0 for each label value (tenants: the configured tenant
+// ids; store: the configured token store kind, whose error counter starts
+// at 0 for every operation so rate() sees the first error).
+func New(tenants []string, store string) (*Metrics, error) {
 	reg := prometheus.NewRegistry()
 	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo(), otelprom.WithoutTargetInfo())
 	if err != nil {
@@ -91,6 +96,9 @@ func New(tenants []string) (*Metrics, error) {
 		m.mtlsMismatch.Add(ctx, 0, metric.WithAttributes(attribute.String("reason", r)))
 	}
 	m.ignoredHeader.Add(ctx, 0)
+	for _, op := range StoreOperations {
+		m.storeErrors.Add(ctx, 0, metric.WithAttributes(attribute.String("store", store), attribute.String("operation", op)))
+	}
 	for _, t := range tenants {
 		for _, r := range DPoPResults {
 			m.dpopResult.Add(ctx, 0, metric.WithAttributes(attribute.String("tenant", t), attribute.String("authority.dpop_result", r)))

@@ -17,7 +17,7 @@ func scrape(t *testing.T, m *Metrics) string {
 }
 
 func TestSeedCountersExportedAtZeroFromStartup(t *testing.T) {
-	m, err := New([]string{"demo"})
+	m, err := New([]string{"demo"}, "memory")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +36,7 @@ func TestSeedCountersExportedAtZeroFromStartup(t *testing.T) {
 }
 
 func TestCountersMove(t *testing.T) {
-	m, err := New(nil)
+	m, err := New(nil, "memory")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,9 @@ type rules struct {
 var (
 	cfg    rules
 	denied = map[string]bool{}
+	// passed is returned by every allow: the SDK encodes it before the
+	// next call, so sharing it saves an allocation (~1-3 µs in a guest).
+	passed = []abi.KV{{Key: "rule", Value: "pass"}}
 )
 
 func contains(list []string, v string) bool {
@@ -62,7 +65,7 @@ func decide(in *abi.DecisionInput) abi.Decision {
 			return abi.Denied(403, "invalid_scope", "missing required scope")
 		}
 	}
-	return abi.Decision{Allow: true, Annotations: []abi.KV{{Key: "rule", Value: "pass"}}}
+	return abi.Decision{Allow: true, Annotations: passed}
 }
 
 func main() {}

@@ -1,0 +1,79 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/tetratelabs/wazero"
+)
+
+// ImportInfo describes one imported function of a module.
+type ImportInfo struct {
+	Module, Name string
+	// Grant is the grant that unlocks it ("" for WASI and unknown imports).
+	Grant string
+	// Allowed reports whether some configuration could allow it (a known
+	// host function or a WASI function of the subset).
+	Allowed bool
+	// Reason explains a forbidden import.
+	Reason string
+}
+
+// ModuleInfo is what a reviewer needs to know about a module before
+// granting it anything. Inspect fills it for any valid wasm binary, even
+// one the host would refuse.
+type ModuleInfo struct {
+	SHA256 string
+	Size   int
+	// MemoryMinPages / MemoryMaxPages are the declared limits of the
+	// exported memory "memory" (max 0 with HasMemoryMax false: none).
+	MemoryMinPages, MemoryMaxPages uint32
+	HasMemoryMax                   bool
+	Exports                        []string
+	Imports                        []ImportInfo
+	// Problems lists every reason the host would refuse the module under
+	// any configuration; empty means loadable with the right grants.
+	Problems []string
+}
+
+// Inspect compiles wasm without instantiating it and reports its exports,
+// imports (each classified) and memory, and the ABI problems the host
+// would refuse it for. The error is non-nil only when wasm is not a valid
+// module at all.
+func Inspect(ctx context.Context, wasm []byte) (*ModuleInfo, error) {
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(true))
+	defer rt.Close(ctx)
+	cm, err := rt.CompileModule(ctx, wasm)
+	if err != nil {
+		return nil, fmt.Errorf("plugin: not a valid wasm module: %w", err)
+	}
+	info := &ModuleInfo{SHA256: Digest(wasm), Size: len(wasm)}
+	for name := range cm.ExportedFunctions() {
+		info.Exports = append(info.Exports, name)
+	}
+	for name := range cm.ExportedMemories() {
+		info.Exports = append(info.Exports, name+" (memory)")
+	}
+	sort.Strings(info.Exports)
+	if mem, ok := cm.ExportedMemories()["memory"]; ok {
+		info.MemoryMinPages = mem.Min()
+		info.MemoryMaxPages, info.HasMemoryMax = mem.Max()
+	}
+	for _, f := range cm.ImportedFunctions() {
+		mod, name, _ := f.Import()
+		grant, _, reason := ClassifyImport(mod, name, Grants())
+		info.Imports = append(info.Imports, ImportInfo{Module: mod, Name: name, Grant: grant, Allowed: reason == "", Reason: reason})
+	}
+	// Reuse the load-time checks against a runtime with the maximum memory
+	// so that only ABI problems are reported.
+	if _, err := newModule(info.SHA256, len(wasm), cm, &engine{pages: maxMemoryPages}); err != nil {
+		info.Problems = append(info.Problems, err.(*ABIError).Reason)
+	}
+	for _, im := range info.Imports {
+		if !im.Allowed && len(info.Problems) == 0 {
+			info.Problems = append(info.Problems, "forbidden import "+im.Module+"."+im.Name+": "+im.Reason)
+		}
+	}
+	return info, nil
+}

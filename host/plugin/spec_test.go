@@ -1,0 +1,87 @@
+package plugin
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func validSpec() Spec {
+	return Spec{Name: "sec3", Path: "sec3.wasm", SHA256: strings.Repeat("ab", 32), Hooks: []string{"token", "events"},
+		Grants: []string{GrantCounters, GrantConfig}}
+}
+
+func TestSpecValidateNamesKey(t *testing.T) {
+	cases := []struct {
+		name   string
+		mutate func(*Spec)
+		want   string
+	}{
+		{"ok", func(*Spec) {}, ""},
+		{"name", func(s *Spec) { s.Name = "Bad Name" }, "tenants[2].plugins[0].name: "},
+		{"path", func(s *Spec) { s.Path = "" }, "tenants[2].plugins[0].path: required"},
+		{"sha", func(s *Spec) { s.SHA256 = "ABC" }, "tenants[2].plugins[0].sha256: "},
+		{"hooks empty", func(s *Spec) { s.Hooks = nil }, "tenants[2].plugins[0].hooks: "},
+		{"hook unknown", func(s *Spec) { s.Hooks = []string{"token", "authorize"} }, `tenants[2].plugins[0].hooks[1]: unknown hook "authorize"`},
+		{"failure mode value", func(s *Spec) { s.FailureMode = map[string]FailureMode{"token": "maybe"} }, "tenants[2].plugins[0].failureMode.token: "},
+		{"failure mode hook", func(s *Spec) { s.FailureMode = map[string]FailureMode{"introspect": FailOpen} }, "failureMode.introspect: hook"},
+		{"events closed", func(s *Spec) { s.FailureMode = map[string]FailureMode{"events": FailClosed} }, "failureMode.events: "},
+		{"timeout", func(s *Spec) { s.Limits.CallTimeout = -time.Second }, "tenants[2].plugins[0].limits.callTimeout: must be > 0"},
+		{"timeout max", func(s *Spec) { s.Limits.CallTimeout = time.Minute }, "limits.callTimeout: must be <="},
+		{"pool", func(s *Spec) { s.Limits.PoolSize = -1 }, "limits.poolSize: must be > 0"},
+		{"pages", func(s *Spec) { s.Limits.MemoryPages = 70000 }, "limits.memoryPages: "},
+		{"idle", func(s *Spec) { s.Limits.IdleTimeout = time.Millisecond }, "limits.idleTimeout: "},
+		{"output", func(s *Spec) { s.Limits.MaxOutputBytes = -5 }, "limits.maxOutputBytes: must be > 0"},
+		{"grant", func(s *Spec) { s.Grants = []string{"network"} }, `tenants[2].plugins[0].grants[0]: unknown grant "network"`},
+		{"config", func(s *Spec) { s.Config = map[string]any{"f": func() {}} }, "tenants[2].plugins[0].config: "},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := validSpec()
+			c.mutate(&s)
+			err := s.Validate("tenants[2].plugins[0]")
+			if c.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestValidateTenantDuplicateNames(t *testing.T) {
+	err := ValidateTenant("tenants[0].plugins", []Spec{validSpec(), validSpec()})
+	if err == nil || !strings.Contains(err.Error(), `tenants[0].plugins[1].name: "sec3" already used by tenants[0].plugins[0]`) {
+		t.Fatal(err)
+	}
+}
+
+func TestWithDefaults(t *testing.T) {
+	s := validSpec().WithDefaults()
+	if s.Limits != DefaultLimits() || s.FailureMode["token"] != FailClosed || s.FailureMode["events"] != FailOpen {
+		t.Fatalf("%+v", s)
+	}
+}
+
+func TestClassifyImport(t *testing.T) {
+	for _, c := range []struct {
+		mod, fn string
+		grants  []string
+		ok      bool
+	}{
+		{"wasi_snapshot_preview1", "fd_write", nil, true},
+		{"wasi_snapshot_preview1", "fd_read", nil, false},
+		{"wasi_snapshot_preview1", "sock_accept", nil, false},
+		{"authority", "kv_get", []string{"kv"}, true},
+		{"authority", "kv_get", []string{"counters"}, false},
+		{"env", "abort", nil, false},
+	} {
+		if _, ok, _ := ClassifyImport(c.mod, c.fn, c.grants); ok != c.ok {
+			t.Errorf("%s.%s with %v: %v", c.mod, c.fn, c.grants, ok)
+		}
+	}
+}
