@@ -70,6 +70,38 @@ func TestBadRowFailsOnlyItsCaller(t *testing.T) {
 	}
 }
 
+// A batch (written with COPY) that holds an ID already stored answers
+// ErrDuplicate to that caller only; the rest of the batch is stored.
+func TestDuplicateInBatchFailsOnlyItsCaller(t *testing.T) {
+	s := openStore(t, postgres.Options{BatchMax: 64, BatchWait: 50 * time.Millisecond, Batchers: 1})
+	ctx := context.Background()
+	if err := s.Put(ctx, token("dup-5")); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.Put(ctx, token(fmt.Sprint("dup-", i)))
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if i == 5 {
+			if !errors.Is(err, store.ErrDuplicate) {
+				t.Fatalf("duplicate row: err = %v, want ErrDuplicate", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("row %d failed with its batch: %v", i, err)
+		}
+	}
+}
+
 // Close answers every Put that was accepted before it.
 func TestCloseDrainsQueue(t *testing.T) {
 	s := openStore(t, postgres.Options{BatchMax: 8, Batchers: 1})
