@@ -9,6 +9,7 @@ package telemetry
 import (
 	"context"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,7 +41,35 @@ type Metrics struct {
 	storeErrors   metric.Int64Counter
 	httpDuration  metric.Float64Histogram
 	storeDuration metric.Float64Histogram
+
+	// attrs caches one attribute set per label combination: label values
+	// are bounded, and building a set on every request costs allocations
+	// on the token hot path.
+	attrs sync.Map // attrKey -> metric.MeasurementOption
 }
+
+// attrKey identifies a label combination of one instrument.
+type attrKey struct {
+	inst       uint8
+	a, b, c, d string
+}
+
+// with returns the cached attribute option for k, building it from kv once.
+func (m *Metrics) with(k attrKey, kv func() []attribute.KeyValue) metric.MeasurementOption {
+	if o, ok := m.attrs.Load(k); ok {
+		return o.(metric.MeasurementOption)
+	}
+	o, _ := m.attrs.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(kv()...)))
+	return o.(metric.MeasurementOption)
+}
+
+const (
+	instIssued uint8 = iota
+	instDenied
+	instDPoP
+	instHTTP
+	instStore
+)
 
 // Latency buckets in seconds: 100 µs to 5 s.
 var latencyBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
@@ -146,14 +175,16 @@ func (m *Metrics) Token(ctx context.Context, o TokenOutcome) {
 		o.DPoPResult = "none"
 	}
 	if o.Error == "" {
-		m.tokensIssued.Add(ctx, 1, metric.WithAttributes(attribute.String("tenant", o.Tenant),
-			attribute.String("grant_type", o.GrantType), attribute.String("sender_constraint", o.SenderConstraint),
-			attribute.String("authority.dpop_result", o.DPoPResult)))
+		m.tokensIssued.Add(ctx, 1, m.with(attrKey{instIssued, o.Tenant, o.GrantType, o.SenderConstraint, o.DPoPResult}, func() []attribute.KeyValue {
+			return []attribute.KeyValue{attribute.String("tenant", o.Tenant), attribute.String("grant_type", o.GrantType),
+				attribute.String("sender_constraint", o.SenderConstraint), attribute.String("authority.dpop_result", o.DPoPResult)}
+		}))
 		return
 	}
-	m.tokensDenied.Add(ctx, 1, metric.WithAttributes(attribute.String("tenant", o.Tenant),
-		attribute.String("grant_type", o.GrantType), attribute.String("error", o.Error),
-		attribute.String("authority.dpop_result", o.DPoPResult)))
+	m.tokensDenied.Add(ctx, 1, m.with(attrKey{instDenied, o.Tenant, o.GrantType, o.Error, o.DPoPResult}, func() []attribute.KeyValue {
+		return []attribute.KeyValue{attribute.String("tenant", o.Tenant), attribute.String("grant_type", o.GrantType),
+			attribute.String("error", o.Error), attribute.String("authority.dpop_result", o.DPoPResult)}
+	}))
 }
 
 // HTTPRequest records one request's duration; route is the matched route
@@ -162,8 +193,10 @@ func (m *Metrics) HTTPRequest(ctx context.Context, route, method string, status 
 	if m == nil {
 		return
 	}
-	m.httpDuration.Record(ctx, d.Seconds(), metric.WithAttributes(attribute.String("route", route),
-		attribute.String("method", method), attribute.String("status_class", statusClass(status))))
+	class := statusClass(status)
+	m.httpDuration.Record(ctx, d.Seconds(), m.with(attrKey{inst: instHTTP, a: route, b: method, c: class}, func() []attribute.KeyValue {
+		return []attribute.KeyValue{attribute.String("route", route), attribute.String("method", method), attribute.String("status_class", class)}
+	}))
 }
 
 func statusClass(s int) string {
@@ -185,7 +218,9 @@ func (m *Metrics) StoreOperation(ctx context.Context, store, op string, d time.D
 	if m == nil {
 		return
 	}
-	attrs := metric.WithAttributes(attribute.String("store", store), attribute.String("operation", op))
+	attrs := m.with(attrKey{inst: instStore, a: store, b: op}, func() []attribute.KeyValue {
+		return []attribute.KeyValue{attribute.String("store", store), attribute.String("operation", op)}
+	})
 	m.storeDuration.Record(ctx, d.Seconds(), attrs)
 	if err != nil {
 		m.storeErrors.Add(ctx, 1, attrs)
@@ -195,7 +230,9 @@ func (m *Metrics) StoreOperation(ctx context.Context, store, op string, d time.D
 // DPoPResult counts a DPoP outcome (one of DPoPResults) for a tenant.
 func (m *Metrics) DPoPResult(ctx context.Context, tenant, result string) {
 	if m != nil {
-		m.dpopResult.Add(ctx, 1, metric.WithAttributes(attribute.String("tenant", tenant), attribute.String("authority.dpop_result", result)))
+		m.dpopResult.Add(ctx, 1, m.with(attrKey{inst: instDPoP, a: tenant, b: result}, func() []attribute.KeyValue {
+			return []attribute.KeyValue{attribute.String("tenant", tenant), attribute.String("authority.dpop_result", result)}
+		}))
 	}
 }
 
