@@ -413,6 +413,8 @@ func (sc *senderConstraints) dpopFailure(ctx context.Context, r *Request, cl *Cl
 	}
 }
 
+// publicURL is the configured public URL of the endpoint that took the
+// request: the issuer or the mTLS alias, never the client's Host header.
 func publicURL(cfg *config.Config, r *Request) string {
 	base := cfg.Issuer
 	if r.ViaMTLS && cfg.MTLSIssuer != "" {

@@ -84,16 +84,6 @@ type Request struct {
 	CorrelationID string
 }
 
-// PublicURL is the configured public URL of the endpoint that took the
-// request: the issuer or the mTLS alias, never the client's Host header.
-func (s *Service) PublicURL(r *Request) string {
-	base := s.cfg.Issuer
-	if r.ViaMTLS && s.cfg.MTLSIssuer != "" {
-		base = s.cfg.MTLSIssuer
-	}
-	return strings.TrimRight(base, "/") + r.Path
-}
-
 // TokenResponse is the RFC 6749 §5.1 success body.
 type TokenResponse struct {
 	AccessToken string `json:"access_token"`
