@@ -1,6 +1,9 @@
 package abi
 
-import "testing"
+import (
+	"encoding/json"
+	"testing"
+)
 
 func BenchmarkDecodeDecisionInput(b *testing.B) {
 	in := sampleInput()
@@ -55,5 +58,20 @@ func BenchmarkAppendDecision(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		buf = AppendDecision(buf[:0], &d)
+	}
+}
+
+// BenchmarkJSONDecisionInput is the alternative we rejected, for the
+// record in RATIONALE-plugins.md: encoding/json decode of the same input.
+func BenchmarkJSONDecisionInput(b *testing.B) {
+	in := sampleInput()
+	buf, _ := json.Marshal(&in)
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var x DecisionInput
+		if err := json.Unmarshal(buf, &x); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -43,7 +44,9 @@ type Authority struct {
 	Store   store.TokenStore
 	TLSCert *tls.Certificate
 	PKI     *devpki.PKI
-	closers []func() error
+	// rawStore is Store without instrumentation (for maintenance calls).
+	rawStore store.TokenStore
+	closers  []func() error
 }
 
 // Options adjust Build for tests.
@@ -117,6 +120,7 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 		a.Store = store.NewMemory(store.MemoryOptions{Now: o.Now})
 	}
 	a.closers = append(a.closers, a.Store.Close)
+	a.rawStore = a.Store
 	a.Store = instrumentedStore{TokenStore: a.Store, kind: cfg.Storage.Tokens, metrics: a.Metrics}
 	checks = append(checks, server.Checker{Name: "token-store", Check: a.Store.Ping})
 
@@ -125,7 +129,10 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 		nopts := dpop.NonceOptions{TTL: d.Nonce.TTL.D(), SingleUse: d.Nonce.SingleUse}
 		var state dpop.State
 		if d.Nonce.Store == "redis" {
-			rc := redis.NewClient(&redis.Options{Addr: cfg.Storage.Redis.Addr, Password: cfg.Storage.Redis.Password, DB: cfg.Storage.Redis.DB})
+			// A universal client: one address is a single server; several are a
+			// Redis Cluster (give storage.redis.keyPrefix a hash tag then).
+			rc := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: strings.Split(cfg.Storage.Redis.Addr, ","),
+				Password: cfg.Storage.Redis.Password, DB: cfg.Storage.Redis.DB})
 			a.closers = append(a.closers, rc.Close)
 			checks = append(checks, server.Checker{Name: "redis", Check: func(ctx context.Context) error { return rc.Ping(ctx).Err() }})
 			state = dpop.NewRedisState(rc, cfg.Storage.Redis.KeyPrefix+"dpop:", nopts)
@@ -178,7 +185,39 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer a.Close()
+	go a.purgeExpired(ctx, log)
 	return a.Server.Serve(ctx, a.TLSCert)
+}
+
+// purger is a token store that can delete expired tokens.
+type purger interface {
+	PurgeExpired(ctx context.Context, before time.Time) (int64, error)
+}
+
+// purgeExpired deletes tokens expired for longer than storage.retention,
+// every storage.purgeInterval, until ctx ends.
+func (a *Authority) purgeExpired(ctx context.Context, log *slog.Logger) {
+	p, ok := a.rawStore.(purger)
+	if !ok {
+		return
+	}
+	t := time.NewTicker(a.Config.Storage.PurgeInterval.D())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			n, err := p.PurgeExpired(ctx, now.Add(-a.Config.Storage.Retention.D()))
+			if err != nil && ctx.Err() == nil {
+				log.Warn("authority.store.purge.failed", "error", err.Error())
+				continue
+			}
+			if n > 0 {
+				log.Info("authority.store.purged", "tokens", n)
+			}
+		}
+	}
 }
 
 // Migrate applies the PostgreSQL migrations of storage.postgres.

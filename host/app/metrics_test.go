@@ -42,3 +42,23 @@ func TestMetricsAfterScriptedSequence(t *testing.T) {
 		t.Log(m)
 	}
 }
+
+// Every token request writes one audit record, issued or denied; personal
+// data (address, user agent) stays out of the log sink.
+func TestTokenRequestsAreAudited(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	tok := e.mustToken("demo-bearer")
+	e.do("/token", reqOpts{basic: [2]string{"demo-bearer", "wrong"}, form: url.Values{"grant_type": {"client_credentials"}},
+		headers: map[string][]string{"User-Agent": {"curious-agent/1.0"}}})
+	logs := e.logs.String()
+	jti := claims(t, tok)["jti"].(string)
+	if !strings.Contains(logs, `"event_type":"authority.token.issued"`) || !strings.Contains(logs, `"jti":"`+jti+`"`) {
+		t.Fatal("issued token not audited with its jti")
+	}
+	if !strings.Contains(logs, `"event_type":"authority.token.denied"`) || !strings.Contains(logs, `"reason":"bad-secret"`) {
+		t.Fatal("denied token request not audited with its reason")
+	}
+	if strings.Contains(logs, "curious-agent") {
+		t.Fatal("the user agent reached the log sink unpseudonymized")
+	}
+}

@@ -30,9 +30,11 @@ type Event struct {
 	Reason        string
 	Subject       string
 	Client        string
-	Scopes        []string
-	RemoteAddr    string
-	UserAgent     string
+	// TokenID is the jti of the token the event is about, if any.
+	TokenID    string
+	Scopes     []string
+	RemoteAddr string
+	UserAgent  string
 	// SenderConstraint holds binding details (jkt, x5t#S256, jti, htu).
 	SenderConstraint map[string]string
 }
@@ -61,6 +63,9 @@ func (s LogSink) Record(ctx context.Context, e Event) {
 		slog.String("outcome", e.Outcome),
 		slog.String("reason", e.Reason),
 		slog.String("client", e.Client),
+	}
+	if e.TokenID != "" {
+		attrs = append(attrs, slog.String("jti", e.TokenID))
 	}
 	if e.Subject != "" {
 		attrs = append(attrs, slog.String("subject", e.Subject))

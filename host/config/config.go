@@ -85,9 +85,14 @@ type Tokens struct {
 // Storage selects the token store and the shared Redis.
 type Storage struct {
 	// Tokens is "memory" or "postgres".
-	Tokens   string   `yaml:"tokens"`
-	Postgres Postgres `yaml:"postgres"`
-	Redis    Redis    `yaml:"redis"`
+	Tokens string `yaml:"tokens"`
+	// PurgeInterval is how often expired tokens are deleted from the store;
+	// Retention is how long after expiry they are kept (a late
+	// introspection still answers from the store, audits can join on them).
+	PurgeInterval Duration `yaml:"purgeInterval"`
+	Retention     Duration `yaml:"retention"`
+	Postgres      Postgres `yaml:"postgres"`
+	Redis         Redis    `yaml:"redis"`
 }
 
 // Postgres configures the PostgreSQL token store.
@@ -101,7 +106,9 @@ type Postgres struct {
 
 // Redis is a shared Redis connection (nonces, replay cache, counters).
 type Redis struct {
-	// Addr host:port; overridden by AUTHORITY_REDIS_ADDR.
+	// Addr is host:port, or a comma-separated list of a Redis Cluster's
+	// nodes (then put a hash tag such as "{authority}:" in KeyPrefix);
+	// overridden by AUTHORITY_REDIS_ADDR.
 	Addr string `yaml:"addr"`
 	// Password; overridden by AUTHORITY_REDIS_PASSWORD.
 	Password  string `yaml:"password"`
@@ -112,8 +119,10 @@ type Redis struct {
 // Security holds the seed's security.senderConstraints section.
 type Security struct {
 	SenderConstraints SenderConstraints `yaml:"senderConstraints"`
-	// TrustedProxies are CIDRs whose forwarded headers (client certificate,
-	// X-Forwarded-For) are believed. Nobody else's are.
+	// TrustedProxies are CIDRs whose forwarded headers are believed: the
+	// client certificate (RFC 9440 Client-Cert, X-SSL-Client-Cert) and the
+	// client address (X-Forwarded-For, used for logs, plugins and rate
+	// limits). Nobody else's are.
 	TrustedProxies []string `yaml:"trustedProxies"`
 }
 
@@ -298,9 +307,11 @@ func Default() *Config {
 			FreshAuthLifetime:   Duration(5 * time.Minute),
 		},
 		Storage: Storage{
-			Tokens:   "memory",
-			Postgres: Postgres{MaxConns: 16, MigrateOnStart: true},
-			Redis:    Redis{KeyPrefix: "authority:"},
+			Tokens:        "memory",
+			PurgeInterval: Duration(10 * time.Minute),
+			Retention:     Duration(time.Hour),
+			Postgres:      Postgres{MaxConns: 16, MigrateOnStart: true},
+			Redis:         Redis{KeyPrefix: "authority:"},
 		},
 		Security: Security{SenderConstraints: SenderConstraints{
 			DPoP: DPoP{

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 )
 
 // KeyError is a validation failure that names the offending key, e.g.
@@ -121,6 +122,12 @@ func (c *Config) Validate() error {
 		bad("tokens.freshAuthLifetime", "must be > 0")
 	}
 
+	if c.Storage.PurgeInterval.D() < time.Second {
+		bad("storage.purgeInterval", "must be >= 1s")
+	}
+	if c.Storage.Retention < 0 {
+		bad("storage.retention", "must be >= 0")
+	}
 	switch c.Storage.Tokens {
 	case "memory":
 	case "postgres":
@@ -253,6 +260,9 @@ func (c *Config) Validate() error {
 			case "self_signed_tls_client_auth":
 				if c.Listen.HTTPS == "" {
 					bad(ck+".authMethod", "self_signed_tls_client_auth needs listen.https")
+				}
+				if len(cl.TLS.PreviousCertificates) > 0 && cl.TLS.RotatedAt.IsZero() {
+					bad(ck+".tls.rotatedAt", "required with tls.previousCertificates (the grace period counts from it)")
 				}
 				if len(cl.TLS.Certificates) == 0 && cl.TLS.JWKSFile == "" {
 					bad(ck+".tls.certificates", "self_signed_tls_client_auth needs at least one registered certificate (tls.certificates or tls.jwksFile)")

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"stellaops.org/authority/host/audit"
 	"stellaops.org/authority/host/config"
 	"stellaops.org/authority/host/keys"
 	"stellaops.org/authority/host/store"
@@ -92,6 +93,8 @@ type TokenResponse struct {
 	Scope       string `json:"scope,omitempty"`
 	// Header carries response headers (DPoP-Nonce).
 	Header http.Header `json:"-"`
+	// jti is the token's id (for the audit record).
+	jti string
 }
 
 // Cnf is the RFC 7800 confirmation claim (RFC 9449 §6, RFC 8705 §3.1).
@@ -120,18 +123,38 @@ const TokenTypeJWT = "at+jwt"
 
 // Token handles POST /token and counts its outcome.
 func (s *Service) Token(ctx context.Context, r *Request) (*TokenResponse, *Error) {
-	out := telemetry.TokenOutcome{Tenant: "unknown", GrantType: "other", SenderConstraint: "none"}
+	out := tokenOutcome{TokenOutcome: telemetry.TokenOutcome{Tenant: "unknown", GrantType: "other", SenderConstraint: "none"}}
 	resp, e := s.token(ctx, r, &out)
+	ev := audit.Event{Type: "authority.token.issued", Outcome: audit.OutcomeSuccess, CorrelationID: r.CorrelationID,
+		Tenant: out.Tenant, Client: out.client, Subject: out.client, Scopes: out.scopes, TokenID: out.jti,
+		RemoteAddr: r.RemoteAddr, UserAgent: r.UserAgent}
 	if e != nil {
 		out.Error = e.Code
+		ev.Type, ev.Outcome, ev.Reason = "authority.token.denied", audit.OutcomeFailure, e.Reason
+		if e.Status >= 500 {
+			ev.Outcome = audit.OutcomeError
+		}
 	}
-	s.sender.metrics.Token(ctx, out)
+	if out.cnf.JKT != "" || out.cnf.X5tS256 != "" {
+		ev.SenderConstraint = map[string]string{"jkt": out.cnf.JKT, "x5t#S256": out.cnf.X5tS256}
+	}
+	s.sender.metrics.Token(ctx, out.TokenOutcome)
+	s.sender.audit.Record(ctx, ev)
 	return resp, e
+}
+
+// tokenOutcome is what a token request produced, for metrics and audit.
+type tokenOutcome struct {
+	telemetry.TokenOutcome
+	client string
+	jti    string
+	scopes []string
+	cnf    Cnf
 }
 
 var knownGrants = []string{"client_credentials", "password", "refresh_token"}
 
-func (s *Service) token(ctx context.Context, r *Request, out *telemetry.TokenOutcome) (*TokenResponse, *Error) {
+func (s *Service) token(ctx context.Context, r *Request, out *tokenOutcome) (*TokenResponse, *Error) {
 	if e := checkSingleValued(r.Form); e != nil {
 		return nil, e
 	}
@@ -146,7 +169,7 @@ func (s *Service) token(ctx context.Context, r *Request, out *telemetry.TokenOut
 	if e != nil {
 		return nil, e
 	}
-	out.Tenant = cl.Tenant
+	out.Tenant, out.client = cl.Tenant, cl.ID
 	switch grant {
 	case "client_credentials":
 	default:
@@ -174,7 +197,7 @@ func (s *Service) token(ctx context.Context, r *Request, out *telemetry.TokenOut
 	if e != nil {
 		return nil, e
 	}
-	out.SenderConstraint = b.kind()
+	out.SenderConstraint, out.scopes, out.cnf = b.kind(), scopes, b.cnf
 	resp, e := s.issue(ctx, cl, cl.ID, scopes, auds, b)
 	if e != nil {
 		if b.nonce != "" {
@@ -182,6 +205,7 @@ func (s *Service) token(ctx context.Context, r *Request, out *telemetry.TokenOut
 		}
 		return nil, e
 	}
+	out.jti = resp.jti
 	if b.nonce != "" {
 		resp.Header = http.Header{"Dpop-Nonce": {b.nonce}}
 	}
@@ -250,9 +274,7 @@ func (s *Service) issue(ctx context.Context, cl *Client, subject string, scopes,
 	if b.cnf.JKT != "" {
 		typ = "DPoP"
 	}
-	s.log.Info("authority.token.issued", "tenant", cl.Tenant, "client", cl.ID, "grant_type", "client_credentials",
-		"sender_constraint", rec.SenderConstraint, "jti", rec.ID, "scope", claims.Scope)
-	return &TokenResponse{AccessToken: tok, TokenType: typ, ExpiresIn: int64(life / time.Second), Scope: claims.Scope}, nil
+	return &TokenResponse{AccessToken: tok, TokenType: typ, ExpiresIn: int64(life / time.Second), Scope: claims.Scope, jti: rec.ID}, nil
 }
 
 // checkSingleValued enforces RFC 6749 §3.2: parameters MUST NOT be

@@ -16,6 +16,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -42,6 +43,7 @@ type Server struct {
 	keys      *keys.Set
 	log       *slog.Logger
 	extractor *mtls.Extractor
+	proxies   []netip.Prefix
 	checks    []Checker
 	metrics   http.Handler
 	telemetry *telemetry.Metrics
@@ -76,6 +78,7 @@ func New(o Options) (*Server, error) {
 		metrics:   o.Metrics,
 		telemetry: o.Telemetry,
 		extractor: &mtls.Extractor{TrustedProxies: o.Config.TrustedProxyPrefixes()},
+		proxies:   o.Config.TrustedProxyPrefixes(),
 	}
 	md, err := json.Marshal(Metadata(o.Config))
 	if err != nil {
@@ -213,7 +216,7 @@ func (s *Server) form(viaMTLS bool, h formHandler) gin.HandlerFunc {
 			Method:        req.Method,
 			Path:          c.FullPath(),
 			ViaMTLS:       viaMTLS,
-			RemoteAddr:    req.RemoteAddr,
+			RemoteAddr:    s.clientAddr(req),
 			UserAgent:     req.UserAgent(),
 			CorrelationID: CorrelationID(req.Context()),
 			DPoP:          req.Header.Values("DPoP"),
@@ -268,6 +271,41 @@ func (s *Server) form(viaMTLS bool, h formHandler) gin.HandlerFunc {
 		r.Peer = peer
 		h(c, r)
 	}
+}
+
+// clientAddr is the client's IP address: the peer's, or, when the peer is a
+// trusted proxy, the right-most X-Forwarded-For entry that is not itself a
+// trusted proxy (entries further left are client-controlled).
+func (s *Server) clientAddr(req *http.Request) string {
+	peer, err := netip.ParseAddrPort(req.RemoteAddr)
+	if err != nil {
+		return req.RemoteAddr
+	}
+	ip := peer.Addr().Unmap()
+	if !s.trusted(ip) {
+		return ip.String()
+	}
+	hops := strings.Split(strings.Join(req.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		a = a.Unmap()
+		if !s.trusted(a) {
+			return a.String()
+		}
+	}
+	return ip.String()
+}
+
+func (s *Server) trusted(ip netip.Addr) bool {
+	for _, p := range s.proxies {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 func hasScheme(h, scheme string) bool {
