@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"stellaops.org/authority/host/config"
 	"stellaops.org/authority/host/devpki"
@@ -28,11 +29,12 @@ import (
 	"stellaops.org/authority/host/telemetry"
 )
 
-// NewLogger returns the JSON slog logger at level.
+// NewLogger returns the JSON slog logger at level; records logged with a
+// traced context carry trace_id and span_id.
 func NewLogger(w io.Writer, level string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	return slog.New(telemetry.LogHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})))
 }
 
 // Authority is an assembled, not yet serving, Authority.
@@ -41,6 +43,7 @@ type Authority struct {
 	Server  *server.Server
 	Service *oauth.Service
 	Metrics *telemetry.Metrics
+	Tracing *telemetry.Tracing
 	Store   store.TokenStore
 	TLSCert *tls.Certificate
 	PKI     *devpki.PKI
@@ -98,10 +101,24 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 	for i, t := range cfg.Tenants {
 		tenants[i] = t.ID
 	}
-	if a.Metrics, err = telemetry.New(tenants, cfg.Storage.Tokens); err != nil {
+	tc := cfg.Telemetry
+	reader, err := telemetry.OTLPMetricReader(ctx, tc.OTLP.Endpoint, tc.OTLP.Insecure, tc.OTLP.MetricInterval.D())
+	if err != nil {
+		return nil, fmt.Errorf("telemetry.otlp: %w", err)
+	}
+	var readers []sdkmetric.Reader
+	if reader != nil {
+		readers = append(readers, reader)
+	}
+	if a.Metrics, err = telemetry.New(tenants, cfg.Storage.Tokens, readers...); err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, func() error { return a.Metrics.Shutdown(context.Background()) })
+	if a.Tracing, err = telemetry.NewTracing(ctx, telemetry.TracingOptions{ServiceName: tc.ServiceName,
+		SampleRatio: tc.SampleRatio, OTLPEndpoint: tc.OTLP.Endpoint, OTLPInsecure: tc.OTLP.Insecure}); err != nil {
+		return nil, fmt.Errorf("telemetry: %w", err)
+	}
+	a.closers = append(a.closers, func() error { return a.Tracing.Shutdown(context.Background()) })
 
 	var checks []server.Checker
 	switch cfg.Storage.Tokens {
@@ -121,7 +138,7 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 	}
 	a.closers = append(a.closers, a.Store.Close)
 	a.rawStore = a.Store
-	a.Store = instrumentedStore{TokenStore: a.Store, kind: cfg.Storage.Tokens, metrics: a.Metrics}
+	a.Store = instrumentedStore{TokenStore: a.Store, kind: cfg.Storage.Tokens, metrics: a.Metrics, tracing: a.Tracing}
 	checks = append(checks, server.Checker{Name: "token-store", Check: a.Store.Ping})
 
 	var verifier *dpop.Verifier
@@ -154,13 +171,13 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 
 	a.Service, err = oauth.NewService(oauth.Options{
 		Config: cfg, Keys: ks, Store: a.Store, Logger: log, Now: o.Now,
-		Sender: oauth.SenderOptions{DPoP: verifier, Metrics: a.Metrics, DevCA: devCA},
+		Sender: oauth.SenderOptions{DPoP: verifier, Metrics: a.Metrics, Tracing: a.Tracing, DevCA: devCA},
 	})
 	if err != nil {
 		return nil, err
 	}
 	a.Server, err = server.New(server.Options{
-		Config: cfg, Service: a.Service, Keys: ks, Logger: log, Checks: checks, Metrics: a.Metrics.Handler(), Telemetry: a.Metrics,
+		Config: cfg, Service: a.Service, Keys: ks, Logger: log, Checks: checks, Metrics: a.Metrics.Handler(), Telemetry: a.Metrics, Tracing: a.Tracing,
 	})
 	if err != nil {
 		return nil, err

@@ -11,7 +11,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -239,7 +238,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if o.quiet {
 		sink = io.Discard
 	}
-	log := slog.New(slog.NewJSONHandler(sink, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := app.NewLogger(sink, "info")
 	a, err := app.Build(context.Background(), cfg, log, app.Options{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)

@@ -62,3 +62,27 @@ func TestTokenRequestsAreAudited(t *testing.T) {
 		t.Fatal("the user agent reached the log sink unpseudonymized")
 	}
 }
+
+// A caller's W3C trace context is continued: the request's logs and audit
+// records carry its trace id.
+func TestW3CTraceContextIsContinuedIntoLogs(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	r := e.do("/token", reqOpts{basic: basic("demo-bearer"), form: url.Values{"grant_type": {"client_credentials"}},
+		headers: map[string][]string{"traceparent": {"00-" + traceID + "-00f067aa0ba902b7-01"}}})
+	if r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.raw)
+	}
+	n := 0
+	for _, line := range strings.Split(e.logs.String(), "\n") {
+		if strings.Contains(line, `"trace_id":"`+traceID+`"`) {
+			n++
+			if !strings.Contains(line, `"span_id":"`) {
+				t.Fatalf("trace id without span id: %s", line)
+			}
+		}
+	}
+	if n < 2 { // the audit record and the request log at least
+		t.Fatalf("%d log records carry the caller's trace id:\n%s", n, e.logs.String())
+	}
+}

@@ -26,15 +26,16 @@ type Config struct {
 	// mtls_endpoint_aliases base). Empty when the HTTPS listener is off.
 	MTLSIssuer string `yaml:"mtlsIssuer"`
 
-	Listen   Listen   `yaml:"listen"`
-	TLS      TLS      `yaml:"tls"`
-	Signing  Signing  `yaml:"signing"`
-	Tokens   Tokens   `yaml:"tokens"`
-	Storage  Storage  `yaml:"storage"`
-	Security Security `yaml:"security"`
-	Logging  Logging  `yaml:"logging"`
-	Limits   Limits   `yaml:"limits"`
-	Tenants  []Tenant `yaml:"tenants"`
+	Listen    Listen    `yaml:"listen"`
+	TLS       TLS       `yaml:"tls"`
+	Signing   Signing   `yaml:"signing"`
+	Tokens    Tokens    `yaml:"tokens"`
+	Storage   Storage   `yaml:"storage"`
+	Security  Security  `yaml:"security"`
+	Logging   Logging   `yaml:"logging"`
+	Telemetry Telemetry `yaml:"telemetry"`
+	Limits    Limits    `yaml:"limits"`
+	Tenants   []Tenant  `yaml:"tenants"`
 }
 
 // Listen names the addresses the server binds.
@@ -176,6 +177,26 @@ type MTLS struct {
 // Logging configures the slog JSON logger.
 type Logging struct {
 	Level string `yaml:"level"`
+}
+
+// Telemetry configures traces and the optional OTLP export. Metrics are
+// always served at /metrics.
+type Telemetry struct {
+	ServiceName string `yaml:"serviceName"`
+	// SampleRatio of new traces recorded, 0..1 (a caller's sampled
+	// traceparent is always honoured).
+	SampleRatio float64 `yaml:"sampleRatio"`
+	OTLP        OTLP    `yaml:"otlp"`
+}
+
+// OTLP is an OTLP/HTTP collector.
+type OTLP struct {
+	// Endpoint host:port; empty disables export. Overridden by
+	// AUTHORITY_OTLP_ENDPOINT.
+	Endpoint string `yaml:"endpoint"`
+	Insecure bool   `yaml:"insecure"`
+	// MetricInterval is how often metrics are pushed.
+	MetricInterval Duration `yaml:"metricInterval"`
 }
 
 // Limits are request limits.
@@ -334,7 +355,9 @@ func Default() *Config {
 			},
 		}},
 		Logging: Logging{Level: "info"},
-		Limits:  Limits{MaxBodyBytes: 64 << 10},
+		Telemetry: Telemetry{ServiceName: "authority", SampleRatio: 1,
+			OTLP: OTLP{MetricInterval: Duration(30 * time.Second)}},
+		Limits: Limits{MaxBodyBytes: 64 << 10},
 	}
 }
 
@@ -351,6 +374,9 @@ func (c *Config) ApplyEnv(lookup EnvLookup) error {
 	}
 	if v, ok := lookup("AUTHORITY_REDIS_ADDR"); ok && v != "" {
 		c.Storage.Redis.Addr = v
+	}
+	if v, ok := lookup("AUTHORITY_OTLP_ENDPOINT"); ok && v != "" {
+		c.Telemetry.OTLP.Endpoint = v
 	}
 	if v, ok := lookup("AUTHORITY_REDIS_PASSWORD"); ok {
 		c.Storage.Redis.Password = v

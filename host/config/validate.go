@@ -200,6 +200,20 @@ func (c *Config) Validate() error {
 	if !slices.Contains(knownLevels, c.Logging.Level) {
 		bad("logging.level", "must be one of debug, info, warn, error, got %q", c.Logging.Level)
 	}
+	if c.Telemetry.SampleRatio < 0 || c.Telemetry.SampleRatio > 1 {
+		bad("telemetry.sampleRatio", "must be between 0 and 1, got %v", c.Telemetry.SampleRatio)
+	}
+	if c.Telemetry.ServiceName == "" {
+		bad("telemetry.serviceName", "required")
+	}
+	if e := c.Telemetry.OTLP.Endpoint; e != "" {
+		if _, _, err := net.SplitHostPort(e); err != nil {
+			bad("telemetry.otlp.endpoint", "must be host:port, got %q", e)
+		}
+	}
+	if c.Telemetry.OTLP.MetricInterval.D() < time.Second {
+		bad("telemetry.otlp.metricInterval", "must be >= 1s")
+	}
 	if c.Limits.MaxBodyBytes < 1024 {
 		bad("limits.maxBodyBytes", "must be >= 1024")
 	}

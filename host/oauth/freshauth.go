@@ -90,7 +90,7 @@ func (s *Service) FreshAuth(ctx context.Context, r *Request) (*FreshAuthResponse
 		scope := nonceScope(cl, rec.Audiences)
 		withNonce := sc.nonceAttacher(ctx, r, scope)
 		logReq := func(result, nonceStatus, jkt string) {
-			sc.log.Info("authority.dpop.request", "tenant", cl.Tenant, "client", cl.ID, "cnf_jkt", rec.KeyThumbprint,
+			sc.log.InfoContext(ctx, "authority.dpop.request", "tenant", cl.Tenant, "client", cl.ID, "cnf_jkt", rec.KeyThumbprint,
 				"proof_jkt", jkt, "nonce_status", nonceStatus, "dpop_result", result, "endpoint", "/fresh-auth", "correlation_id", r.CorrelationID)
 		}
 		if len(r.DPoP) == 0 {
@@ -99,11 +99,13 @@ func (s *Service) FreshAuth(ctx context.Context, r *Request) (*FreshAuthResponse
 			e = e.WithHeader("WWW-Authenticate", fmt.Sprintf(`DPoP error="invalid_dpop_proof", error_description="a DPoP proof is required", algs=%q`, sc.algs))
 			return nil, withNonce(e, "")
 		}
-		res, err := sc.dpop.Verify(ctx, dpop.Request{
+		vctx, span := sc.tracing.Start(ctx, "dpop.verify")
+		res, err := sc.dpop.Verify(vctx, dpop.Request{
 			Header: r.DPoP, Method: r.Method, URL: publicURL(s.cfg, r),
 			AccessToken: tok, BoundJKT: rec.KeyThumbprint,
 			NonceRequired: nonceRequired, IssueNonce: d.Nonce.Enabled, NonceScope: scope,
 		})
+		span.End()
 		if err != nil {
 			return nil, sc.dpopFailure(ctx, r, cl, err, withNonce, logReq, true)
 		}
@@ -140,7 +142,7 @@ func (s *Service) FreshAuth(ctx context.Context, r *Request) (*FreshAuthResponse
 		return nil, ErrServer(err)
 	}
 	resp.Confirmation = conf
-	s.log.Info("authority.fresh_auth.confirmed", "tenant", rec.Tenant, "client", rec.ClientID, "jti", rec.ID, "correlation_id", r.CorrelationID)
+	s.log.InfoContext(ctx, "authority.fresh_auth.confirmed", "tenant", rec.Tenant, "client", rec.ClientID, "jti", rec.ID, "correlation_id", r.CorrelationID)
 	return resp, nil
 }
 
@@ -152,7 +154,7 @@ func (sc *senderConstraints) certificateMatches(ctx context.Context, r *Request,
 		return true
 	}
 	sc.metrics.MTLSMismatch(ctx, string(reason))
-	sc.log.Warn("authority.security.senderConstraint", "kind", "mtls", "outcome", "mismatch", "reason", string(reason),
+	sc.log.WarnContext(ctx, "authority.security.senderConstraint", "kind", "mtls", "outcome", "mismatch", "reason", string(reason),
 		"endpoint", endpoint, "tenant", rec.Tenant, "client", rec.ClientID, "jti", rec.ID,
 		"cnf_x5t_s256", rec.SenderCertificate, "correlation_id", r.CorrelationID)
 	sc.audit.Record(ctx, audit.Event{Type: "authority.mtls.binding.mismatch", Outcome: audit.OutcomeFailure,

@@ -41,7 +41,7 @@ func (s *Service) Introspect(ctx context.Context, r *Request) (*Introspection, *
 	if e := checkSingleValued(r.Form); e != nil {
 		return nil, e
 	}
-	cl, e := s.authenticate(r)
+	cl, e := s.authenticate(ctx, r)
 	if e != nil {
 		return nil, e
 	}
@@ -119,7 +119,7 @@ func (s *Service) Revoke(ctx context.Context, r *Request) *Error {
 	if e := checkSingleValued(r.Form); e != nil {
 		return e
 	}
-	cl, e := s.authenticate(r)
+	cl, e := s.authenticate(ctx, r)
 	if e != nil {
 		return e
 	}
@@ -142,6 +142,6 @@ func (s *Service) Revoke(ctx context.Context, r *Request) *Error {
 	if _, err := s.store.Revoke(ctx, rec.ID, s.now()); err != nil {
 		return ErrUnavailable("store-error", err)
 	}
-	s.log.Info("authority.token.revoked", "tenant", rec.Tenant, "client", cl.ID, "jti", rec.ID, "correlation_id", r.CorrelationID)
+	s.log.InfoContext(ctx, "authority.token.revoked", "tenant", rec.Tenant, "client", cl.ID, "jti", rec.ID, "correlation_id", r.CorrelationID)
 	return nil
 }

@@ -30,6 +30,7 @@ type Peer = mtls.Presented
 type SenderOptions struct {
 	DPoP    *dpop.Verifier
 	Metrics *telemetry.Metrics
+	Tracing *telemetry.Tracing
 	Audit   audit.Sink
 	// DevCA, when set, is trusted for tls_client_auth by tenants that
 	// configure no trustRoots (tls.devPki only).
@@ -42,6 +43,7 @@ type senderConstraints struct {
 	cfg      *config.Config
 	dpop     *dpop.Verifier
 	metrics  *telemetry.Metrics
+	tracing  *telemetry.Tracing
 	audit    audit.Sink
 	log      *slog.Logger
 	now      func() time.Time
@@ -53,7 +55,7 @@ type senderConstraints struct {
 
 func newSenderConstraints(cfg *config.Config, o SenderOptions, now func() time.Time, log *slog.Logger) (*senderConstraints, error) {
 	sc := &senderConstraints{
-		cfg: cfg, dpop: o.DPoP, metrics: o.Metrics, audit: o.Audit, log: log, now: now,
+		cfg: cfg, dpop: o.DPoP, metrics: o.Metrics, tracing: o.Tracing, audit: o.Audit, log: log, now: now,
 		trust: map[string]*mtls.TrustStore{}, rules: map[string]mtls.ClientRule{},
 		algs: strings.Join(cfg.Security.SenderConstraints.DPoP.AllowedAlgorithms, " "),
 	}
@@ -208,7 +210,7 @@ func readJWKSCerts(path string) ([]*x509.Certificate, error) {
 
 // certAuth implements tls_client_auth and self_signed_tls_client_auth
 // (RFC 8705 §2). Every failure is invalid_client; the reason is logged.
-func (sc *senderConstraints) certAuth(r *Request, cl *Client) *Error {
+func (sc *senderConstraints) certAuth(ctx context.Context, r *Request, cl *Client) *Error {
 	if !sc.cfg.Security.SenderConstraints.MTLS.Enabled {
 		return ErrInvalidClient("mtls-disabled")
 	}
@@ -223,7 +225,7 @@ func (sc *senderConstraints) certAuth(r *Request, cl *Client) *Error {
 		if errors.As(err, &ae) {
 			reason = ae.Reason
 		}
-		sc.log.Info("authority.mtls.client_auth.failed", "tenant", cl.Tenant, "client", cl.ID, "reason", reason,
+		sc.log.InfoContext(ctx, "authority.mtls.client_auth.failed", "tenant", cl.Tenant, "client", cl.ID, "reason", reason,
 			"detail", err.Error(), "correlation_id", r.CorrelationID)
 		e := ErrInvalidClient("mtls-" + reason)
 		e.Header = nil // not a Basic client: no Basic challenge
@@ -280,7 +282,7 @@ func (sc *senderConstraints) bindToken(ctx context.Context, r *Request, cl *Clie
 		case r.Peer.Leaf != nil && (required || certClient):
 			b.cnf.X5tS256 = mtls.Thumbprint(r.Peer.Leaf)
 		case required:
-			sc.log.Info("authority.security.senderConstraint", "tenant", cl.Tenant, "client", cl.ID,
+			sc.log.InfoContext(ctx, "authority.security.senderConstraint", "tenant", cl.Tenant, "client", cl.ID,
 				"kind", "mtls", "outcome", "refused", "reason", "certificate-required", "correlation_id", r.CorrelationID)
 			return b, &Error{Status: 400, Code: CodeInvalidRequest, Reason: "mtls-required",
 				Description: "a client certificate is required (use the mtls_endpoint_aliases token endpoint)"}
@@ -296,14 +298,14 @@ func (sc *senderConstraints) bindToken(ctx context.Context, r *Request, cl *Clie
 	logReq := func(result, nonceStatus, jkt string) {
 		b.dpopResult = result
 		sc.metrics.DPoPResult(ctx, cl.Tenant, result)
-		sc.log.Info("authority.dpop.request", "tenant", cl.Tenant, "client", cl.ID, "cnf_jkt", jkt,
+		sc.log.InfoContext(ctx, "authority.dpop.request", "tenant", cl.Tenant, "client", cl.ID, "cnf_jkt", jkt,
 			"nonce_status", nonceStatus, "dpop_result", result, "correlation_id", r.CorrelationID)
 	}
 
 	if len(r.DPoP) == 0 {
 		if d.AllowTemporaryBypass {
 			logReq("bypass", "not-checked", "")
-			sc.log.Warn("authority.dpop.proof.bypass", "tenant", cl.Tenant, "client", cl.ID,
+			sc.log.WarnContext(ctx, "authority.dpop.proof.bypass", "tenant", cl.Tenant, "client", cl.ID,
 				"authority.dpop_result", "bypass", "correlation_id", r.CorrelationID)
 			sc.audit.Record(ctx, audit.Event{Type: "authority.dpop.proof.bypass", Outcome: audit.OutcomeSuccess,
 				Tenant: cl.Tenant, Client: cl.ID, Reason: "allowTemporaryBypass", CorrelationID: r.CorrelationID})
@@ -320,7 +322,8 @@ func (sc *senderConstraints) bindToken(ctx context.Context, r *Request, cl *Clie
 			Description: "a DPoP proof is required"}, "")
 	}
 
-	res, err := sc.dpop.Verify(ctx, dpop.Request{
+	vctx, span := sc.tracing.Start(ctx, "dpop.verify")
+	res, err := sc.dpop.Verify(vctx, dpop.Request{
 		Header:        r.DPoP,
 		Method:        r.Method,
 		URL:           publicURL(sc.cfg, r),
@@ -328,6 +331,7 @@ func (sc *senderConstraints) bindToken(ctx context.Context, r *Request, cl *Clie
 		IssueNonce:    d.Nonce.Enabled,
 		NonceScope:    scope,
 	})
+	span.End()
 	if err != nil {
 		// logReq (inside dpopFailure) records b.dpopResult: call it first.
 		e := sc.dpopFailure(ctx, r, cl, err, withNonce, logReq, false)
@@ -354,7 +358,7 @@ func (sc *senderConstraints) nonceAttacher(ctx context.Context, r *Request, scop
 		if n == "" {
 			var err error
 			if n, err = sc.dpop.Nonce(ctx, scope); err != nil {
-				sc.log.Error("authority.dpop.nonce.unavailable", "error", err.Error(), "correlation_id", r.CorrelationID)
+				sc.log.ErrorContext(ctx, "authority.dpop.nonce.unavailable", "error", err.Error(), "correlation_id", r.CorrelationID)
 				return e
 			}
 		}

@@ -165,7 +165,7 @@ func (s *Service) token(ctx context.Context, r *Request, out *tokenOutcome) (*To
 	if slices.Contains(knownGrants, grant) {
 		out.GrantType = grant
 	}
-	cl, e := s.authenticate(r)
+	cl, e := s.authenticate(ctx, r)
 	if e != nil {
 		return nil, e
 	}
@@ -212,13 +212,13 @@ func (s *Service) token(ctx context.Context, r *Request, out *tokenOutcome) (*To
 	return resp, nil
 }
 
-func (s *Service) authenticate(r *Request) (*Client, *Error) {
+func (s *Service) authenticate(ctx context.Context, r *Request) (*Client, *Error) {
 	cr := r.Creds
-	cr.CertAuth = func(cl *Client) *Error { return s.sender.certAuth(r, cl) }
+	cr.CertAuth = func(cl *Client) *Error { return s.sender.certAuth(ctx, r, cl) }
 	cl, e := s.Registry.Authenticate(cr)
 	if e != nil {
 		if e.Code == CodeInvalidClient {
-			s.log.Info("authority.client.authentication.failed", "reason", e.Reason, "correlation_id", r.CorrelationID)
+			s.log.InfoContext(ctx, "authority.client.authentication.failed", "reason", e.Reason, "correlation_id", r.CorrelationID)
 		}
 		return nil, e
 	}

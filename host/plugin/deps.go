@@ -55,6 +55,15 @@ type MetricSink interface {
 	AddPluginCounter(tenant, plugin, name string, delta int64)
 }
 
+// Observer receives one callback per plugin call, for metrics such as
+// authority_plugin_calls_total{tenant,plugin,hook},
+// authority_plugin_call_duration_seconds and
+// authority_plugin_failures_total{reason}. failure is "" on success. It is
+// called on the request path: it must not block.
+type Observer interface {
+	PluginCall(tenant, plugin, hook string, elapsed time.Duration, failure FailureKind)
+}
+
 // Deps are the host services plugins reach through host functions. Nil
 // fields take in-memory or discarding defaults (see NewManager); Secrets
 // has no default: a plugin granted "pseudonymize" without Secrets is
@@ -66,6 +75,8 @@ type Deps struct {
 	Secrets  TenantSecrets
 	Audit    AuditSink
 	Metrics  MetricSink
+	// Observer, when set, sees every plugin call (nil: no per-call cost).
+	Observer Observer
 	// Logger receives runtime events and (rate-limited) guest logs.
 	Logger *slog.Logger
 }

@@ -93,9 +93,10 @@ func TestHostileOutputs(t *testing.T) {
 			if d.Status != 503 || d.Validate() != nil {
 				t.Fatalf("decision %+v", d)
 			}
+			m.bg.Wait()
 			h := m.Health().Plugins[0]
-			if h.LiveInstances != 0 {
-				t.Fatalf("failed instance kept: %+v", h)
+			if h.Instantiations != 2 || h.LiveInstances != 1 || h.IdleInstances != 1 {
+				t.Fatalf("failed instance not replaced by a fresh one in the background: %+v", h)
 			}
 		})
 	}
@@ -123,6 +124,20 @@ func TestInitializeTimeout(t *testing.T) {
 	start := time.Now()
 	_, err := NewManager(context.Background(), RuntimeOptions{InitTimeout: 100 * time.Millisecond}, map[string][]Spec{"a": {s}}, Deps{})
 	if err == nil || !strings.Contains(err.Error(), "_initialize") || time.Since(start) > 2*time.Second {
+		t.Fatalf("error = %v after %s", err, time.Since(start))
+	}
+}
+
+// TestStartSectionLoop: a module whose wasm start function never returns
+// is stopped by the init deadline too.
+func TestStartSectionLoop(t *testing.T) {
+	mod := abiModule(1, i64c(0))
+	mod.funcs = append(mod.funcs, wasmFunc{body: []byte{0x03, 0x40, 0x0c, 0x00, 0x0b}})
+	mod.start = len(mod.funcs)
+	s := writeModule(t, mod)
+	start := time.Now()
+	_, err := NewManager(context.Background(), RuntimeOptions{InitTimeout: 100 * time.Millisecond}, map[string][]Spec{"a": {s}}, Deps{})
+	if err == nil || time.Since(start) > 2*time.Second {
 		t.Fatalf("error = %v after %s", err, time.Since(start))
 	}
 }

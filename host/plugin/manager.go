@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,7 @@ type Manager struct {
 	inflight atomic.Int64
 	stop     chan struct{}
 	workers  sync.WaitGroup
+	bg       sync.WaitGroup // background instantiations
 }
 
 type tenantChain struct {
@@ -76,19 +78,35 @@ func NewManager(ctx context.Context, opts RuntimeOptions, tenantSpecs map[string
 	m.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
 	fail := func(err error) (*Manager, error) {
 		m.closePools()
+		m.bg.Wait()
 		_ = rt.Close(context.Background())
 		return nil, err
 	}
 	warmed := map[*Module]bool{}
+	type file struct {
+		b      []byte
+		digest string
+	}
+	files := map[string]file{} // each path read and hashed once
 	for _, t := range tenants {
 		c := &tenantChain{name: t, policy: map[string][]*pool{}}
+		m.tenants[t] = c // registered first so that fail closes its pools
 		for _, s := range tenantSpecs[t] {
 			s = s.WithDefaults()
-			mod, err := rt.LoadFile(ctx, s)
+			f, ok := files[s.Path]
+			if !ok {
+				b, err := os.ReadFile(s.Path)
+				if err != nil {
+					return fail(fmt.Errorf("tenant %q: plugin %q: %w", t, s.Name, err))
+				}
+				f = file{b, Digest(b)}
+				files[s.Path] = f
+			}
+			mod, err := rt.Load(ctx, s, f.b, f.digest)
 			if err != nil {
 				return fail(fmt.Errorf("tenant %q: %w", t, err))
 			}
-			p, err := newPool(t, s, mod, &m.deps, &m.opts)
+			p, err := newPool(t, s, mod, &m.deps, &m.opts, &m.bg)
 			if err != nil {
 				return fail(fmt.Errorf("tenant %q: plugin %q: %w", t, s.Name, err))
 			}
@@ -107,8 +125,8 @@ func NewManager(ctx context.Context, opts RuntimeOptions, tenantSpecs map[string
 				}
 			}
 		}
-		if len(c.all) > 0 {
-			m.tenants[t] = c
+		if len(c.all) == 0 {
+			delete(m.tenants, t)
 		}
 		if len(c.events) > 0 {
 			c.queue = make(chan abi.Event, m.opts.EventQueueSize)
@@ -377,11 +395,13 @@ func (m *Manager) Close(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			m.closePools()
+			m.bg.Wait()
 			return errors.Join(ctx.Err(), m.rt.Close(context.Background()))
 		case <-time.After(time.Millisecond):
 		}
 	}
 	m.closePools()
+	m.bg.Wait()
 	return m.rt.Close(ctx)
 }
 

@@ -334,3 +334,26 @@ func cached(o plugin.RuntimeOptions) plugin.RuntimeOptions {
 	o.CacheDir = filepath.Join(sdktest.CacheDir(), "compiled")
 	return o
 }
+
+type observed struct {
+	calls    int
+	failures map[plugin.FailureKind]int
+}
+
+func (o *observed) PluginCall(tenant, name, hook string, elapsed time.Duration, failure plugin.FailureKind) {
+	o.calls++
+	if failure != "" {
+		o.failures[failure]++
+	}
+}
+
+func TestObserverSeesEveryCall(t *testing.T) {
+	o := &observed{failures: map[plugin.FailureKind]int{}}
+	s := spec(t, "misbehave")
+	m := newManager(t, map[string][]plugin.Spec{"a": {s}}, plugin.Deps{Observer: o})
+	m.Decide(context.Background(), "a", input("ok"))
+	m.Decide(context.Background(), "a", input("panic"))
+	if o.calls != 2 || o.failures[plugin.KindTrap] != 1 {
+		t.Fatalf("%+v", o)
+	}
+}

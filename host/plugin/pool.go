@@ -33,12 +33,16 @@ type pool struct {
 	logs      limiter
 	stats     poolStats
 
-	mu      sync.Mutex
-	idle    []*instance
-	live    int
-	waiters int
-	wake    chan struct{}
-	closed  bool
+	// bg tracks background instantiations (the manager waits for them).
+	bg *sync.WaitGroup
+
+	mu           sync.Mutex
+	idle         []*instance
+	live         int
+	waiters      int
+	wake         chan struct{}
+	closed       bool
+	replenishing bool
 }
 
 type poolStats struct {
@@ -49,8 +53,9 @@ type poolStats struct {
 
 var errPoolClosed = errors.New("pool closed")
 
-func newPool(tenant string, spec Spec, mod *Module, deps *Deps, opts *RuntimeOptions) (*pool, error) {
+func newPool(tenant string, spec Spec, mod *Module, deps *Deps, opts *RuntimeOptions, bg *sync.WaitGroup) (*pool, error) {
 	p := &pool{
+		bg:     bg,
 		tenant: tenant, name: spec.Name, spec: spec, mod: mod,
 		grants: newGrantSet(spec.Grants), deps: deps, opts: opts, failMode: spec.FailureMode,
 		keyPrefix: "plugin:" + strconv.Itoa(len(tenant)) + ":" + tenant + ":" + spec.Name + ":",
@@ -148,10 +153,38 @@ func (p *pool) put(inst *instance) {
 	p.mu.Unlock()
 }
 
-// discard closes a failed instance and frees its slot.
+// discard closes a failed instance and frees its slot. When that leaves
+// no idle instance, a replacement is started in the background, so the
+// next request does not pay an instantiation (10-16 ms) on its path.
 func (p *pool) discard(inst *instance) {
 	inst.close()
 	p.release()
+	p.replenish()
+}
+
+func (p *pool) replenish() {
+	p.mu.Lock()
+	if p.closed || p.replenishing || len(p.idle) > 0 || p.live >= p.spec.Limits.PoolSize {
+		p.mu.Unlock()
+		return
+	}
+	p.live++
+	p.replenishing = true
+	p.bg.Add(1)
+	p.mu.Unlock()
+	go func() {
+		defer p.bg.Done()
+		inst, err := newInstance(p)
+		p.mu.Lock()
+		p.replenishing = false
+		p.mu.Unlock()
+		if err != nil {
+			p.release()
+			return
+		}
+		p.stats.instantiations.Add(1)
+		p.put(inst)
+	}()
 }
 
 func (p *pool) release() {
@@ -234,6 +267,23 @@ func (p *pool) fail(kind FailureKind, err error) {
 
 // decide runs one policy call, applying breaker and instance hygiene.
 func (p *pool) decide(ctx context.Context, hook string, payload []byte, out *abi.Decision) *Failure {
+	if o := p.deps.Observer; o != nil {
+		start := time.Now()
+		f := p.decideOnce(ctx, hook, payload, out)
+		o.PluginCall(p.tenant, p.name, hook, time.Since(start), failureKind(f))
+		return f
+	}
+	return p.decideOnce(ctx, hook, payload, out)
+}
+
+func failureKind(f *Failure) FailureKind {
+	if f == nil {
+		return ""
+	}
+	return f.Kind
+}
+
+func (p *pool) decideOnce(ctx context.Context, hook string, payload []byte, out *abi.Decision) *Failure {
 	now := p.deps.Clock.Now()
 	if !p.breaker.allow(now) {
 		p.stats.breakerRejects.Add(1)
@@ -260,6 +310,16 @@ func (p *pool) decide(ctx context.Context, hook string, payload []byte, out *abi
 
 // event runs one telemetry call.
 func (p *pool) event(ctx context.Context, payload []byte) *Failure {
+	if o := p.deps.Observer; o != nil {
+		start := time.Now()
+		f := p.eventOnce(ctx, payload)
+		o.PluginCall(p.tenant, p.name, abi.HookEvents, time.Since(start), failureKind(f))
+		return f
+	}
+	return p.eventOnce(ctx, payload)
+}
+
+func (p *pool) eventOnce(ctx context.Context, payload []byte) *Failure {
 	if !p.breaker.allow(p.deps.Clock.Now()) {
 		p.stats.breakerRejects.Add(1)
 		return &Failure{Tenant: p.tenant, Plugin: p.name, Hook: abi.HookEvents, Kind: KindBreakerOpen, Err: errors.New("circuit breaker open")}

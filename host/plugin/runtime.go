@@ -180,7 +180,14 @@ func (r *Runtime) LoadFile(ctx context.Context, spec Spec) (*Module, error) {
 	if err != nil {
 		return nil, fmt.Errorf("plugin %q: %w", spec.Name, err)
 	}
-	if got := Digest(b); got != spec.SHA256 {
+	return r.Load(ctx, spec, b, Digest(b))
+}
+
+// Load is LoadFile for bytes already read from spec.Path, with their
+// digest (so that a module shared by many tenants is read and hashed once).
+// This is where a signature check belongs: before compilation.
+func (r *Runtime) Load(ctx context.Context, spec Spec, b []byte, digest string) (*Module, error) {
+	if got := digest; got != spec.SHA256 {
 		return nil, fmt.Errorf("plugin %q: module %s: sha256 mismatch: configured %s, file has %s", spec.Name, spec.Path, spec.SHA256, got)
 	}
 	m, err := r.Compile(ctx, b, spec.Limits.MemoryPages)

@@ -1,9 +1,12 @@
 package plugin
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 func validSpec() Spec {
@@ -83,5 +86,36 @@ func TestClassifyImport(t *testing.T) {
 		if _, ok, _ := ClassifyImport(c.mod, c.fn, c.grants); ok != c.ok {
 			t.Errorf("%s.%s with %v: %v", c.mod, c.fn, c.grants, ok)
 		}
+	}
+}
+
+// TestSpecYAML: the shape the lead embeds in authority.yaml decodes as
+// documented (durations as Go duration strings, camelCase keys).
+func TestSpecYAML(t *testing.T) {
+	doc := `
+name: sec3
+path: plugins/sec3.wasm
+sha256: ` + strings.Repeat("ab", 32) + `
+hooks: [token, events]
+failureMode: {token: open}
+limits: {callTimeout: 20ms, poolSize: 2, idleTimeout: 10m, memoryPages: 128, maxOutputBytes: 4096}
+grants: [counters, config]
+config:
+  permitLimit: 10
+  clients: [a, b]
+  nested: {window: 1m}
+`
+	var s Spec
+	if err := yaml.Unmarshal([]byte(doc), &s); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Validate("tenants[0].plugins[0]"); err != nil {
+		t.Fatal(err)
+	}
+	if s.Limits.CallTimeout != 20*time.Millisecond || s.Limits.IdleTimeout != 10*time.Minute || s.FailureMode["token"] != FailOpen {
+		t.Fatalf("%+v", s)
+	}
+	if b, err := json.Marshal(s.Config); err != nil || !strings.Contains(string(b), `"nested":{"window":"1m"}`) {
+		t.Fatalf("config %s %v", b, err)
 	}
 }

@@ -20,6 +20,7 @@ type wasmModule struct {
 	funcs     []wasmFunc
 	memPages  int // exported as "memory" when > 0
 	memExport string
+	start     int // 1 + index of the start function; 0: none
 }
 
 func uleb(b []byte, v uint64) []byte {
@@ -102,6 +103,9 @@ func (m wasmModule) bytes() []byte {
 		ne++
 	}
 	out = section(out, 7, append(uleb(nil, uint64(ne)), exps...))
+	if m.start > 0 {
+		out = section(out, 8, uleb(nil, uint64(len(m.imports)+m.start-1)))
+	}
 	var code []byte
 	for _, f := range m.funcs {
 		body := append([]byte{0}, f.body...) // no locals

@@ -22,6 +22,10 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"stellaops.org/authority/host/config"
 	"stellaops.org/authority/host/keys"
@@ -47,6 +51,7 @@ type Server struct {
 	checks    []Checker
 	metrics   http.Handler
 	telemetry *telemetry.Metrics
+	tracing   *telemetry.Tracing
 	metadata  []byte
 	engine    *gin.Engine
 	mtlsAlias *gin.Engine
@@ -64,6 +69,9 @@ type Options struct {
 	Metrics http.Handler
 	// Telemetry records request durations (nil: not recorded).
 	Telemetry *telemetry.Metrics
+	// Tracing starts a span per request, continuing a caller's W3C trace
+	// context (nil: no spans).
+	Tracing *telemetry.Tracing
 }
 
 // New builds the handlers of both listeners.
@@ -77,6 +85,7 @@ func New(o Options) (*Server, error) {
 		checks:    o.Checks,
 		metrics:   o.Metrics,
 		telemetry: o.Telemetry,
+		tracing:   o.Tracing,
 		extractor: &mtls.Extractor{TrustedProxies: o.Config.TrustedProxyPrefixes()},
 		proxies:   o.Config.TrustedProxyPrefixes(),
 	}
@@ -147,13 +156,28 @@ func (s *Server) correlate(viaMTLS bool) gin.HandlerFunc {
 			id = newCorrelationID()
 		}
 		c.Header("X-Correlation-ID", id)
-		c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), correlationKey, id))
-		c.Next()
+		ctx := context.WithValue(c.Request.Context(), correlationKey, id)
 		route := c.FullPath()
 		if route == "" {
 			route = "unmatched"
 		}
+		var span trace.Span
+		if s.tracing != nil {
+			ctx = s.tracing.Propagator().Extract(ctx, propagation.HeaderCarrier(c.Request.Header))
+			ctx, span = s.tracing.Tracer().Start(ctx, c.Request.Method+" "+route, trace.WithSpanKind(trace.SpanKindServer),
+				trace.WithAttributes(attribute.String("http.request.method", c.Request.Method), attribute.String("http.route", route),
+					attribute.String("authority.listener", listener), attribute.String("authority.correlation_id", id)))
+		}
+		c.Request = c.Request.WithContext(ctx)
+		c.Next()
 		elapsed := time.Since(start)
+		if span != nil {
+			span.SetAttributes(attribute.Int("http.response.status_code", c.Writer.Status()))
+			if c.Writer.Status() >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(c.Writer.Status()))
+			}
+			span.End()
+		}
 		s.telemetry.HTTPRequest(c.Request.Context(), route, c.Request.Method, c.Writer.Status(), elapsed)
 		lvl := slog.LevelInfo
 		if c.Writer.Status() >= 500 {
@@ -260,13 +284,13 @@ func (s *Server) form(viaMTLS bool, h formHandler) gin.HandlerFunc {
 		}
 		peer, err := s.extractor.FromRequest(req)
 		if err != nil {
-			s.log.Warn("authority.mtls.header.malformed", "correlation_id", r.CorrelationID, "error", err.Error())
+			s.log.WarnContext(req.Context(), "authority.mtls.header.malformed", "correlation_id", r.CorrelationID, "error", err.Error())
 			writeError(c, oauth.ErrInvalidRequest("malformed client certificate header"))
 			return
 		}
 		if peer.IgnoredUntrustedHeader {
 			s.svc.CountIgnoredCertHeader()
-			s.log.Warn("authority.mtls.header.untrusted", "correlation_id", r.CorrelationID, "remote_addr", req.RemoteAddr)
+			s.log.WarnContext(req.Context(), "authority.mtls.header.untrusted", "correlation_id", r.CorrelationID, "remote_addr", req.RemoteAddr)
 		}
 		r.Peer = peer
 		h(c, r)
@@ -329,10 +353,10 @@ func (s *Server) logError(c *gin.Context, r *oauth.Request, e *oauth.Error) {
 	attrs := []any{"correlation_id", r.CorrelationID, "route", c.FullPath(), "status", e.Status, "error", e.Code, "reason", e.Reason}
 	if e.Cause != nil {
 		attrs = append(attrs, "cause", e.Cause.Error())
-		s.log.Error("authority.request.failed", attrs...)
+		s.log.ErrorContext(c.Request.Context(), "authority.request.failed", attrs...)
 		return
 	}
-	s.log.Info("authority.request.refused", attrs...)
+	s.log.InfoContext(c.Request.Context(), "authority.request.refused", attrs...)
 }
 
 func (s *Server) fail(c *gin.Context, r *oauth.Request, e *oauth.Error) {

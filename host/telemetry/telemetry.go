@@ -80,14 +80,19 @@ var StoreOperations = []string{"put", "get", "revoke", "ping"}
 // New creates the meter provider and instruments and pre-registers every
 // seed counter at 0 for each label value (tenants: the configured tenant
 // ids; store: the configured token store kind, whose error counter starts
-// at 0 for every operation so rate() sees the first error).
-func New(tenants []string, store string) (*Metrics, error) {
+// at 0 for every operation so rate() sees the first error). Extra readers
+// (an OTLP exporter) receive the same metrics as /metrics.
+func New(tenants []string, store string, extra ...sdkmetric.Reader) (*Metrics, error) {
 	reg := prometheus.NewRegistry()
 	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo(), otelprom.WithoutTargetInfo())
 	if err != nil {
 		return nil, err
 	}
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp))
+	opts := []sdkmetric.Option{sdkmetric.WithReader(exp)}
+	for _, r := range extra {
+		opts = append(opts, sdkmetric.WithReader(r))
+	}
+	mp := sdkmetric.NewMeterProvider(opts...)
 	m := &Metrics{provider: mp, registry: reg}
 	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 	meter := mp.Meter("stellaops.org/authority")

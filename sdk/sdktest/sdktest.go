@@ -52,7 +52,7 @@ func Build(tb testing.TB, pkg string) string {
 
 // BuildModule is Build without a testing.TB (for TestMain).
 func BuildModule(pkg string) (string, error) {
-	env := append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	env := guestEnv()
 	list := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.Dir}}{{end}}", pkg)
 	list.Env = env
 	out, err := list.Output()
@@ -101,6 +101,26 @@ func BuildModule(pkg string) (string, error) {
 		return "", err
 	}
 	return dst, nil
+}
+
+// guestEnv is the environment for go list/build of a guest: wasip1/wasm,
+// and GOFLAGS without flags the wasm port refuses (-race, -msan, -asan),
+// so that `GOFLAGS=-race go test ./...` still builds guests.
+func guestEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if v, ok := strings.CutPrefix(kv, "GOFLAGS="); ok {
+			var keep []string
+			for _, f := range strings.Fields(v) {
+				if f != "-race" && f != "-msan" && f != "-asan" {
+					keep = append(keep, f)
+				}
+			}
+			kv = "GOFLAGS=" + strings.Join(keep, " ")
+		}
+		env = append(env, kv)
+	}
+	return append(env, "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
 }
 
 type buildError struct {
