@@ -169,9 +169,13 @@ func (m *Manager) Warm(ctx context.Context) error {
 //   - a plugin that fails (timeout, trap, invalid output, breaker open, no
 //     free instance) is skipped when its failure mode is "open" and yields
 //     503 temporarily_unavailable when "closed";
-//   - the returned Decision always passes Validate; annotations are
-//     prefixed with the plugin name;
-//   - the guest sees in with Tenant set to tenant; in is not modified.
+//   - the returned status, error, description and Retry-After are valid
+//     per abi.Decision.Validate; annotation keys are prefixed with
+//     "<plugin>.";
+//   - the guest sees in with Tenant set to tenant; in is not modified;
+//   - ctx bounds only the wait for a free instance: a running guest call
+//     is bounded by the plugin's callTimeout, not cancelled with the
+//     request (that would discard a healthy instance).
 //
 // The error is non-nil when any plugin failed; it is for logs and metrics
 // (it may be a *Failure or join several), the Decision already applies

@@ -37,9 +37,15 @@ type Tracing struct {
 // batched to it.
 func NewTracing(ctx context.Context, o TracingOptions) (*Tracing, error) {
 	res := resource.NewSchemaless(semconv.ServiceName(o.ServiceName))
+	ratio := o.SampleRatio
+	if o.OTLPEndpoint == "" {
+		// Nothing would receive recorded spans: record none. Spans still get
+		// ids (so logs carry trace_id/span_id) at a fraction of the cost.
+		ratio = 0
+	}
 	opts := []sdktrace.TracerProviderOption{
 		sdktrace.WithResource(res),
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(o.SampleRatio))),
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))),
 	}
 	if o.OTLPEndpoint != "" {
 		eo := []otlptracehttp.Option{otlptracehttp.WithEndpoint(o.OTLPEndpoint)}
