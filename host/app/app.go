@@ -18,11 +18,13 @@ import (
 	"github.com/redis/go-redis/v9"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
+	"stellaops.org/authority/host/audit"
 	"stellaops.org/authority/host/config"
 	"stellaops.org/authority/host/devpki"
 	"stellaops.org/authority/host/dpop"
 	"stellaops.org/authority/host/keys"
 	"stellaops.org/authority/host/oauth"
+	"stellaops.org/authority/host/plugin"
 	"stellaops.org/authority/host/server"
 	"stellaops.org/authority/host/store"
 	"stellaops.org/authority/host/store/postgres"
@@ -44,6 +46,7 @@ type Authority struct {
 	Service *oauth.Service
 	Metrics *telemetry.Metrics
 	Tracing *telemetry.Tracing
+	Plugins *plugin.Manager
 	Store   store.TokenStore
 	TLSCert *tls.Certificate
 	PKI     *devpki.PKI
@@ -169,9 +172,38 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 		}
 	}
 
+	logSink := audit.LogSink{Logger: log}
+	var sink audit.Sink = logSink
+	if a.Plugins, err = buildPlugins(ctx, cfg, log, o.Now, a.Metrics, logSink); err != nil {
+		return nil, err
+	}
+	var decider oauth.PolicyDecider
+	if a.Plugins != nil {
+		mgr := a.Plugins
+		a.closers = append(a.closers, func() error { return mgr.Close(context.Background()) })
+		sink = audit.Multi{logSink, pluginEvents{mgr}}
+		decider = mgr
+		checks = append(checks, server.Checker{Name: "plugins", Public: true, Check: func(context.Context) error {
+			h := mgr.Health()
+			if !h.Ready {
+				return errors.New("plugin manager closed")
+			}
+			var open []string
+			for _, p := range h.Plugins {
+				if p.Breaker != plugin.BreakerClosed {
+					open = append(open, p.Tenant+"/"+p.Plugin+": circuit "+string(p.Breaker))
+				}
+			}
+			if len(open) > 0 {
+				return degraded(strings.Join(open, "; "))
+			}
+			return nil
+		}})
+	}
+
 	a.Service, err = oauth.NewService(oauth.Options{
-		Config: cfg, Keys: ks, Store: a.Store, Logger: log, Now: o.Now,
-		Sender: oauth.SenderOptions{DPoP: verifier, Metrics: a.Metrics, Tracing: a.Tracing, DevCA: devCA},
+		Config: cfg, Keys: ks, Store: a.Store, Logger: log, Now: o.Now, Plugins: decider,
+		Sender: oauth.SenderOptions{DPoP: verifier, Metrics: a.Metrics, Tracing: a.Tracing, DevCA: devCA, Audit: sink},
 	})
 	if err != nil {
 		return nil, err
@@ -184,6 +216,15 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 	}
 	return a, nil
 }
+
+// degraded is a readiness note that does not fail /readyz: a plugin whose
+// circuit is open is answered by its failure mode on every node alike.
+type degraded string
+
+func (d degraded) Error() string { return string(d) }
+
+// Degraded marks a readiness error as informational.
+func (d degraded) Degraded() bool { return true }
 
 // Close releases stores and exporters in reverse order of creation.
 func (a *Authority) Close() error {

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"stellaops.org/authority/host/plugin"
 )
 
 // Config is the whole authority.yaml document.
@@ -35,7 +37,28 @@ type Config struct {
 	Logging   Logging   `yaml:"logging"`
 	Telemetry Telemetry `yaml:"telemetry"`
 	Limits    Limits    `yaml:"limits"`
+	Plugins   Plugins   `yaml:"plugins"`
 	Tenants   []Tenant  `yaml:"tenants"`
+}
+
+// Plugins configures the WebAssembly plugin runtime shared by every
+// tenant's plugin chain (tenants[].plugins).
+type Plugins struct {
+	// CacheDir holds compiled modules, so a restart does not recompile.
+	CacheDir string `yaml:"cacheDir"`
+	// EventQueueSize bounds each tenant's telemetry queue; overflow is
+	// dropped and counted, never blocking a request.
+	EventQueueSize int `yaml:"eventQueueSize"`
+	// BreakerThreshold consecutive failures open a plugin's circuit for
+	// BreakerCooldown.
+	BreakerThreshold int      `yaml:"breakerThreshold"`
+	BreakerCooldown  Duration `yaml:"breakerCooldown"`
+	// PseudonymSecretFile holds the host secret from which each tenant's
+	// pseudonymization key is derived (HMAC-SHA256(secret, tenant)); with
+	// GenerateSecret a random one is created when missing (development).
+	// AUTHORITY_PSEUDONYM_SECRET (hex) overrides the file.
+	PseudonymSecretFile string `yaml:"pseudonymSecretFile"`
+	GenerateSecret      bool   `yaml:"generateSecret"`
 }
 
 // Listen names the addresses the server binds.
@@ -212,6 +235,9 @@ type Tenant struct {
 	// TrustRoots are PEM files of CAs that tls_client_auth chains to.
 	TrustRoots []string `yaml:"trustRoots"`
 	Clients    []Client `yaml:"clients"`
+	// Plugins is the tenant's ordered plugin chain: policy decisions combine
+	// deny-overrides, and no plugin can loosen a native check.
+	Plugins []plugin.Spec `yaml:"plugins"`
 }
 
 // SenderPolicy says which sender constraints a client must use.
@@ -355,6 +381,8 @@ func Default() *Config {
 			},
 		}},
 		Logging: Logging{Level: "info"},
+		Plugins: Plugins{CacheDir: "var/plugin-cache", EventQueueSize: 1024, BreakerThreshold: 5,
+			BreakerCooldown: Duration(30 * time.Second)},
 		Telemetry: Telemetry{ServiceName: "authority", SampleRatio: 1,
 			OTLP: OTLP{MetricInterval: Duration(30 * time.Second)}},
 		Limits: Limits{MaxBodyBytes: 64 << 10},

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"stellaops.org/authority/host/plugin"
 )
 
 // KeyError is a validation failure that names the offending key, e.g.
@@ -214,6 +216,15 @@ func (c *Config) Validate() error {
 	if c.Telemetry.OTLP.MetricInterval.D() < time.Second {
 		bad("telemetry.otlp.metricInterval", "must be >= 1s")
 	}
+	if c.Plugins.EventQueueSize < 1 {
+		bad("plugins.eventQueueSize", "must be >= 1")
+	}
+	if c.Plugins.BreakerThreshold < 1 {
+		bad("plugins.breakerThreshold", "must be >= 1")
+	}
+	if c.Plugins.BreakerCooldown.D() < time.Second {
+		bad("plugins.breakerCooldown", "must be >= 1s")
+	}
 	if c.Limits.MaxBodyBytes < 1024 {
 		bad("limits.maxBodyBytes", "must be >= 1024")
 	}
@@ -233,6 +244,14 @@ func (c *Config) Validate() error {
 		}
 		tenantIDs[t.ID] = ti
 		validatePolicy(bad, c, tk+".senderConstraint", t.SenderConstraint)
+		if len(t.Plugins) > 0 {
+			if err := plugin.ValidateTenant(tk+".plugins", t.Plugins); err != nil {
+				errs = append(errs, err)
+			}
+			if c.Plugins.PseudonymSecretFile == "" && usesGrant(t.Plugins, plugin.GrantPseudonymize) {
+				bad("plugins.pseudonymSecretFile", "required: a plugin of tenant %q is granted %s", t.ID, plugin.GrantPseudonymize)
+			}
+		}
 		for ci, cl := range t.Clients {
 			ck := fmt.Sprintf("%s.clients[%d]", tk, ci)
 			if !validID(cl.ID) {
@@ -326,6 +345,15 @@ func validatePolicy(bad func(string, string, ...any), c *Config, key string, p S
 			bad(key+".requireMTLS", "needs listen.https")
 		}
 	}
+}
+
+func usesGrant(specs []plugin.Spec, grant string) bool {
+	for _, s := range specs {
+		if slices.Contains(s.Grants, grant) {
+			return true
+		}
+	}
+	return false
 }
 
 func validID(s string) bool {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"stellaops.org/authority/abi"
 	"stellaops.org/authority/host/audit"
 	"stellaops.org/authority/host/dpop"
 	"stellaops.org/authority/host/mtls"
@@ -120,6 +121,15 @@ func (s *Service) FreshAuth(ctx context.Context, r *Request) (*FreshAuthResponse
 		if !sc.certificateMatches(ctx, r, rec, "/fresh-auth") {
 			return nil, invalidToken("Bearer", "the client certificate does not match the token", "mtls-mismatch", sc.algs)
 		}
+	}
+	facts := policyFacts{endpoint: abi.HookFreshAuth, subject: rec.Subject, client: cl, scopes: rec.Scopes,
+		audiences: rec.Audiences, peerCert: peerThumbprint(r), dpopPresent: len(r.DPoP) > 0,
+		b: binding{cnf: Cnf{JKT: rec.KeyThumbprint, X5tS256: rec.SenderCertificate}}}
+	if rec.KeyThumbprint != "" {
+		facts.b.dpopResult = "valid"
+	}
+	if e := s.decide(ctx, r, facts); e != nil {
+		return nil, e
 	}
 	life := s.cfg.Tokens.FreshAuthLifetime.D()
 	authTime := now.Truncate(time.Second)

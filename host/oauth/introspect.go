@@ -2,8 +2,10 @@ package oauth
 
 import (
 	"context"
+
 	"encoding/json"
 	"errors"
+	"stellaops.org/authority/abi"
 	"strings"
 
 	"stellaops.org/authority/host/store"
@@ -60,6 +62,11 @@ func (s *Service) Introspect(ctx context.Context, r *Request) (*Introspection, *
 		if !s.sender.certificateMatches(ctx, r, rec, "/introspect") {
 			return inactive, nil
 		}
+	}
+	if e := s.decide(ctx, r, policyFacts{endpoint: abi.HookIntrospect, subject: rec.Subject, client: cl,
+		scopes: rec.Scopes, audiences: rec.Audiences, peerCert: peerThumbprint(r),
+		b: binding{cnf: Cnf{JKT: rec.KeyThumbprint, X5tS256: rec.SenderCertificate}}}); e != nil {
+		return nil, e
 	}
 	out := &Introspection{
 		Active:           true,

@@ -242,6 +242,16 @@ type binding struct {
 	// dpopResult is the authority.dpop_result of the request ("" if DPoP
 	// played no part).
 	dpopResult string
+	// nonceStatus: "none" (not required), "valid", "missing", "stale".
+	nonceStatus string
+}
+
+// peerThumbprint is the x5t#S256 of the request's client certificate, if any.
+func peerThumbprint(r *Request) string {
+	if r.Peer.Leaf == nil {
+		return ""
+	}
+	return mtls.Thumbprint(r.Peer.Leaf)
 }
 
 func (b binding) kind() string {
@@ -338,8 +348,9 @@ func (sc *senderConstraints) bindToken(ctx context.Context, r *Request, cl *Clie
 		return b, e
 	}
 	nonceStatus := "not-required"
+	b.nonceStatus = "none"
 	if nonceRequired {
-		nonceStatus = "valid"
+		nonceStatus, b.nonceStatus = "valid", "valid"
 	}
 	b.cnf.JKT = res.Proof.JKT
 	b.nonce = res.NextNonce

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"stellaops.org/authority/abi"
 	"stellaops.org/authority/host/audit"
 	"stellaops.org/authority/host/config"
 	"stellaops.org/authority/host/keys"
@@ -29,6 +30,7 @@ type Service struct {
 	log      *slog.Logger
 	now      func() time.Time
 	sender   *senderConstraints
+	plugins  PolicyDecider
 }
 
 // Options are the dependencies of a Service.
@@ -41,6 +43,8 @@ type Options struct {
 	Now func() time.Time
 	// Sender configures the native sender-constraint checks.
 	Sender SenderOptions
+	// Plugins, when set, decides after the native checks (deny only).
+	Plugins PolicyDecider
 }
 
 // NewService wires a Service from validated configuration.
@@ -55,7 +59,7 @@ func NewService(o Options) (*Service, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	s := &Service{cfg: o.Config, Registry: reg, keys: o.Keys, store: o.Store, log: o.Logger, now: o.Now}
+	s := &Service{cfg: o.Config, Registry: reg, keys: o.Keys, store: o.Store, log: o.Logger, now: o.Now, plugins: o.Plugins}
 	sc, err := newSenderConstraints(o.Config, o.Sender, o.Now, o.Logger)
 	if err != nil {
 		return nil, err
@@ -198,12 +202,19 @@ func (s *Service) token(ctx context.Context, r *Request, out *tokenOutcome) (*To
 		return nil, e
 	}
 	out.SenderConstraint, out.scopes, out.cnf = b.kind(), scopes, b.cnf
-	resp, e := s.issue(ctx, cl, cl.ID, scopes, auds, b)
-	if e != nil {
+	withNonce := func(e *Error) *Error {
 		if b.nonce != "" {
 			e.WithHeader("DPoP-Nonce", b.nonce)
 		}
-		return nil, e
+		return e
+	}
+	if e := s.decide(ctx, r, policyFacts{endpoint: abi.HookToken, grant: grant, subject: cl.ID, client: cl,
+		scopes: scopes, audiences: auds, b: b, peerCert: peerThumbprint(r), dpopPresent: len(r.DPoP) > 0}); e != nil {
+		return nil, withNonce(e)
+	}
+	resp, e := s.issue(ctx, cl, cl.ID, scopes, auds, b)
+	if e != nil {
+		return nil, withNonce(e)
 	}
 	out.jti = resp.jti
 	if b.nonce != "" {

@@ -38,7 +38,14 @@ import (
 type Checker struct {
 	Name  string
 	Check func(context.Context) error
+	// Public: the error text is safe to show at /readyz (it names no
+	// internals such as addresses or credentials).
+	Public bool
 }
+
+// degradedError is a readiness error that is reported but does not make
+// the node unready.
+type degradedError interface{ Degraded() bool }
 
 // Server serves the Authority endpoints.
 type Server struct {
@@ -435,9 +442,10 @@ func (s *Server) readyz(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
 	defer cancel()
 	type result struct {
-		Name  string `json:"name"`
-		OK    bool   `json:"ok"`
-		Error string `json:"error,omitempty"`
+		Name     string `json:"name"`
+		OK       bool   `json:"ok"`
+		Degraded bool   `json:"degraded,omitempty"`
+		Error    string `json:"error,omitempty"`
 	}
 	results := make([]result, len(s.checks))
 	var wg sync.WaitGroup
@@ -447,10 +455,18 @@ func (s *Server) readyz(c *gin.Context) {
 			defer wg.Done()
 			err := ch.Check(ctx)
 			results[i] = result{Name: ch.Name, OK: err == nil}
-			if err != nil {
-				results[i].Error = "unreachable"
-				s.log.Warn("authority.readyz.failed", "check", ch.Name, "error", err.Error())
+			if err == nil {
+				return
 			}
+			results[i].Error = "unreachable"
+			if ch.Public {
+				results[i].Error = err.Error()
+			}
+			if d, ok := err.(degradedError); ok && d.Degraded() {
+				results[i].OK, results[i].Degraded = true, true
+				return
+			}
+			s.log.Warn("authority.readyz.failed", "check", ch.Name, "error", err.Error())
 		}()
 	}
 	wg.Wait()

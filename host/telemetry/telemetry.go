@@ -41,6 +41,7 @@ type Metrics struct {
 	storeErrors   metric.Int64Counter
 	httpDuration  metric.Float64Histogram
 	storeDuration metric.Float64Histogram
+	plugins       pluginInstruments
 
 	// attrs caches one attribute set per label combination: label values
 	// are bounded, and building a set on every request costs allocations
@@ -69,6 +70,9 @@ const (
 	instDPoP
 	instHTTP
 	instStore
+	instPluginCalls
+	instPluginDuration
+	instPluginFailures
 )
 
 // Latency buckets in seconds: 100 µs to 5 s.
@@ -122,6 +126,9 @@ func New(tenants []string, store string, extra ...sdkmetric.Reader) (*Metrics, e
 	if m.storeDuration, err = meter.Float64Histogram("authority_store_operation_duration_seconds",
 		metric.WithDescription("Token store operation duration by store and operation."), metric.WithUnit("s"),
 		metric.WithExplicitBucketBoundaries(latencyBuckets...)); err != nil {
+		return nil, err
+	}
+	if err := m.initPlugins(meter); err != nil {
 		return nil, err
 	}
 	ctx := context.Background()

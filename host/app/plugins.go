@@ -1,0 +1,173 @@
+package app
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"stellaops.org/authority/abi"
+	"stellaops.org/authority/host/audit"
+	"stellaops.org/authority/host/config"
+	"stellaops.org/authority/host/keys"
+	"stellaops.org/authority/host/plugin"
+	"stellaops.org/authority/host/telemetry"
+)
+
+// buildPlugins starts the plugin manager when any tenant has plugins (nil
+// otherwise: tenants without plugins cost nothing).
+func buildPlugins(ctx context.Context, cfg *config.Config, log *slog.Logger, now func() time.Time, m *telemetry.Metrics, sink audit.Sink) (*plugin.Manager, error) {
+	specs := map[string][]plugin.Spec{}
+	any := false
+	for _, t := range cfg.Tenants {
+		for _, s := range t.Plugins {
+			s.Path = config.ResolvePath(s.Path)
+			specs[t.ID] = append(specs[t.ID], s)
+			any = true
+		}
+	}
+	if !any {
+		return nil, nil
+	}
+	deps := plugin.Deps{
+		Clock:    clockFunc(now),
+		Logger:   log,
+		Observer: pluginObserver{m},
+		Audit:    pluginAudit{sink},
+	}
+	if cfg.Plugins.PseudonymSecretFile != "" {
+		secret, err := pseudonymSecret(cfg.Plugins)
+		if err != nil {
+			return nil, fmt.Errorf("plugins.pseudonymSecretFile: %w", err)
+		}
+		deps.Secrets = tenantSecrets(secret)
+	}
+	mgr, err := plugin.NewManager(ctx, plugin.RuntimeOptions{
+		CacheDir:         config.ResolvePath(cfg.Plugins.CacheDir),
+		EventQueueSize:   cfg.Plugins.EventQueueSize,
+		BreakerThreshold: cfg.Plugins.BreakerThreshold,
+		BreakerCooldown:  cfg.Plugins.BreakerCooldown.D(),
+	}, specs, deps)
+	if err != nil {
+		return nil, fmt.Errorf("plugins: %w", err)
+	}
+	for t, ss := range specs {
+		for _, s := range ss {
+			m.PreparePlugin(t, s.Name, s.Hooks)
+		}
+	}
+	if err := m.ObservePlugins(func() []telemetry.PluginState {
+		h := mgr.Health()
+		out := make([]telemetry.PluginState, len(h.Plugins))
+		for i, p := range h.Plugins {
+			out[i] = telemetry.PluginState{Tenant: p.Tenant, Plugin: p.Plugin, CircuitOpen: p.Breaker != plugin.BreakerClosed,
+				LiveInstances: p.LiveInstances, EventsDropped: p.EventsDropped}
+		}
+		return out
+	}); err != nil {
+		_ = mgr.Close(context.Background())
+		return nil, err
+	}
+	return mgr, nil
+}
+
+type clockFunc func() time.Time
+
+func (c clockFunc) Now() time.Time { return c() }
+
+// pluginObserver feeds plugin calls into authority_plugin_* metrics.
+type pluginObserver struct{ m *telemetry.Metrics }
+
+func (o pluginObserver) PluginCall(tenant, plugin, hook string, elapsed time.Duration, failure plugin.FailureKind) {
+	o.m.PluginCall(tenant, plugin, hook, elapsed, string(failure))
+}
+
+// pluginAudit receives the events plugins emit with audit_emit.
+type pluginAudit struct{ sink audit.Sink }
+
+func (a pluginAudit) Audit(ctx context.Context, name string, ev abi.Event) error {
+	a.sink.Record(ctx, audit.Event{Type: ev.Type, Time: ev.Time, CorrelationID: ev.CorrelationID, Tenant: ev.Tenant,
+		Outcome: ev.Outcome, Reason: ev.Reason, Subject: ev.Subject, Client: ev.Client, Scopes: ev.Scopes,
+		SenderConstraint: map[string]string{"plugin": name}})
+	return nil
+}
+
+// pluginEvents forwards every audit event to the tenant's telemetry plugins
+// (the SEC2 audit plugin among them) through the bounded event queue.
+type pluginEvents struct{ mgr *plugin.Manager }
+
+func (p pluginEvents) Record(_ context.Context, e audit.Event) {
+	ev := abi.Event{Type: e.Type, Time: e.Time, CorrelationID: e.CorrelationID, Tenant: e.Tenant, Outcome: e.Outcome,
+		Reason: e.Reason, Subject: e.Subject, Client: e.Client, Scopes: e.Scopes, RemoteAddr: e.RemoteAddr, UserAgent: e.UserAgent}
+	if ev.Time.IsZero() {
+		ev.Time = time.Now().UTC()
+	}
+	if jkt := e.SenderConstraint["jkt"]; jkt != "" {
+		ev.DPoP = abi.DPoP{Present: true, Valid: true, JKT: jkt}
+		ev.SenderConstraint = "dpop"
+	}
+	if x5t := e.SenderConstraint["x5t#S256"]; x5t != "" {
+		ev.MTLS = abi.MTLS{Present: true, Thumbprint: x5t}
+		if ev.SenderConstraint == "" {
+			ev.SenderConstraint = "mtls"
+		}
+	}
+	if e.TokenID != "" {
+		ev.Attributes = append(ev.Attributes, abi.KV{Key: "jti", Value: e.TokenID})
+	}
+	p.mgr.Emit(e.Tenant, ev)
+}
+
+// tenantSecrets derives each tenant's pseudonymization key from the host
+// secret: HMAC-SHA256(secret, "authority-pseudonym:" + tenant). Plugins get
+// pseudonyms, never the key.
+type tenantSecrets []byte
+
+func (s tenantSecrets) PseudonymKey(_ context.Context, tenant string) ([]byte, error) {
+	mac := hmac.New(sha256.New, s)
+	mac.Write([]byte("authority-pseudonym:" + tenant))
+	return mac.Sum(nil), nil
+}
+
+// pseudonymSecret reads the host secret (hex), from AUTHORITY_PSEUDONYM_SECRET
+// or the file, generating the file when asked and missing.
+func pseudonymSecret(p config.Plugins) ([]byte, error) {
+	if v := os.Getenv("AUTHORITY_PSEUDONYM_SECRET"); v != "" {
+		return decodeSecret(v)
+	}
+	path := config.ResolvePath(p.PseudonymSecretFile)
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) && p.GenerateSecret {
+		var b [32]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, err
+		}
+		if err := keys.WriteFileAtomic(path, []byte(hex.EncodeToString(b[:])+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+		return b[:], nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return decodeSecret(string(raw))
+}
+
+func decodeSecret(v string) ([]byte, error) {
+	b, err := hex.DecodeString(strings.TrimSpace(v))
+	if err != nil || len(b) < 32 {
+		return nil, errors.New("the pseudonymization secret must be at least 32 bytes, hex-encoded")
+	}
+	return b, nil
+}

@@ -1,0 +1,106 @@
+package app_test
+
+import (
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"stellaops.org/authority/abi"
+	"stellaops.org/authority/host/config"
+	"stellaops.org/authority/host/plugin"
+	"stellaops.org/authority/sdk/sdktest"
+)
+
+// pluginSpec builds a guest package and returns a spec pinned to its digest.
+func pluginSpec(t *testing.T, pkg, name string, cfg map[string]any, limits plugin.Limits) plugin.Spec {
+	t.Helper()
+	wasm := sdktest.Build(t, pkg)
+	raw, err := os.ReadFile(wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plugin.Spec{Name: name, Path: wasm, SHA256: plugin.Digest(raw),
+		Hooks:  []string{abi.HookToken, abi.HookIntrospect, abi.HookFreshAuth},
+		Grants: []string{plugin.GrantConfig}, Config: cfg, Limits: limits}
+}
+
+func withPlugins(t *testing.T, byTenant map[string][]plugin.Spec) func(*config.Config) {
+	return func(c *config.Config) {
+		// Shared across tests: compiled code is keyed by module digest.
+		c.Plugins.CacheDir = filepath.Join(os.TempDir(), "authority-app-test-plugin-cache")
+		for i := range c.Tenants {
+			c.Tenants[i].Plugins = byTenant[c.Tenants[i].ID]
+		}
+	}
+}
+
+// One module, two tenants: the plugin takes part in /token decisions for
+// one tenant and not the other.
+func TestPluginDeniesForOneTenantNotAnother(t *testing.T) {
+	const pkg = "stellaops.org/authority/examples/plugins/denyrule"
+	deny := pluginSpec(t, pkg, "denyrule", map[string]any{"deniedClients": []any{"demo-bearer"}}, plugin.Limits{})
+	allow := pluginSpec(t, pkg, "denyrule", map[string]any{"deniedClients": []any{"someone-else"}}, plugin.Limits{})
+	e := newEnv(t, envOptions{mutate: withPlugins(t, map[string][]plugin.Spec{"demo": {deny}, "other": {allow}})})
+	r := e.token("demo-bearer", nil)
+	if r.status != 403 || r.str("error") != "access_denied" {
+		t.Fatalf("tenant demo: %d %s", r.status, r.raw)
+	}
+	if r := e.token("other-client", nil); r.status != 200 {
+		t.Fatalf("tenant other: %d %s", r.status, r.raw)
+	}
+	m := e.metrics()
+	for _, want := range []string{
+		`authority_plugin_calls_total{hook="token",outcome="ok",plugin="denyrule",tenant="demo"} 1`,
+		`authority_plugin_calls_total{hook="token",outcome="ok",plugin="denyrule",tenant="other"} 1`,
+		`authority_plugin_circuit_open{plugin="denyrule",tenant="demo"} 0`,
+		`authority_tokens_denied_total{authority_dpop_result="none",error="access_denied",grant_type="client_credentials",tenant="demo"} 1`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("scrape lacks %s", want)
+		}
+	}
+	if !strings.Contains(e.logs.String(), `"reason":"plugin-deny"`) {
+		t.Fatal("the plugin deny is not in the audit record")
+	}
+}
+
+// A plugin never loosens a native check: with an allow-all plugin, a
+// DPoP-required client without a proof is still refused, and a bad secret
+// is still invalid_client.
+func TestPluginCannotLoosenNativeChecks(t *testing.T) {
+	allowAll := pluginSpec(t, "stellaops.org/authority/examples/plugins/denyrule", "denyrule", map[string]any{}, plugin.Limits{})
+	e := newEnv(t, envOptions{mutate: withPlugins(t, map[string][]plugin.Spec{"demo-dpop": {allowAll}, "demo": {allowAll}})})
+	if r := e.token("demo-dpop", nil); r.status != 400 || r.str("error") != "use_dpop_nonce" {
+		t.Fatalf("%d %s", r.status, r.raw)
+	}
+	r := e.do("/token", reqOpts{basic: [2]string{"demo-bearer", "wrong"}, form: url.Values{"grant_type": {"client_credentials"}}})
+	if r.status != 401 {
+		t.Fatalf("%d %s", r.status, r.raw)
+	}
+}
+
+// A runaway policy plugin fails closed (503 temporarily_unavailable), the
+// host keeps serving other tenants, and the failure is counted.
+func TestRunawayPolicyPluginFailsClosed(t *testing.T) {
+	spin := pluginSpec(t, "../plugin/testdata/guests/misbehave", "misbehave", nil, plugin.Limits{CallTimeout: 20 * time.Millisecond})
+	spin.Grants = nil
+	e := newEnv(t, envOptions{mutate: func(c *config.Config) {
+		withPlugins(t, map[string][]plugin.Spec{"spin": {spin}})(c)
+		c.Tenants = append(c.Tenants, config.Tenant{ID: "spin", Plugins: []plugin.Spec{spin}, Clients: []config.Client{{
+			ID: "spin", SecretDigest: config.DigestSecret("spin-client-secret"), AuthMethod: "client_secret_basic",
+			Grants: []string{"client_credentials"}, Audiences: []string{"api"}}}})
+	}})
+	r := e.do("/token", reqOpts{basic: [2]string{"spin", "spin-client-secret"}, form: url.Values{"grant_type": {"client_credentials"}}})
+	if r.status != 503 || r.str("error") != "temporarily_unavailable" {
+		t.Fatalf("%d %s", r.status, r.raw)
+	}
+	if r := e.token("demo-bearer", nil); r.status != 200 {
+		t.Fatalf("another tenant: %d %s", r.status, r.raw)
+	}
+	if !strings.Contains(e.metrics(), `authority_plugin_failures_total{hook="token",plugin="misbehave",reason="timeout",tenant="spin"} 1`) {
+		t.Fatal("timeout not counted")
+	}
+}

@@ -1,0 +1,128 @@
+package telemetry
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// PluginState is one plugin's health, observed at scrape time.
+type PluginState struct {
+	Tenant, Plugin string
+	CircuitOpen    bool
+	LiveInstances  int
+	// EventsDropped is the tenant's telemetry queue overflow so far.
+	EventsDropped uint64
+}
+
+// pluginInstruments are the authority_plugin_* instruments.
+type pluginInstruments struct {
+	calls    metric.Int64Counter
+	duration metric.Float64Histogram
+	failures metric.Int64Counter
+}
+
+func (m *Metrics) initPlugins(meter metric.Meter) error {
+	var err error
+	if m.plugins.calls, err = meter.Int64Counter("authority_plugin_calls",
+		metric.WithDescription("Plugin hook calls by outcome (ok or the failure reason).")); err != nil {
+		return err
+	}
+	if m.plugins.failures, err = meter.Int64Counter("authority_plugin_failures",
+		metric.WithDescription("Failed plugin hook calls by reason: timeout, trap, output, instantiate, breaker_open, pool_busy, guest_error, closed.")); err != nil {
+		return err
+	}
+	if m.plugins.duration, err = meter.Float64Histogram("authority_plugin_call_duration_seconds",
+		metric.WithDescription("Plugin hook call duration."), metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.001, 0.01, 0.05, 0.1)); err != nil {
+		return err
+	}
+	return nil
+}
+
+// PluginCall records one plugin hook call; reason is "" on success, else
+// the failure kind.
+func (m *Metrics) PluginCall(tenant, plugin, hook string, elapsed time.Duration, reason string) {
+	if m == nil {
+		return
+	}
+	ctx := context.Background()
+	outcome := reason
+	if outcome == "" {
+		outcome = "ok"
+	}
+	m.plugins.calls.Add(ctx, 1, m.with(attrKey{inst: instPluginCalls, a: tenant, b: plugin, c: hook, d: outcome}, func() []attribute.KeyValue {
+		return []attribute.KeyValue{attribute.String("tenant", tenant), attribute.String("plugin", plugin),
+			attribute.String("hook", hook), attribute.String("outcome", outcome)}
+	}))
+	m.plugins.duration.Record(ctx, elapsed.Seconds(), m.with(attrKey{inst: instPluginDuration, a: tenant, b: plugin, c: hook}, func() []attribute.KeyValue {
+		return []attribute.KeyValue{attribute.String("tenant", tenant), attribute.String("plugin", plugin), attribute.String("hook", hook)}
+	}))
+	if reason != "" {
+		m.plugins.failures.Add(ctx, 1, m.with(attrKey{inst: instPluginFailures, a: tenant, b: plugin, c: hook, d: reason}, func() []attribute.KeyValue {
+			return []attribute.KeyValue{attribute.String("tenant", tenant), attribute.String("plugin", plugin),
+				attribute.String("hook", hook), attribute.String("reason", reason)}
+		}))
+	}
+}
+
+// ObservePlugins registers gauges read from states at every collection:
+// authority_plugin_circuit_open{tenant,plugin} (0/1),
+// authority_plugin_instances{tenant,plugin} and
+// authority_plugin_event_queue_dropped_total{tenant}. Each configured
+// tenant/plugin pair exports from start-up, at 0.
+func (m *Metrics) ObservePlugins(states func() []PluginState) error {
+	meter := m.provider.Meter("stellaops.org/authority")
+	open, err := meter.Int64ObservableGauge("authority_plugin_circuit_open",
+		metric.WithDescription("1 while a plugin's circuit breaker is open or half-open."))
+	if err != nil {
+		return err
+	}
+	live, err := meter.Int64ObservableGauge("authority_plugin_instances",
+		metric.WithDescription("Live instances in a plugin's per-tenant pool."))
+	if err != nil {
+		return err
+	}
+	dropped, err := meter.Int64ObservableCounter("authority_plugin_event_queue_dropped",
+		metric.WithDescription("Telemetry events dropped because a tenant's queue was full."))
+	if err != nil {
+		return err
+	}
+	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		seen := map[string]bool{}
+		for _, s := range states() {
+			pa := metric.WithAttributes(attribute.String("tenant", s.Tenant), attribute.String("plugin", s.Plugin))
+			v := int64(0)
+			if s.CircuitOpen {
+				v = 1
+			}
+			o.ObserveInt64(open, v, pa)
+			o.ObserveInt64(live, int64(s.LiveInstances), pa)
+			if !seen[s.Tenant] {
+				seen[s.Tenant] = true
+				o.ObserveInt64(dropped, int64(s.EventsDropped), metric.WithAttributes(attribute.String("tenant", s.Tenant)))
+			}
+		}
+		return nil
+	}, open, live, dropped)
+	return err
+}
+
+// PluginFailureReasons are the reason values of authority_plugin_failures_total.
+var PluginFailureReasons = []string{"timeout", "trap", "output", "instantiate", "breaker_open", "pool_busy", "guest_error", "closed"}
+
+// PreparePlugin exports a configured plugin's call and failure counters at
+// 0 for each hook (and reason), so rate() sees the first failure.
+func (m *Metrics) PreparePlugin(tenant, plugin string, hooks []string) {
+	ctx := context.Background()
+	for _, h := range hooks {
+		m.plugins.calls.Add(ctx, 0, metric.WithAttributes(attribute.String("tenant", tenant), attribute.String("plugin", plugin),
+			attribute.String("hook", h), attribute.String("outcome", "ok")))
+		for _, r := range PluginFailureReasons {
+			m.plugins.failures.Add(ctx, 0, metric.WithAttributes(attribute.String("tenant", tenant), attribute.String("plugin", plugin),
+				attribute.String("hook", h), attribute.String("reason", r)))
+		}
+	}
+}
