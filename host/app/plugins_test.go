@@ -126,7 +126,7 @@ func BenchmarkTokenWithPlugins(b *testing.B) {
 					chain = append(chain, plugin.Spec{Name: "rules" + string(rune('a'+i)), Path: wasm, SHA256: plugin.Digest(raw),
 						Hooks: []string{abi.HookToken}, Grants: []string{plugin.GrantConfig},
 						Config: map[string]any{"deniedClients": []any{"legacy"}, "requiredScopes": []any{"demo.read"}, "allowedAlgs": []any{"ES256"}},
-						Limits: plugin.Limits{PoolSize: 8}})
+						Limits: plugin.Limits{PoolSize: 8, CallTimeout: benchCallTimeout()}})
 				}
 			}
 			e := newEnv(b, envOptions{quiet: os.Getenv("BENCH_LOGS") == "", mutate: func(c *config.Config) {
@@ -176,4 +176,13 @@ func BenchmarkTokenWithPlugins(b *testing.B) {
 			b.ReportMetric(float64(unavailable.Load())/float64(b.N), "503s/op")
 		})
 	}
+}
+
+// benchCallTimeout is the per-call deadline of the benchmark's plugins:
+// the default, or BENCH_PLUGIN_TIMEOUT (a Go duration) to separate the cost
+// of the calls from the cost of replacing instances whose deadline fired
+// while their goroutine waited for a CPU.
+func benchCallTimeout() time.Duration {
+	d, _ := time.ParseDuration(os.Getenv("BENCH_PLUGIN_TIMEOUT"))
+	return d
 }

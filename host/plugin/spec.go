@@ -72,12 +72,14 @@ type Limits struct {
 
 // DefaultLimits are the limits a zero field takes. The reasons are in
 // abi/RATIONALE-plugins.md: 256 pages (16 MiB) fits a Go guest (~2.2 MiB
-// initial) with room for its heap; 50 ms is ~10^4 times a decision's cost,
+// initial) with room for its heap; 250 ms is far beyond a decision's cost yet above the time
+// a goroutine may wait for a CPU on a saturated node (a wall-clock deadline that
+// fires while the call waits to be scheduled discards a healthy instance),
 // so only a runaway guest reaches it; 16 KiB holds any valid Decision;
 // 4 instances keep ~15 MiB per busy tenant; 5 minutes of idleness frees a
 // quiet tenant's memory.
 func DefaultLimits() Limits {
-	return Limits{MemoryPages: 256, CallTimeout: 50 * time.Millisecond, MaxOutputBytes: 16 << 10, PoolSize: 4, IdleTimeout: 5 * time.Minute}
+	return Limits{MemoryPages: 256, CallTimeout: 250 * time.Millisecond, MaxOutputBytes: 16 << 10, PoolSize: 4, IdleTimeout: 5 * time.Minute}
 }
 
 // Upper bounds enforced by Validate.
