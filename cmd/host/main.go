@@ -33,6 +33,7 @@ commands:
   migrate --config FILE   apply the PostgreSQL schema migrations and exit
   check   --config FILE   load and validate a configuration and exit
   hash-secret             read a client secret on stdin, print its secretDigest
+  plugin  <command>       inspect, verify, sign, keygen, test plugin modules (plugin help)
 `
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -73,7 +74,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		logger := app.NewLogger(stderr, cfg.Logging.Level)
-		if err := app.Run(ctx, cfg, logger); err != nil {
+		if err := app.Run(ctx, *path, cfg, logger); err != nil {
 			logger.Error("authority.server.failed", "error", err.Error())
 			return 1
 		}
@@ -91,6 +92,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintln(stdout, config.DigestSecret(secret))
 		return 0
+	case "plugin":
+		return runPlugin(rest, stdin, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -12,7 +12,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -46,13 +51,25 @@ type Authority struct {
 	Service *oauth.Service
 	Metrics *telemetry.Metrics
 	Tracing *telemetry.Tracing
-	Plugins *plugin.Manager
 	Store   store.TokenStore
-	TLSCert *tls.Certificate
-	PKI     *devpki.PKI
+	// ConfigPath is re-read by Reload.
+	ConfigPath string
+	TLSCert    *tls.Certificate
+	PKI        *devpki.PKI
 	// rawStore is Store without instrumentation (for maintenance calls).
 	rawStore store.TokenStore
 	closers  []func() error
+
+	// What a reload reuses, and the swappable plugin set.
+	plugins  pluginHolder
+	logSink  audit.LogSink
+	log      *slog.Logger
+	now      func() time.Time
+	verifier *dpop.Verifier
+	keys     *keys.Set
+	devCA    *x509.Certificate
+	reloadMu sync.Mutex
+	lastErr  atomic.Pointer[string]
 }
 
 // Options adjust Build for tests.
@@ -172,50 +189,50 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 		}
 	}
 
-	logSink := audit.LogSink{Logger: log}
-	var sink audit.Sink = logSink
-	if a.Plugins, err = buildPlugins(ctx, cfg, log, o.Now, a.Metrics, logSink); err != nil {
+	a.logSink = audit.LogSink{Logger: log}
+	a.log, a.now, a.verifier, a.keys, a.devCA = log, o.Now, verifier, ks, devCA
+	mgr, err := buildPlugins(ctx, cfg, log, o.Now, a.Metrics, a.logSink)
+	if err != nil {
 		return nil, err
 	}
-	var decider oauth.PolicyDecider
-	if a.Plugins != nil {
-		mgr := a.Plugins
-		a.closers = append(a.closers, func() error { return mgr.Close(context.Background()) })
-		sink = audit.Multi{logSink, pluginEvents{mgr}}
-		decider = mgr
-		checks = append(checks, server.Checker{Name: "plugins", Public: true, Check: func(context.Context) error {
-			h := mgr.Health()
-			if !h.Ready {
-				return errors.New("plugin manager closed")
-			}
-			var open []string
-			for _, p := range h.Plugins {
-				if p.Breaker != plugin.BreakerClosed {
-					open = append(open, p.Tenant+"/"+p.Plugin+": circuit "+string(p.Breaker))
-				}
-			}
-			if len(open) > 0 {
-				return degraded(strings.Join(open, "; "))
-			}
-			return nil
-		}})
-	}
-
-	a.Service, err = oauth.NewService(oauth.Options{
-		Config: cfg, Keys: ks, Store: a.Store, Logger: log, Now: o.Now, Plugins: decider,
-		Sender: oauth.SenderOptions{DPoP: verifier, Metrics: a.Metrics, Tracing: a.Tracing, DevCA: devCA, Audit: sink},
+	a.plugins.p.Store(mgr)
+	a.closers = append(a.closers, func() error {
+		if m := a.plugins.p.Swap(nil); m != nil {
+			return m.Close(context.Background())
+		}
+		return nil
 	})
-	if err != nil {
+	if err := a.Metrics.ObservePlugins(a.plugins.states); err != nil {
+		return nil, err
+	}
+	checks = append(checks, server.Checker{Name: "plugins", Public: true, Check: a.plugins.check},
+		server.Checker{Name: "config", Public: true, Check: a.reloadCheck})
+
+	if a.Service, err = a.newService(cfg); err != nil {
 		return nil, err
 	}
 	a.Server, err = server.New(server.Options{
 		Config: cfg, Service: a.Service, Keys: ks, Logger: log, Checks: checks, Metrics: a.Metrics.Handler(), Telemetry: a.Metrics, Tracing: a.Tracing,
+		Reload: a.Reload, AdminTokenDigest: cfg.Admin.TokenDigest,
 	})
 	if err != nil {
 		return nil, err
 	}
 	return a, nil
 }
+
+// newService builds the OAuth service of cfg on the shared stores, keys,
+// DPoP state and plugin holder.
+func (a *Authority) newService(cfg *config.Config) (*oauth.Service, error) {
+	return oauth.NewService(oauth.Options{
+		Config: cfg, Keys: a.keys, Store: a.Store, Logger: a.log, Now: a.now, Plugins: &a.plugins,
+		Sender: oauth.SenderOptions{DPoP: a.verifier, Metrics: a.Metrics, Tracing: a.Tracing, DevCA: a.devCA,
+			Audit: audit.Multi{a.logSink, &a.plugins}},
+	})
+}
+
+// Plugins returns the current plugin manager (nil without plugins).
+func (a *Authority) Plugins() *plugin.Manager { return a.plugins.p.Load() }
 
 // degraded is a readiness note that does not fail /readyz: a plugin whose
 // circuit is open is answered by its failure mode on every node alike.
@@ -236,14 +253,30 @@ func (a *Authority) Close() error {
 	return errors.Join(errs...)
 }
 
-// Run builds the Authority and serves until ctx ends.
-func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+// Run builds the Authority from cfg (read from path) and serves until ctx
+// ends. SIGHUP reloads path (see Reload).
+func Run(ctx context.Context, path string, cfg *config.Config, log *slog.Logger) error {
 	a, err := Build(ctx, cfg, log, Options{})
 	if err != nil {
 		return err
 	}
+	a.ConfigPath = path
 	defer a.Close()
 	go a.purgeExpired(ctx, log)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.InfoContext(ctx, "authority.config.reload", "trigger", "SIGHUP")
+				_ = a.Reload(ctx) // logged, counted and shown at /readyz by Reload
+			}
+		}
+	}()
 	return a.Server.Serve(ctx, a.TLSCert)
 }
 

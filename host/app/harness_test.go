@@ -51,6 +51,21 @@ type env struct {
 	clock  *clock
 	ca     *mtlstest.CA
 	logs   *syncBuffer
+	doc    string // the YAML the configuration was parsed from
+}
+
+// writeConfig writes the environment's configuration to a file, with edit
+// applied to its YAML, and makes it the file Reload reads.
+func (e *env) writeConfig(edit func(doc string) string) string {
+	e.t.Helper()
+	head := "issuer: " + e.cfg.Issuer + "\nmtlsIssuer: " + e.cfg.MTLSIssuer + "\nlisten:\n  http: " + e.cfg.Listen.HTTP +
+		"\n  https: " + e.cfg.Listen.HTTPS + "\ntls:\n  devPki: " + e.cfg.TLS.DevPKI + "\n"
+	p := filepath.Join(e.t.TempDir(), "authority.yaml")
+	if err := os.WriteFile(p, []byte(head+edit(e.doc)), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	e.a.ConfigPath = p
+	return p
 }
 
 type syncBuffer struct {
@@ -243,7 +258,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, cfg: cfg, a: a, clock: clk, ca: ca, logs: logs}
+	e := &env{t: t, cfg: cfg, a: a, clock: clk, ca: ca, logs: logs, doc: doc}
 	e.plain = httptest.NewUnstartedServer(a.Server.Handler())
 	e.plain.Listener.Close()
 	e.plain.Listener = plainLn

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"stellaops.org/authority/abi"
@@ -59,24 +60,86 @@ func buildPlugins(ctx context.Context, cfg *config.Config, log *slog.Logger, now
 	if err != nil {
 		return nil, fmt.Errorf("plugins: %w", err)
 	}
+	if err := mgr.Warm(ctx); err != nil {
+		_ = mgr.Close(context.Background())
+		return nil, fmt.Errorf("plugins: %w", err)
+	}
 	for t, ss := range specs {
 		for _, s := range ss {
 			m.PreparePlugin(t, s.Name, s.Hooks)
 		}
 	}
-	if err := m.ObservePlugins(func() []telemetry.PluginState {
-		h := mgr.Health()
-		out := make([]telemetry.PluginState, len(h.Plugins))
-		for i, p := range h.Plugins {
-			out[i] = telemetry.PluginState{Tenant: p.Tenant, Plugin: p.Plugin, CircuitOpen: p.Breaker != plugin.BreakerClosed,
-				LiveInstances: p.LiveInstances, EventsDropped: p.EventsDropped}
-		}
-		return out
-	}); err != nil {
-		_ = mgr.Close(context.Background())
-		return nil, err
-	}
 	return mgr, nil
+}
+
+// pluginHolder is the current plugin set. Hot reload swaps it atomically;
+// a call that raced a swap onto a just-closed manager is retried once on
+// the new one, so in-flight requests never see the swap.
+type pluginHolder struct {
+	p atomic.Pointer[plugin.Manager]
+}
+
+// Decide implements oauth.PolicyDecider (no plugins: allow).
+func (h *pluginHolder) Decide(ctx context.Context, tenant string, in *abi.DecisionInput) (abi.Decision, error) {
+	for try := 0; ; try++ {
+		m := h.p.Load()
+		if m == nil {
+			return abi.Allowed(), nil
+		}
+		d, err := m.Decide(ctx, tenant, in)
+		var f *plugin.Failure
+		if try == 0 && errors.As(err, &f) && f.Kind == plugin.KindClosed && h.p.Load() != m {
+			continue
+		}
+		return d, err
+	}
+}
+
+// Record implements audit.Sink: every audit event also goes to the
+// tenant's telemetry plugins (the SEC2 audit plugin among them).
+func (h *pluginHolder) Record(ctx context.Context, e audit.Event) {
+	if m := h.p.Load(); m != nil {
+		pluginEvents{m}.Record(ctx, e)
+	}
+}
+
+// states reports every plugin's health for the authority_plugin_* gauges.
+func (h *pluginHolder) states() []telemetry.PluginState {
+	m := h.p.Load()
+	if m == nil {
+		return nil
+	}
+	hl := m.Health()
+	out := make([]telemetry.PluginState, len(hl.Plugins))
+	for i, p := range hl.Plugins {
+		out[i] = telemetry.PluginState{Tenant: p.Tenant, Plugin: p.Plugin, CircuitOpen: p.Breaker != plugin.BreakerClosed,
+			LiveInstances: p.LiveInstances, EventsDropped: p.EventsDropped}
+	}
+	return out
+}
+
+// check is the /readyz plugins check: not ready when the set is closed;
+// open circuits are reported but do not make the node unready (every node
+// is affected alike and the failure mode already answers).
+func (h *pluginHolder) check(context.Context) error {
+	m := h.p.Load()
+	if m == nil {
+		return nil
+	}
+	hl := m.Health()
+	if !hl.Ready {
+		return errors.New("plugin manager closed")
+	}
+	var open []string
+	for _, p := range hl.Plugins {
+		if p.Breaker != plugin.BreakerClosed {
+			open = append(open, p.Tenant+"/"+p.Plugin+": circuit "+string(p.Breaker))
+		}
+	}
+	if len(open) > 0 {
+		return degraded(strings.Join(open, "; "))
+	}
+	return nil
 }
 
 type clockFunc func() time.Time

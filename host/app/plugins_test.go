@@ -133,11 +133,6 @@ func BenchmarkTokenWithPlugins(b *testing.B) {
 				c.Plugins.CacheDir = filepath.Join(os.TempDir(), "authority-app-test-plugin-cache")
 				c.Tenants[0].Plugins = chain
 			}})
-			if e.a.Plugins != nil {
-				if err := e.a.Plugins.Warm(b.Context()); err != nil {
-					b.Fatal(err)
-				}
-			}
 			h := e.a.Server.Handler()
 			// Grow the pools to their working size before measuring: lazy
 			// instantiation (10-16 ms each) belongs to start-up, not to the
@@ -185,4 +180,45 @@ func BenchmarkTokenWithPlugins(b *testing.B) {
 func benchCallTimeout() time.Duration {
 	d, _ := time.ParseDuration(os.Getenv("BENCH_PLUGIN_TIMEOUT"))
 	return d
+}
+
+// Hot reload swaps the plugin set after compiling and warming the new one;
+// a set whose module digest does not match is refused and the old set
+// keeps deciding.
+func TestReloadSwapsThePluginSet(t *testing.T) {
+	deny := pluginSpec(t, "stellaops.org/authority/examples/plugins/denyrule", "denyrule",
+		map[string]any{"deniedClients": []any{"demo-bearer"}}, plugin.Limits{})
+	e := newEnv(t, envOptions{mutate: func(c *config.Config) {
+		withPlugins(t, map[string][]plugin.Spec{"demo": {deny}})(c)
+		c.Admin.TokenDigest = config.DigestSecret(adminToken)
+	}})
+	if r := e.token("demo-bearer", nil); r.status != 403 {
+		t.Fatalf("before reload: %d %s", r.status, r.raw)
+	}
+	pluginYAML := func(digest string) string {
+		return "\n    plugins:\n      - name: denyrule\n        path: " + deny.Path + "\n        sha256: " + digest +
+			"\n        hooks: [token]\n        grants: [config]\n        config: {deniedClients: [someone-else]}\n"
+	}
+	withPlugin := func(digest string) func(string) string {
+		return func(d string) string {
+			return strings.Replace(d, "  - id: demo\n", "  - id: demo"+pluginYAML(digest), 1) +
+				"\nplugins:\n  cacheDir: " + e.cfg.Plugins.CacheDir + "\n"
+		}
+	}
+	// A wrong digest: refused, naming the module and both digests; the old set serves.
+	e.writeConfig(withPlugin(strings.Repeat("0", 64)))
+	r := e.adminReload(adminToken)
+	if r.status != 409 || !strings.Contains(r.raw, deny.SHA256) {
+		t.Fatalf("bad digest: %d %s", r.status, r.raw)
+	}
+	if r := e.token("demo-bearer", nil); r.status != 403 {
+		t.Fatalf("the old plugin set must keep deciding: %d", r.status)
+	}
+	e.writeConfig(withPlugin(deny.SHA256))
+	if r := e.adminReload(adminToken); r.status != 200 {
+		t.Fatalf("reload: %d %s", r.status, r.raw)
+	}
+	if r := e.token("demo-bearer", nil); r.status != 200 {
+		t.Fatalf("after reload the new rule applies: %d %s", r.status, r.raw)
+	}
 }

@@ -18,7 +18,7 @@ func TestRunServesAndShutsDownGracefully(t *testing.T) {
 	e.secure.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx, &cfg, app.NewLogger(io.Discard, "info")) }()
+	go func() { done <- app.Run(ctx, "", &cfg, app.NewLogger(io.Discard, "info")) }()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		resp, err := http.Get(cfg.Issuer + "/healthz")

@@ -38,7 +38,16 @@ type Config struct {
 	Telemetry Telemetry `yaml:"telemetry"`
 	Limits    Limits    `yaml:"limits"`
 	Plugins   Plugins   `yaml:"plugins"`
+	Admin     Admin     `yaml:"admin"`
 	Tenants   []Tenant  `yaml:"tenants"`
+}
+
+// Admin protects the administrative endpoint POST /admin/reload.
+type Admin struct {
+	// TokenDigest is "sha256:" + hex(SHA-256(token)) of the bearer token that
+	// authorizes /admin/reload; empty disables the endpoint.
+	// AUTHORITY_ADMIN_TOKEN (the token itself) overrides it.
+	TokenDigest string `yaml:"tokenDigest"`
 }
 
 // Plugins configures the WebAssembly plugin runtime shared by every
@@ -402,6 +411,9 @@ func (c *Config) ApplyEnv(lookup EnvLookup) error {
 	}
 	if v, ok := lookup("AUTHORITY_REDIS_ADDR"); ok && v != "" {
 		c.Storage.Redis.Addr = v
+	}
+	if v, ok := lookup("AUTHORITY_ADMIN_TOKEN"); ok && v != "" {
+		c.Admin.TokenDigest = DigestSecret(v)
 	}
 	if v, ok := lookup("AUTHORITY_OTLP_ENDPOINT"); ok && v != "" {
 		c.Telemetry.OTLP.Endpoint = v

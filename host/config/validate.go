@@ -216,6 +216,9 @@ func (c *Config) Validate() error {
 	if c.Telemetry.OTLP.MetricInterval.D() < time.Second {
 		bad("telemetry.otlp.metricInterval", "must be >= 1s")
 	}
+	if c.Admin.TokenDigest != "" && !validDigest(c.Admin.TokenDigest) {
+		bad("admin.tokenDigest", "must be \"sha256:\" followed by 64 hex digits (or set AUTHORITY_ADMIN_TOKEN)")
+	}
 	if c.Plugins.EventQueueSize < 1 {
 		bad("plugins.eventQueueSize", "must be >= 1")
 	}

@@ -7,8 +7,11 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +22,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -50,7 +54,10 @@ type degradedError interface{ Degraded() bool }
 // Server serves the Authority endpoints.
 type Server struct {
 	cfg       *config.Config
-	svc       *oauth.Service
+	svc       atomic.Pointer[oauth.Service]
+	reload    func(context.Context) error
+	adminKey  [32]byte
+	hasAdmin  bool
 	keys      *keys.Set
 	log       *slog.Logger
 	extractor *mtls.Extractor
@@ -79,14 +86,23 @@ type Options struct {
 	// Tracing starts a span per request, continuing a caller's W3C trace
 	// context (nil: no spans).
 	Tracing *telemetry.Tracing
+	// Reload re-reads the configuration (POST /admin/reload).
+	Reload func(context.Context) error
+	// AdminTokenDigest ("sha256:<hex>") authenticates /admin/reload with
+	// `Authorization: Bearer <token>`; empty disables the endpoint.
+	AdminTokenDigest string
 }
+
+// SetService swaps the OAuth service atomically (hot reload): requests
+// already inside the old one finish there.
+func (s *Server) SetService(svc *oauth.Service) { s.svc.Store(svc) }
 
 // New builds the handlers of both listeners.
 func New(o Options) (*Server, error) {
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{
 		cfg:       o.Config,
-		svc:       o.Service,
+		reload:    o.Reload,
 		keys:      o.Keys,
 		log:       o.Logger,
 		checks:    o.Checks,
@@ -95,6 +111,15 @@ func New(o Options) (*Server, error) {
 		tracing:   o.Tracing,
 		extractor: &mtls.Extractor{TrustedProxies: o.Config.TrustedProxyPrefixes()},
 		proxies:   o.Config.TrustedProxyPrefixes(),
+	}
+	s.svc.Store(o.Service)
+	if o.AdminTokenDigest != "" {
+		raw, err := hex.DecodeString(strings.TrimPrefix(o.AdminTokenDigest, "sha256:"))
+		if err != nil || len(raw) != 32 {
+			return nil, errors.New("admin.tokenDigest: malformed")
+		}
+		copy(s.adminKey[:], raw)
+		s.hasAdmin = true
 	}
 	md, err := json.Marshal(Metadata(o.Config))
 	if err != nil {
@@ -132,6 +157,7 @@ func (s *Server) routes(viaMTLS bool) *gin.Engine {
 	e.GET("/.well-known/openid-configuration", s.wellKnown)
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(200, gin.H{"status": "ok"}) })
 	e.GET("/readyz", s.readyz)
+	e.POST("/admin/reload", s.adminReload)
 	if s.metrics != nil {
 		e.GET("/metrics", gin.WrapH(s.metrics))
 	}
@@ -296,7 +322,7 @@ func (s *Server) form(viaMTLS bool, h formHandler) gin.HandlerFunc {
 			return
 		}
 		if peer.IgnoredUntrustedHeader {
-			s.svc.CountIgnoredCertHeader()
+			s.svc.Load().CountIgnoredCertHeader()
 			s.log.WarnContext(req.Context(), "authority.mtls.header.untrusted", "correlation_id", r.CorrelationID, "remote_addr", req.RemoteAddr)
 		}
 		r.Peer = peer
@@ -392,7 +418,7 @@ func noStore(c *gin.Context) {
 }
 
 func (s *Server) token(c *gin.Context, r *oauth.Request) {
-	resp, e := s.svc.Token(c.Request.Context(), r)
+	resp, e := s.svc.Load().Token(c.Request.Context(), r)
 	if e != nil {
 		s.fail(c, r, e)
 		return
@@ -401,7 +427,7 @@ func (s *Server) token(c *gin.Context, r *oauth.Request) {
 }
 
 func (s *Server) introspect(c *gin.Context, r *oauth.Request) {
-	resp, e := s.svc.Introspect(c.Request.Context(), r)
+	resp, e := s.svc.Load().Introspect(c.Request.Context(), r)
 	if e != nil {
 		s.fail(c, r, e)
 		return
@@ -411,7 +437,7 @@ func (s *Server) introspect(c *gin.Context, r *oauth.Request) {
 }
 
 func (s *Server) revoke(c *gin.Context, r *oauth.Request) {
-	if e := s.svc.Revoke(c.Request.Context(), r); e != nil {
+	if e := s.svc.Load().Revoke(c.Request.Context(), r); e != nil {
 		s.fail(c, r, e)
 		return
 	}
@@ -420,12 +446,36 @@ func (s *Server) revoke(c *gin.Context, r *oauth.Request) {
 }
 
 func (s *Server) freshAuth(c *gin.Context, r *oauth.Request) {
-	resp, e := s.svc.FreshAuth(c.Request.Context(), r)
+	resp, e := s.svc.Load().FreshAuth(c.Request.Context(), r)
 	if e != nil {
 		s.fail(c, r, e)
 		return
 	}
 	ok(c, resp.Header, resp)
+}
+
+// adminReload re-reads the configuration and swaps in the new clients,
+// tenants and plugin set, or keeps the old ones serving when the new set
+// fails. It requires the admin token; without one configured it does not
+// exist.
+func (s *Server) adminReload(c *gin.Context) {
+	if !s.hasAdmin || s.reload == nil {
+		writeError(c, &oauth.Error{Status: 404, Code: "not_found", Description: "no such endpoint"})
+		return
+	}
+	tok, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+	sum := sha256.Sum256([]byte(tok))
+	if !ok || subtle.ConstantTimeCompare(sum[:], s.adminKey[:]) != 1 {
+		e := &oauth.Error{Status: 401, Code: oauth.CodeInvalidToken, Description: "admin token required"}
+		writeError(c, e.WithHeader("WWW-Authenticate", `Bearer realm="authority-admin"`))
+		return
+	}
+	if err := s.reload(c.Request.Context()); err != nil {
+		s.log.ErrorContext(c.Request.Context(), "authority.config.reload.failed", "trigger", "admin", "error", err.Error())
+		c.JSON(http.StatusConflict, gin.H{"reloaded": false, "error": err.Error()})
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"reloaded": true})
 }
 
 func (s *Server) jwks(c *gin.Context) {

@@ -42,6 +42,7 @@ type Metrics struct {
 	httpDuration  metric.Float64Histogram
 	storeDuration metric.Float64Histogram
 	plugins       pluginInstruments
+	reloads       metric.Int64Counter
 
 	// attrs caches one attribute set per label combination: label values
 	// are bounded, and building a set on every request costs allocations
@@ -131,12 +132,19 @@ func New(tenants []string, store string, extra ...sdkmetric.Reader) (*Metrics, e
 	if err := m.initPlugins(meter); err != nil {
 		return nil, err
 	}
+	if m.reloads, err = meter.Int64Counter("authority_config_reloads",
+		metric.WithDescription("Configuration reloads (SIGHUP or POST /admin/reload) by result.")); err != nil {
+		return nil, err
+	}
 	ctx := context.Background()
 	m.nonceMiss.Add(ctx, 0)
 	for _, r := range MTLSMismatchReasons {
 		m.mtlsMismatch.Add(ctx, 0, metric.WithAttributes(attribute.String("reason", r)))
 	}
 	m.ignoredHeader.Add(ctx, 0)
+	for _, r := range []string{"success", "failure"} {
+		m.reloads.Add(ctx, 0, metric.WithAttributes(attribute.String("result", r)))
+	}
 	for _, op := range StoreOperations {
 		m.storeErrors.Add(ctx, 0, metric.WithAttributes(attribute.String("store", store), attribute.String("operation", op)))
 	}
@@ -253,4 +261,16 @@ func (m *Metrics) IgnoredCertHeader(ctx context.Context) {
 	if m != nil {
 		m.ignoredHeader.Add(ctx, 1)
 	}
+}
+
+// ConfigReload counts one configuration reload.
+func (m *Metrics) ConfigReload(ctx context.Context, ok bool) {
+	if m == nil {
+		return
+	}
+	r := "failure"
+	if ok {
+		r = "success"
+	}
+	m.reloads.Add(ctx, 1, metric.WithAttributes(attribute.String("result", r)))
 }

@@ -1,0 +1,120 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"time"
+
+	"stellaops.org/authority/host/config"
+)
+
+// Reload re-reads the configuration file and swaps in its clients, tenants,
+// sender-constraint policies and plugin set. The new set is validated,
+// compiled and warmed first; only then are the OAuth service and the
+// plugin set swapped (atomically, each), and the old plugin set closes
+// once its in-flight calls finish. A failing set leaves the old one
+// serving; the failure is logged, counted and shown at /readyz until a
+// reload succeeds. Sections that need a restart (listeners, TLS, signing
+// keys, storage, DPoP verification, telemetry, limits) keep their running
+// values, and a warning names them.
+func (a *Authority) Reload(ctx context.Context) error {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	err := a.reload(ctx)
+	a.Metrics.ConfigReload(ctx, err == nil)
+	if err != nil {
+		msg := "last reload failed: " + err.Error()
+		a.lastErr.Store(&msg)
+		a.log.ErrorContext(ctx, "authority.config.reload.failed", "path", a.ConfigPath, "error", err.Error())
+		return err
+	}
+	a.lastErr.Store(nil)
+	a.log.InfoContext(ctx, "authority.config.reloaded", "path", a.ConfigPath)
+	return nil
+}
+
+func (a *Authority) reload(ctx context.Context) error {
+	if a.ConfigPath == "" {
+		return errors.New("no configuration file to reload")
+	}
+	cfg, err := config.Load(a.ConfigPath)
+	if err != nil {
+		return err
+	}
+	if changed := restartOnly(a.Config, cfg); len(changed) > 0 {
+		a.log.WarnContext(ctx, "authority.config.reload.restart_required", "sections", changed)
+		keepRunning(cfg, a.Config)
+	}
+	mgr, err := buildPlugins(ctx, cfg, a.log, a.now, a.Metrics, a.logSink)
+	if err != nil {
+		return err
+	}
+	svc, err := a.newService(cfg)
+	if err != nil {
+		if mgr != nil {
+			_ = mgr.Close(context.Background())
+		}
+		return err
+	}
+	old := a.plugins.p.Swap(mgr)
+	a.Server.SetService(svc)
+	a.Service, a.Config = svc, cfg
+	if old != nil {
+		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := old.Close(cctx); err != nil {
+			a.log.WarnContext(ctx, "authority.plugins.close", "error", err.Error())
+		}
+	}
+	return nil
+}
+
+// reloadCheck is the /readyz detail of the last reload: a failed reload
+// does not make the node unready (the previous set still serves), but it
+// is shown until a reload succeeds.
+func (a *Authority) reloadCheck(context.Context) error {
+	if msg := a.lastErr.Load(); msg != nil {
+		return degraded(*msg)
+	}
+	return nil
+}
+
+// restartOnly lists the sections that differ between old and new and that
+// a reload cannot apply.
+func restartOnly(old, new *config.Config) []string {
+	var out []string
+	for _, s := range restartSections {
+		if !reflect.DeepEqual(s.get(old), s.get(new)) {
+			out = append(out, s.name)
+		}
+	}
+	return out
+}
+
+// keepRunning copies the restart-only sections of running into cfg, so the
+// reloaded configuration describes what actually runs.
+func keepRunning(cfg, running *config.Config) {
+	cfg.Issuer, cfg.MTLSIssuer = running.Issuer, running.MTLSIssuer
+	cfg.Listen, cfg.TLS, cfg.Signing, cfg.Storage = running.Listen, running.TLS, running.Signing, running.Storage
+	cfg.Security.SenderConstraints.DPoP = running.Security.SenderConstraints.DPoP
+	cfg.Security.TrustedProxies = running.Security.TrustedProxies
+	cfg.Telemetry, cfg.Logging, cfg.Limits, cfg.Admin = running.Telemetry, running.Logging, running.Limits, running.Admin
+}
+
+var restartSections = []struct {
+	name string
+	get  func(*config.Config) any
+}{
+	{"issuer", func(c *config.Config) any { return [2]string{c.Issuer, c.MTLSIssuer} }},
+	{"listen", func(c *config.Config) any { return c.Listen }},
+	{"tls", func(c *config.Config) any { return c.TLS }},
+	{"signing", func(c *config.Config) any { return c.Signing }},
+	{"storage", func(c *config.Config) any { return c.Storage }},
+	{"security.senderConstraints.dpop", func(c *config.Config) any { return c.Security.SenderConstraints.DPoP }},
+	{"security.trustedProxies", func(c *config.Config) any { return c.Security.TrustedProxies }},
+	{"telemetry", func(c *config.Config) any { return c.Telemetry }},
+	{"logging", func(c *config.Config) any { return c.Logging }},
+	{"limits", func(c *config.Config) any { return c.Limits }},
+	{"admin", func(c *config.Config) any { return c.Admin }},
+}
