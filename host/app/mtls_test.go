@@ -284,3 +284,23 @@ func TestRFC8705_2_2_SelfSignedRegisteredInJWKS(t *testing.T) {
 		t.Fatalf("%d %s", r.status, r.raw)
 	}
 }
+
+// tls_client_auth authenticates at /revoke as at /token and /introspect.
+func TestRFC8705TLSClientAuthAtRevocation(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	cert := e.demoMTLSCert()
+	tok := e.mtlsToken("demo-mtls", &cert.TLS, nil).str("access_token")
+	other := mtlstest.NewCA(t, "other").Leaf(t, mtlstest.Options{URIs: []string{"urn:stellaops:client:demo-mtls"}})
+	r := e.do("/revoke", reqOpts{client: e.tlsClient(&other.TLS), base: e.secure.URL, form: url.Values{"token": {tok}, "client_id": {"demo-mtls"}}})
+	if r.status != 401 || r.str("error") != "invalid_client" {
+		t.Fatalf("untrusted certificate at /revoke: %d %s", r.status, r.raw)
+	}
+	r = e.do("/revoke", reqOpts{client: e.tlsClient(&cert.TLS), base: e.secure.URL, form: url.Values{"token": {tok}, "client_id": {"demo-mtls"}}})
+	if r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.raw)
+	}
+	in := e.do("/introspect", reqOpts{client: e.tlsClient(&cert.TLS), base: e.secure.URL, form: url.Values{"token": {tok}, "client_id": {"demo-mtls"}}})
+	if in.raw != `{"active":false}` {
+		t.Fatalf("revoked token: %s", in.raw)
+	}
+}
