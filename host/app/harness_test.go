@@ -26,20 +26,8 @@ import (
 	"stellaops.org/authority/host/config"
 	"stellaops.org/authority/host/mtls"
 	"stellaops.org/authority/host/mtls/mtlstest"
+	"stellaops.org/authority/sdk/sdktest"
 )
-
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // env is a running Authority on two loopback listeners, like `make run`.
 type env struct {
@@ -48,7 +36,7 @@ type env struct {
 	a      *app.Authority
 	plain  *httptest.Server
 	secure *httptest.Server
-	clock  *clock
+	clock  *sdktest.FakeClock
 	ca     *mtlstest.CA
 	logs   *syncBuffer
 	doc    string // the YAML the configuration was parsed from
@@ -247,7 +235,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if start.IsZero() {
 		start = time.Now()
 	}
-	clk := &clock{t: start}
+	clk := sdktest.NewFakeClock(start)
 	logs := &syncBuffer{}
 	var sink io.Writer = logs
 	if o.quiet {
