@@ -148,6 +148,9 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 			MaxConns:       cfg.Storage.Postgres.MaxConns,
 			Schema:         cfg.Storage.Postgres.Schema,
 			SkipMigrations: !cfg.Storage.Postgres.MigrateOnStart,
+			BatchMax:       cfg.Storage.Postgres.BatchMax,
+			BatchWait:      cfg.Storage.Postgres.BatchWait.D(),
+			Batchers:       cfg.Storage.Postgres.Batchers,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("storage.postgres: %w", err)

@@ -7,10 +7,13 @@ import (
 	"crypto/sha256"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"stellaops.org/authority/host/config"
 	"stellaops.org/authority/internal/testenv"
 )
 
@@ -39,6 +42,15 @@ func BenchmarkTokenIssuanceParallel(b *testing.B) {
 			o := envOptions{quiet: true}
 			if backend == "postgres" {
 				o.postgres, o.pgSchema = testenv.FreshSchema(b)
+				o.mutate = func(c *config.Config) {
+					// BENCH_PG_BATCH="max,wait,batchers" explores group-commit settings.
+					if v := strings.Split(os.Getenv("BENCH_PG_BATCH"), ","); len(v) == 3 {
+						c.Storage.Postgres.BatchMax, _ = strconv.Atoi(v[0])
+						w, _ := time.ParseDuration(v[1])
+						c.Storage.Postgres.BatchWait = config.Duration(w)
+						c.Storage.Postgres.Batchers, _ = strconv.Atoi(v[2])
+					}
+				}
 			}
 			e := newEnv(b, o)
 			h := e.a.Server.Handler()

@@ -135,6 +135,14 @@ type Postgres struct {
 	Schema         string `yaml:"schema"`
 	MaxConns       int32  `yaml:"maxConns"`
 	MigrateOnStart bool   `yaml:"migrateOnStart"`
+	// Group commit: concurrent token writes are inserted together, up to
+	// BatchMax per transaction, by Batchers concurrent writers; a writer
+	// that finds fewer than BatchMax waiting waits up to BatchWait for more.
+	// Larger batches cost the database less CPU per token, a longer wait
+	// adds latency. Zero values take the store's defaults.
+	BatchMax  int      `yaml:"batchMax"`
+	BatchWait Duration `yaml:"batchWait"`
+	Batchers  int      `yaml:"batchers"`
 }
 
 // Redis is a shared Redis connection (nonces, replay cache, counters).

@@ -139,6 +139,15 @@ func (c *Config) Validate() error {
 		if c.Storage.Postgres.MaxConns <= 0 {
 			bad("storage.postgres.maxConns", "must be > 0")
 		}
+		if c.Storage.Postgres.BatchMax < 0 || c.Storage.Postgres.BatchMax > 1000 {
+			bad("storage.postgres.batchMax", "must be between 0 (default) and 1000")
+		}
+		if c.Storage.Postgres.BatchWait < 0 || c.Storage.Postgres.BatchWait.D() > 100*time.Millisecond {
+			bad("storage.postgres.batchWait", "must be between 0 and 100ms")
+		}
+		if b := c.Storage.Postgres.Batchers; b < 0 || (b > 0 && int32(b) > max(1, c.Storage.Postgres.MaxConns/2)) {
+			bad("storage.postgres.batchers", "must be between 0 (default) and maxConns/2")
+		}
 	default:
 		bad("storage.tokens", "must be memory or postgres, got %q", c.Storage.Tokens)
 	}

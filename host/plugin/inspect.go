@@ -2,10 +2,14 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
+	"sync"
 
 	"github.com/tetratelabs/wazero"
+
+	"stellaops.org/authority/abi"
 )
 
 // ImportInfo describes one imported function of a module.
@@ -76,4 +80,49 @@ func Inspect(ctx context.Context, wasm []byte) (*ModuleInfo, error) {
 		}
 	}
 	return info, nil
+}
+
+// ProbeABIVersion starts one instance of wasm in the sandbox (every grant,
+// no configuration, memory capped at max(DefaultLimits().MemoryPages,
+// minPages), the default init deadline) and returns the ABI version its
+// authority_abi_version declares, which may differ from abi.Version. Pass
+// ModuleInfo.MemoryMinPages as minPages. It fails when the module is
+// refused at compilation (see Inspect's Problems) or does not start (trap
+// or deadline in _initialize).
+func ProbeABIVersion(ctx context.Context, wasm []byte, minPages uint32) (uint32, error) {
+	rt, err := NewRuntime(ctx, RuntimeOptions{})
+	if err != nil {
+		return 0, err
+	}
+	defer rt.Close(ctx)
+	pages := min(max(DefaultLimits().MemoryPages, minPages), maxMemoryPages)
+	mod, err := rt.Compile(ctx, wasm, pages)
+	if err != nil {
+		return 0, err
+	}
+	var hooks []string
+	if mod.hasDecide {
+		hooks = append(hooks, abi.HookToken)
+	}
+	if mod.hasEvent {
+		hooks = append(hooks, abi.HookEvents)
+	}
+	spec := Spec{Name: "probe", Hooks: hooks, Grants: Grants(), Limits: Limits{MemoryPages: pages}}.WithDefaults()
+	deps := Deps{Secrets: StaticSecrets{"probe": []byte("probe")}}.withDefaults()
+	opts := rt.Options()
+	var bg sync.WaitGroup
+	p, err := newPool("probe", spec, mod, &deps, &opts, &bg)
+	if err != nil {
+		return 0, err
+	}
+	inst, err := newInstance(p)
+	var ve *versionError
+	if errors.As(err, &ve) {
+		return ve.declared, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("instance does not start: %w", err)
+	}
+	inst.close()
+	return abi.Version, nil
 }

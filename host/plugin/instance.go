@@ -117,6 +117,15 @@ type instance struct {
 
 var errABIVersion = errors.New("abi version mismatch")
 
+// versionError is an ABI version mismatch found at instantiation.
+type versionError struct{ declared uint32 }
+
+func (e *versionError) Error() string {
+	return fmt.Sprintf("%v: module declares %d, host speaks %d", errABIVersion, e.declared, abi.Version)
+}
+
+func (e *versionError) Unwrap() error { return errABIVersion }
+
 func newInstance(p *pool) (*instance, error) {
 	inst := &instance{p: p}
 	inst.cc.inst = inst
@@ -146,7 +155,7 @@ func newInstance(p *pool) (*instance, error) {
 			return fmt.Errorf("authority_abi_version: %w", err)
 		}
 		if v := uint32(res[0]); v != abi.Version {
-			return fmt.Errorf("%w: module declares %d, host speaks %d", errABIVersion, v, abi.Version)
+			return &versionError{declared: v}
 		}
 		return nil
 	}()

@@ -341,10 +341,14 @@ type PluginHealth struct {
 	Calls, Failures, Timeouts      uint64
 	Traps, InvalidOutputs          uint64
 	BreakerRejects, Instantiations uint64
-	Evictions, GuestLogDrops       uint64
-	EventsQueued                   int
-	EventsDropped                  uint64
-	LastError                      string
+	// InstantiateFailures counts instances that did not start (trap or
+	// deadline in _initialize, ABI version), on a call's path or when
+	// replacing a discarded instance in the background.
+	InstantiateFailures      uint64
+	Evictions, GuestLogDrops uint64
+	EventsQueued             int
+	EventsDropped            uint64
+	LastError                string
 }
 
 // Health returns the state of every plugin, sorted by tenant then chain
@@ -369,7 +373,8 @@ func (m *Manager) Health() Health {
 				Calls: p.stats.calls.Load(), Failures: p.stats.failures.Load(), Timeouts: p.stats.timeouts.Load(),
 				Traps: p.stats.traps.Load(), InvalidOutputs: p.stats.outputs.Load(),
 				BreakerRejects: p.stats.breakerRejects.Load(), Instantiations: p.stats.instantiations.Load(),
-				Evictions: p.stats.evictions.Load(), GuestLogDrops: p.stats.logDrops.Load(),
+				InstantiateFailures: p.stats.instFailures.Load(),
+				Evictions:           p.stats.evictions.Load(), GuestLogDrops: p.stats.logDrops.Load(),
 				EventsDropped: c.dropped.Load(),
 			}
 			if c.queue != nil {

@@ -47,7 +47,7 @@ type pool struct {
 
 type poolStats struct {
 	calls, failures, timeouts, traps, outputs, breakerRejects atomic.Uint64
-	instantiations, evictions, logDrops                       atomic.Uint64
+	instantiations, instFailures, evictions, logDrops         atomic.Uint64
 	lastErr                                                   atomic.Pointer[string]
 }
 
@@ -101,6 +101,7 @@ func (p *pool) get(ctx context.Context) (*instance, FailureKind, error) {
 			p.mu.Unlock()
 			inst, err := newInstance(p)
 			if err != nil {
+				p.stats.instFailures.Add(1)
 				p.release()
 				return nil, KindInstantiate, err
 			}
@@ -179,6 +180,13 @@ func (p *pool) replenish() {
 		p.replenishing = false
 		p.mu.Unlock()
 		if err != nil {
+			// Nobody waits for this instance: count and log the reason here
+			// (a caller's own failed instantiation is logged by the caller).
+			p.stats.instFailures.Add(1)
+			msg := string(KindInstantiate) + ": " + err.Error()
+			p.stats.lastErr.Store(&msg)
+			p.deps.Logger.LogAttrs(context.Background(), slog.LevelWarn, "plugin instance failed to start",
+				slog.String("tenant", p.tenant), slog.String("plugin", p.name), slog.String("error", err.Error()))
 			p.release()
 			return
 		}

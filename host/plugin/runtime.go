@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -38,6 +39,11 @@ type RuntimeOptions struct {
 	GuestLogBurst int
 	// GuestLogLineBytes truncates each guest log line. Default 1024.
 	GuestLogLineBytes int
+	// GuildKeys are the Ed25519 public keys trusted to sign modules (see
+	// LoadGuildKeys). A module with a FILE.sig beside it loads only if the
+	// signature verifies under one of them; a Spec with RequireSignature
+	// loads only a module so signed. Empty: no signature can verify.
+	GuildKeys []ed25519.PublicKey
 }
 
 func (o RuntimeOptions) withDefaults() RuntimeOptions {
@@ -172,7 +178,8 @@ func Digest(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-// LoadFile reads spec.Path, checks its sha256 against spec.SHA256 and
+// LoadFile reads spec.Path, checks its sha256 against spec.SHA256 and its
+// signature (see CheckSignatureFile and Spec.RequireSignature), and
 // returns the compiled Module after CheckSpec. spec must have defaults
 // applied (Spec.WithDefaults).
 func (r *Runtime) LoadFile(ctx context.Context, spec Spec) (*Module, error) {
@@ -185,10 +192,14 @@ func (r *Runtime) LoadFile(ctx context.Context, spec Spec) (*Module, error) {
 
 // Load is LoadFile for bytes already read from spec.Path, with their
 // digest (so that a module shared by many tenants is read and hashed once).
-// This is where a signature check belongs: before compilation.
+// The sha256 pin is checked first, then the signature, both before
+// compilation: bytes nobody approved never reach the compiler.
 func (r *Runtime) Load(ctx context.Context, spec Spec, b []byte, digest string) (*Module, error) {
 	if got := digest; got != spec.SHA256 {
 		return nil, fmt.Errorf("plugin %q: module %s: sha256 mismatch: configured %s, file has %s", spec.Name, spec.Path, spec.SHA256, got)
+	}
+	if err := r.checkSignature(spec, b); err != nil {
+		return nil, err
 	}
 	m, err := r.Compile(ctx, b, spec.Limits.MemoryPages)
 	if err != nil {

@@ -34,6 +34,7 @@ const (
 //	    limits: {callTimeout: 20ms, poolSize: 4}
 //	    grants: [counters, clock, config, log]
 //	    config: {permitLimit: 10, window: 1m}
+//	    requireSignature: true   # plugins/sec3.wasm.sig by a guild key
 //
 // Zero limits take the defaults of DefaultLimits.
 type Spec struct {
@@ -53,6 +54,10 @@ type Spec struct {
 	Grants []string `yaml:"grants,omitempty" json:"grants,omitempty"`
 	// Config is handed to the plugin, JSON-encoded, by the config host function.
 	Config map[string]any `yaml:"config,omitempty" json:"config,omitempty"`
+	// RequireSignature refuses the module unless PATH.sig holds a valid
+	// Ed25519 signature of its bytes by one of RuntimeOptions.GuildKeys.
+	// (A PATH.sig that exists is always checked, required or not.)
+	RequireSignature bool `yaml:"requireSignature,omitempty" json:"requireSignature,omitempty"`
 }
 
 // Limits bound one plugin's instances.

@@ -1,0 +1,10 @@
+;; Hand-written hostile module for host/plugin/hostile_test.go (containment suite).
+;; Regenerate the .wasm with: wat2wasm NAME.wat -o NAME.wasm (Debian package wabt);
+;; TestHostileWasmUpToDate checks the committed .wasm when wat2wasm is installed.
+;; good: allows every request.
+(module
+  (memory (export "memory") 2)
+  (data (i32.const 16) "\02\01\01\00\00\00\00\00") ;; encoded abi.Allowed()
+  (func (export "authority_abi_version") (result i32) (i32.const 1))
+  (func (export "authority_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "authority_decide") (param i32 i32) (result i64) (i64.const 68719476744) (; (16 << 32) | 8: the allowed decision ;)))
