@@ -244,10 +244,11 @@ func TestHostileModuleContainment(t *testing.T) {
 		{"trap", mod(abiModule(1, []byte{0x00})), KindTrap, traps, "unreachable"},
 		// wazero's call stack limit stops the recursion after ~100-250 ms
 		// of stack growth; with a deadline that short it may be the deadline
-		// that fires first (timeout), so this case allows 2 s to see the trap.
+		// that fires first (timeout), so this case allows 10 s (the maximum;
+		// -race slows the growth) to see the trap.
 		{"deep recursion", func(t *testing.T) Spec {
 			s := hostileFile(t, "recursion")
-			s.Limits.CallTimeout = 2 * time.Second
+			s.Limits.CallTimeout = 10 * time.Second
 			return s
 		}, KindTrap, traps, "stack overflow"},
 		{"unbounded memory.grow", func(t *testing.T) Spec {
@@ -268,14 +269,15 @@ func TestHostileModuleContainment(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			ct := newContainment(t, c.spec(t), RuntimeOptions{}, nil)
+			spec := c.spec(t)
+			ct := newContainment(t, spec, RuntimeOptions{}, nil)
 			var d abi.Decision
 			var err error
 			start := time.Now()
 			ct.whileServingGood(t, func() {
 				d, err = ct.m.Decide(context.Background(), "evil", &abi.DecisionInput{Endpoint: abi.HookToken})
 			})
-			if el := time.Since(start); el > 2*time.Second {
+			if el := time.Since(start); el > spec.Limits.CallTimeout+2*time.Second {
 				t.Fatalf("hostile call took %s", el)
 			}
 			checkFailClosed(t, d, err, c.kind)
@@ -321,7 +323,9 @@ func outputs(h PluginHealth) uint64  { return h.InvalidOutputs }
 // per-plugin burst; the drops are counted, the call itself succeeds and
 // the instance is kept.
 func TestHostileLogFlood(t *testing.T) {
-	ct := newContainment(t, hostileFile(t, "logflood").withGrants(GrantLog), RuntimeOptions{}, nil)
+	s := hostileFile(t, "logflood").withGrants(GrantLog)
+	s.Limits.CallTimeout = 5 * time.Second // 100000 host calls; slow under -race
+	ct := newContainment(t, s, RuntimeOptions{}, nil)
 	var d abi.Decision
 	var err error
 	ct.whileServingGood(t, func() {
@@ -439,8 +443,9 @@ func TestHostileModuleRefusedWhileOthersServe(t *testing.T) {
 func (s Spec) withName(n string) Spec { s.Name = n; return s }
 
 // TestPoolBusyFailsClosed: with limits.poolSize instances all busy, a
-// further call waits at most limits.callTimeout, then fails closed with
-// kind pool_busy, which does not count against the breaker.
+// further call waits for one (at most limits.callTimeout, or until the
+// request's context ends), then fails closed with kind pool_busy, which
+// does not count against the breaker.
 func TestPoolBusyFailsClosed(t *testing.T) {
 	s := hostileFile(t, "pollsleep")
 	s.Limits.PoolSize = 1
@@ -452,7 +457,9 @@ func TestPoolBusyFailsClosed(t *testing.T) {
 		ct.m.Decide(context.Background(), "evil", &abi.DecisionInput{Endpoint: abi.HookToken})
 	}()
 	time.Sleep(50 * time.Millisecond)
-	d, err := ct.m.Decide(context.Background(), "evil", &abi.DecisionInput{Endpoint: abi.HookToken})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	d, err := ct.m.Decide(ctx, "evil", &abi.DecisionInput{Endpoint: abi.HookToken})
 	checkFailClosed(t, d, err, KindPoolBusy)
 	<-done
 	if h := evilHealth(ct.m); h.ConsecutiveFailures != 1 || h.Timeouts != 1 {
