@@ -51,7 +51,16 @@ func buildPlugins(ctx context.Context, cfg *config.Config, log *slog.Logger, now
 		}
 		deps.Secrets = tenantSecrets(secret)
 	}
+	resolved := make([]string, len(cfg.Plugins.GuildKeys))
+	for i, k := range cfg.Plugins.GuildKeys {
+		resolved[i] = config.ResolvePath(k)
+	}
+	guildKeys, err := plugin.LoadGuildKeys(resolved)
+	if err != nil {
+		return nil, fmt.Errorf("plugins.guildKeys: %w", err)
+	}
 	mgr, err := plugin.NewManager(ctx, plugin.RuntimeOptions{
+		GuildKeys:        guildKeys,
 		CacheDir:         config.ResolvePath(cfg.Plugins.CacheDir),
 		EventQueueSize:   cfg.Plugins.EventQueueSize,
 		BreakerThreshold: cfg.Plugins.BreakerThreshold,

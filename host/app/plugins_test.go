@@ -1,6 +1,8 @@
 package app_test
 
 import (
+	"crypto/ed25519"
+	"io"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"stellaops.org/authority/abi"
+	"stellaops.org/authority/host/app"
 	"stellaops.org/authority/host/config"
 	"stellaops.org/authority/host/plugin"
 	"stellaops.org/authority/sdk/sdktest"
@@ -220,5 +223,56 @@ func TestReloadSwapsThePluginSet(t *testing.T) {
 	}
 	if r := e.token("demo-bearer", nil); r.status != 200 {
 		t.Fatalf("after reload the new rule applies: %d %s", r.status, r.raw)
+	}
+}
+
+// plugins.guildKeys + requireSignature: a module signed by a guild key
+// loads; the same module with a signature by another key refuses to start,
+// naming the module.
+func TestGuildSignedPluginLoadsOthersRefused(t *testing.T) {
+	spec := pluginSpec(t, "stellaops.org/authority/examples/plugins/denyrule", "denyrule", map[string]any{}, plugin.Limits{})
+	dir := t.TempDir()
+	raw, err := os.ReadFile(spec.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Path = filepath.Join(dir, "denyrule.wasm")
+	if err := os.WriteFile(spec.Path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	spec.RequireSignature = true
+	guildPub, guildPriv, _ := ed25519.GenerateKey(nil)
+	_, otherPriv, _ := ed25519.GenerateKey(nil)
+	keyFile := filepath.Join(dir, "guild.pub")
+	pemKey, err := plugin.MarshalPublicKeyPEM(guildPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pemKey, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mutate := func(c *config.Config) {
+		withPlugins(t, map[string][]plugin.Spec{"demo": {spec}})(c)
+		c.Plugins.GuildKeys = []string{keyFile}
+	}
+	if err := os.WriteFile(spec.Path+plugin.SignatureSuffix, []byte(plugin.Sign(raw, guildPriv)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, envOptions{mutate: mutate})
+	if r := e.token("demo-bearer", nil); r.status != 200 {
+		t.Fatalf("signed module: %d %s", r.status, r.raw)
+	}
+	if err := os.WriteFile(spec.Path+plugin.SignatureSuffix, []byte(plugin.Sign(raw, otherPriv)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse([]byte(e.doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	*cfg = *e.cfg
+	mutate(cfg)
+	_, err = app.Build(t.Context(), cfg, app.NewLogger(io.Discard, "info"), app.Options{})
+	if err == nil || !strings.Contains(err.Error(), "denyrule") {
+		t.Fatalf("a module signed by an untrusted key must refuse to start, naming it: %v", err)
 	}
 }

@@ -68,6 +68,11 @@ type Plugins struct {
 	// AUTHORITY_PSEUDONYM_SECRET (hex) overrides the file.
 	PseudonymSecretFile string `yaml:"pseudonymSecretFile"`
 	GenerateSecret      bool   `yaml:"generateSecret"`
+	// GuildKeys are PEM files of Ed25519 public keys trusted to sign
+	// modules: a module with FILE.sig beside it must verify under one of
+	// them (before compilation), and a plugin with requireSignature must
+	// have such a signature.
+	GuildKeys []string `yaml:"guildKeys"`
 }
 
 // Listen names the addresses the server binds.

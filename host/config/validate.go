@@ -260,6 +260,11 @@ func (c *Config) Validate() error {
 			if err := plugin.ValidateTenant(tk+".plugins", t.Plugins); err != nil {
 				errs = append(errs, err)
 			}
+			for pi, ps := range t.Plugins {
+				if ps.RequireSignature && len(c.Plugins.GuildKeys) == 0 {
+					bad(fmt.Sprintf("%s.plugins[%d].requireSignature", tk, pi), "needs plugins.guildKeys (no key could verify the signature)")
+				}
+			}
 			if c.Plugins.PseudonymSecretFile == "" && usesGrant(t.Plugins, plugin.GrantPseudonymize) {
 				bad("plugins.pseudonymSecretFile", "required: a plugin of tenant %q is granted %s", t.ID, plugin.GrantPseudonymize)
 			}
