@@ -456,7 +456,16 @@ func TestPoolBusyFailsClosed(t *testing.T) {
 		defer close(done)
 		ct.m.Decide(context.Background(), "evil", &abi.DecisionInput{Endpoint: abi.HookToken})
 	}()
-	time.Sleep(50 * time.Millisecond)
+	// Wait until the first call holds the only instance (no sleep-and-hope:
+	// on a loaded machine the goroutine may start late).
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if h := evilHealth(ct.m); h.Calls == 1 && h.IdleInstances == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first call never took the instance")
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	d, err := ct.m.Decide(ctx, "evil", &abi.DecisionInput{Endpoint: abi.HookToken})
