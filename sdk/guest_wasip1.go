@@ -129,8 +129,9 @@ func Audit(ev *abi.Event) error {
 
 // CounterIncr adds delta to the tenant-scoped fixed-window counter key and
 // returns its new value and the time left in the window. The window starts
-// at the first increment; delta 0 reads without creating. Counters are
-// shared by every node. Requires grant "counters".
+// at the first increment; delta 0 reads without creating. Counters live in
+// the host's Counters implementation: today in memory, per node and per
+// plugin set (a reload starts them afresh). Requires grant "counters".
 func CounterIncr(key string, delta int64, window time.Duration) (int64, time.Duration, error) {
 	var out [2]int64
 	st := hostCounterIncr(key, delta, window.Milliseconds(), unsafe.Pointer(&out))

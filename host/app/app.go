@@ -157,7 +157,7 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 		}
 		a.Store = pg
 	default:
-		a.Store = store.NewMemory(store.MemoryOptions{Now: o.Now})
+		a.Store = store.NewMemory(store.MemoryOptions{Now: o.Now, Retention: cfg.Storage.Retention.D()})
 	}
 	a.closers = append(a.closers, a.Store.Close)
 	a.rawStore = a.Store

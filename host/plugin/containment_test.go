@@ -369,7 +369,7 @@ func TestHostileLateInitializeLoop(t *testing.T) {
 	if h.InstantiateFailures != 1 || !strings.Contains(h.LastError, "_initialize") || h.LiveInstances != 0 {
 		t.Fatalf("background replacement failure not counted: %+v", h)
 	}
-	if logs := ct.logs.String(); !strings.Contains(logs, "plugin instance failed to start") || !strings.Contains(logs, "tenant=evil") {
+	if logs := ct.logs.String(); !strings.Contains(logs, "authority.plugin.instance.failed") || !strings.Contains(logs, "tenant=evil") {
 		t.Fatalf("not logged: %s", logs)
 	}
 	start := time.Now()

@@ -20,7 +20,9 @@ type SystemClock struct{}
 // Now returns time.Now().
 func (SystemClock) Now() time.Time { return time.Now() }
 
-// Counters backs counter_incr: fixed-window counters shared by every node.
+// Counters backs counter_incr: fixed-window counters. An implementation on
+// a shared store (Redis) makes them common to every node; the memory one
+// is per node.
 // Keys arrive already scoped to tenant and plugin.
 type Counters interface {
 	// Incr adds delta to key and returns the new value and the time left in

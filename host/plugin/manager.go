@@ -265,7 +265,7 @@ func (m *Manager) eventWorker(c *tenantChain) {
 		buf = abi.AppendEvent(buf[:0], ev)
 		for _, p := range c.events {
 			if f := p.event(context.Background(), buf); f != nil && f.Kind != KindBreakerOpen {
-				m.deps.Logger.LogAttrs(context.Background(), slog.LevelWarn, "telemetry plugin failed",
+				m.deps.Logger.LogAttrs(context.Background(), slog.LevelWarn, "authority.plugin.event.failed",
 					slog.String("tenant", c.name), slog.String("plugin", p.name),
 					slog.String("reason", string(f.Kind)), slog.String("error", f.Err.Error()))
 			}

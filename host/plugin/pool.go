@@ -185,7 +185,7 @@ func (p *pool) replenish() {
 			p.stats.instFailures.Add(1)
 			msg := string(KindInstantiate) + ": " + err.Error()
 			p.stats.lastErr.Store(&msg)
-			p.deps.Logger.LogAttrs(context.Background(), slog.LevelWarn, "plugin instance failed to start",
+			p.deps.Logger.LogAttrs(context.Background(), slog.LevelWarn, "authority.plugin.instance.failed",
 				slog.String("tenant", p.tenant), slog.String("plugin", p.name), slog.String("error", err.Error()))
 			p.release()
 			return
@@ -356,12 +356,12 @@ func (p *pool) guestLog(ctx context.Context, level slog.Level, source, msg strin
 		p.stats.logDrops.Add(1)
 		return
 	}
-	p.deps.Logger.LogAttrs(ctx, level, "plugin log", slog.String("tenant", p.tenant),
+	p.deps.Logger.LogAttrs(ctx, level, "authority.plugin.log", slog.String("tenant", p.tenant),
 		slog.String("plugin", p.name), slog.String("source", source), slog.String("msg", msg))
 }
 
 func (p *pool) hostError(ctx context.Context, fn string, err error) {
-	p.deps.Logger.LogAttrs(ctx, slog.LevelWarn, "plugin host function failed", slog.String("tenant", p.tenant),
+	p.deps.Logger.LogAttrs(ctx, slog.LevelWarn, "authority.plugin.hostcall.failed", slog.String("tenant", p.tenant),
 		slog.String("plugin", p.name), slog.String("function", fn), slog.String("error", err.Error()))
 }
 

@@ -470,8 +470,8 @@ func (s *Server) adminReload(c *gin.Context) {
 		writeError(c, e.WithHeader("WWW-Authenticate", `Bearer realm="authority-admin"`))
 		return
 	}
-	if err := s.reload(c.Request.Context()); err != nil {
-		s.log.ErrorContext(c.Request.Context(), "authority.config.reload.failed", "trigger", "admin", "error", err.Error())
+	s.log.InfoContext(c.Request.Context(), "authority.config.reload", "trigger", "admin")
+	if err := s.reload(c.Request.Context()); err != nil { // Reload logs and counts the failure
 		c.JSON(http.StatusConflict, gin.H{"reloaded": false, "error": err.Error()})
 		return
 	}

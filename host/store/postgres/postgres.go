@@ -49,13 +49,13 @@ type Options struct {
 	// time to fill under load and waiting only adds latency when idle.
 	BatchWait time.Duration
 	// Batchers is how many group commits may be in flight at once (at most
-	// MaxConns/2, leaving connections for reads and revokes). Default 1:
-	// commits serialize on the WAL flush anyway, and every extra batcher
-	// grabs arrivals that would otherwise have joined the next batch, so on
-	// the reference machine (fsync ~2.5ms) 1 batcher sustained about twice
-	// the throughput of 2 or 4. Raise it when single commits can be slow
-	// for reasons other than the flush (lock waits, network) and latency
-	// matters more than throughput.
+	// MaxConns/2, leaving connections for reads and revokes). Default 2:
+	// one batch can commit while the next one fills. On the reference
+	// machine 1, 2 and 4 batchers measured within noise of each other at 32
+	// concurrent writers (the WAL flush, not the number of writers, bounds
+	// throughput; see docs/benchmarks.md); 8 was slower. Raise it when
+	// single commits can be slow for reasons other than the flush (lock
+	// waits, network).
 	Batchers int
 	// WriteTimeout bounds one batch insert, which runs independently of
 	// any caller's context. Default 10s.
