@@ -194,7 +194,7 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 
 	a.logSink = audit.LogSink{Logger: log}
 	a.log, a.now, a.verifier, a.keys, a.devCA = log, o.Now, verifier, ks, devCA
-	mgr, err := buildPlugins(ctx, cfg, log, o.Now, a.Metrics, a.logSink)
+	mgr, err := buildPlugins(ctx, cfg, log, o.Now, a.Metrics, a.Tracing.Tracer(), a.logSink)
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"stellaops.org/authority/abi"
 	"stellaops.org/authority/host/audit"
 	"stellaops.org/authority/host/config"
@@ -25,7 +27,7 @@ import (
 
 // buildPlugins starts the plugin manager when any tenant has plugins (nil
 // otherwise: tenants without plugins cost nothing).
-func buildPlugins(ctx context.Context, cfg *config.Config, log *slog.Logger, now func() time.Time, m *telemetry.Metrics, sink audit.Sink) (*plugin.Manager, error) {
+func buildPlugins(ctx context.Context, cfg *config.Config, log *slog.Logger, now func() time.Time, m *telemetry.Metrics, tracer trace.Tracer, sink audit.Sink) (*plugin.Manager, error) {
 	specs := map[string][]plugin.Spec{}
 	any := false
 	for _, t := range cfg.Tenants {
@@ -42,6 +44,7 @@ func buildPlugins(ctx context.Context, cfg *config.Config, log *slog.Logger, now
 		Clock:    clockFunc(now),
 		Logger:   log,
 		Observer: pluginObserver{m},
+		Tracer:   tracer,
 		Audit:    pluginAudit{sink},
 	}
 	if cfg.Plugins.PseudonymSecretFile != "" {

@@ -46,7 +46,7 @@ func (a *Authority) reload(ctx context.Context) error {
 		a.log.WarnContext(ctx, "authority.config.reload.restart_required", "sections", changed)
 		keepRunning(cfg, a.Config)
 	}
-	mgr, err := buildPlugins(ctx, cfg, a.log, a.now, a.Metrics, a.logSink)
+	mgr, err := buildPlugins(ctx, cfg, a.log, a.now, a.Metrics, a.Tracing.Tracer(), a.logSink)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"time"
 
@@ -79,6 +80,9 @@ type Deps struct {
 	Metrics  MetricSink
 	// Observer, when set, sees every plugin call (nil: no per-call cost).
 	Observer Observer
+	// Tracer, when set, records a span per plugin call (child of the
+	// request's span), named "plugin.<name>".
+	Tracer trace.Tracer
 	// Logger receives runtime events and (rate-limited) guest logs.
 	Logger *slog.Logger
 }

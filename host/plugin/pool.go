@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -275,6 +278,24 @@ func (p *pool) fail(kind FailureKind, err error) {
 
 // decide runs one policy call, applying breaker and instance hygiene.
 func (p *pool) decide(ctx context.Context, hook string, payload []byte, out *abi.Decision) *Failure {
+	if t := p.deps.Tracer; t != nil {
+		var span trace.Span
+		ctx, span = t.Start(ctx, "plugin."+p.name, trace.WithAttributes(
+			attribute.String("authority.tenant", p.tenant), attribute.String("authority.plugin", p.name),
+			attribute.String("authority.hook", hook)))
+		defer span.End()
+		f := p.decideObserved(ctx, hook, payload, out)
+		if f != nil {
+			span.SetStatus(codes.Error, string(f.Kind))
+		} else if !out.Allow {
+			span.SetAttributes(attribute.Int("authority.deny_status", out.Status))
+		}
+		return f
+	}
+	return p.decideObserved(ctx, hook, payload, out)
+}
+
+func (p *pool) decideObserved(ctx context.Context, hook string, payload []byte, out *abi.Decision) *Failure {
 	if o := p.deps.Observer; o != nil {
 		start := time.Now()
 		f := p.decideOnce(ctx, hook, payload, out)
