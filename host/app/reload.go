@@ -24,7 +24,9 @@ func (a *Authority) Reload(ctx context.Context) error {
 	err := a.reload(ctx)
 	a.Metrics.ConfigReload(ctx, err == nil)
 	if err != nil {
-		msg := "last reload failed: " + err.Error()
+		// /readyz is unauthenticated: it says that the reload failed and when,
+		// the reason (paths, keys) is in the log record.
+		msg := "last reload failed at " + time.Now().UTC().Format(time.RFC3339) + " (see authority.config.reload.failed in the logs)"
 		a.lastErr.Store(&msg)
 		a.log.ErrorContext(ctx, "authority.config.reload.failed", "path", a.ConfigPath, "error", err.Error())
 		return err
