@@ -18,7 +18,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +25,7 @@ import (
 	"stellaops.org/authority/host/config"
 	"stellaops.org/authority/host/mtls"
 	"stellaops.org/authority/host/mtls/mtlstest"
+	"stellaops.org/authority/internal/testenv"
 	"stellaops.org/authority/sdk/sdktest"
 )
 
@@ -38,7 +38,7 @@ type env struct {
 	secure *httptest.Server
 	clock  *sdktest.FakeClock
 	ca     *mtlstest.CA
-	logs   *syncBuffer
+	logs   *testenv.SyncBuffer
 	doc    string // the YAML the configuration was parsed from
 }
 
@@ -55,19 +55,6 @@ func (e *env) writeConfig(edit func(doc string) string) string {
 	e.a.ConfigPath = p
 	return p
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 const testConfig = `
 signing:
@@ -236,7 +223,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		start = time.Now()
 	}
 	clk := sdktest.NewFakeClock(start)
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	var sink io.Writer = logs
 	if o.quiet {
 		sink = io.Discard

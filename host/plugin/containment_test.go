@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"stellaops.org/authority/abi"
+	"stellaops.org/authority/internal/testenv"
 )
 
 func hostileFile(t *testing.T, name string) Spec {
@@ -74,23 +75,6 @@ func TestHostileWasmUpToDate(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type kindRecorder struct {
 	mu    sync.Mutex
 	kinds map[string][]FailureKind // tenant → failure kinds ("" success)
@@ -119,7 +103,7 @@ func newTestClock(t time.Time) *testClock { c := &testClock{}; c.Set(t); return 
 
 type containment struct {
 	m    *Manager
-	logs *syncBuffer
+	logs *testenv.SyncBuffer
 	obs  *kindRecorder
 }
 
@@ -127,7 +111,7 @@ func newContainment(t *testing.T, evil Spec, opts RuntimeOptions, clock Clock) *
 	t.Helper()
 	good := hostileFile(t, "good")
 	good.Name = "good"
-	c := &containment{logs: &syncBuffer{}, obs: &kindRecorder{}}
+	c := &containment{logs: &testenv.SyncBuffer{}, obs: &kindRecorder{}}
 	deps := Deps{Observer: c.obs, Clock: clock,
 		Logger: slog.New(slog.NewTextHandler(c.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	m, err := NewManager(context.Background(), opts, map[string][]Spec{"evil": {evil}, "good": {good}}, deps)

@@ -5,11 +5,13 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -90,4 +92,25 @@ func Prefix(name string) string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return "authority-test:" + name + ":" + hex.EncodeToString(b[:]) + ":"
+}
+
+// SyncBuffer is a concurrency-safe log sink for tests (slog handlers write
+// from request goroutines while the test reads).
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns everything written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
