@@ -61,6 +61,7 @@ type Authority struct {
 	closers  []func() error
 
 	// What a reload reuses, and the swappable plugin set.
+	redis    redis.UniversalClient
 	plugins  pluginHolder
 	logSink  audit.LogSink
 	log      *slog.Logger
@@ -164,18 +165,22 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 	a.Store = instrumentedStore{TokenStore: a.Store, kind: cfg.Storage.Tokens, metrics: a.Metrics, tracing: a.Tracing}
 	checks = append(checks, server.Checker{Name: "token-store", Check: a.Store.Ping})
 
+	if cfg.Security.SenderConstraints.DPoP.Nonce.Store == "redis" || cfg.Plugins.State == "redis" {
+		// A universal client: one address is a single server; several are a
+		// Redis Cluster (give storage.redis.keyPrefix a hash tag then).
+		rc := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: strings.Split(cfg.Storage.Redis.Addr, ","),
+			Password: cfg.Storage.Redis.Password, DB: cfg.Storage.Redis.DB})
+		a.redis = rc
+		a.closers = append(a.closers, rc.Close)
+		checks = append(checks, server.Checker{Name: "redis", Check: func(ctx context.Context) error { return rc.Ping(ctx).Err() }})
+	}
+
 	var verifier *dpop.Verifier
 	if d := cfg.Security.SenderConstraints.DPoP; d.Enabled {
 		nopts := dpop.NonceOptions{TTL: d.Nonce.TTL.D(), SingleUse: d.Nonce.SingleUse}
 		var state dpop.State
 		if d.Nonce.Store == "redis" {
-			// A universal client: one address is a single server; several are a
-			// Redis Cluster (give storage.redis.keyPrefix a hash tag then).
-			rc := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: strings.Split(cfg.Storage.Redis.Addr, ","),
-				Password: cfg.Storage.Redis.Password, DB: cfg.Storage.Redis.DB})
-			a.closers = append(a.closers, rc.Close)
-			checks = append(checks, server.Checker{Name: "redis", Check: func(ctx context.Context) error { return rc.Ping(ctx).Err() }})
-			state = dpop.NewRedisState(rc, cfg.Storage.Redis.KeyPrefix+"dpop:", nopts)
+			state = dpop.NewRedisState(a.redis, cfg.Storage.Redis.KeyPrefix+"dpop:", nopts)
 		} else {
 			state = dpop.NewMemoryState(dpop.MemoryOptions{Nonce: nopts, Now: o.Now})
 		}
@@ -194,7 +199,7 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 
 	a.logSink = audit.LogSink{Logger: log}
 	a.log, a.now, a.verifier, a.keys, a.devCA = log, o.Now, verifier, ks, devCA
-	mgr, err := buildPlugins(ctx, cfg, log, o.Now, a.Metrics, a.Tracing.Tracer(), a.logSink)
+	mgr, err := buildPlugins(ctx, cfg, log, o.Now, a.Metrics, a.Tracing.Tracer(), a.logSink, pluginStateFor(cfg, a.redis))
 	if err != nil {
 		return nil, err
 	}

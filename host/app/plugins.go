@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
 
 	"stellaops.org/authority/abi"
@@ -27,7 +28,7 @@ import (
 
 // buildPlugins starts the plugin manager when any tenant has plugins (nil
 // otherwise: tenants without plugins cost nothing).
-func buildPlugins(ctx context.Context, cfg *config.Config, log *slog.Logger, now func() time.Time, m *telemetry.Metrics, tracer trace.Tracer, sink audit.Sink) (*plugin.Manager, error) {
+func buildPlugins(ctx context.Context, cfg *config.Config, log *slog.Logger, now func() time.Time, m *telemetry.Metrics, tracer trace.Tracer, sink audit.Sink, state pluginState) (*plugin.Manager, error) {
 	specs := map[string][]plugin.Spec{}
 	any := false
 	for _, t := range cfg.Tenants {
@@ -45,6 +46,8 @@ func buildPlugins(ctx context.Context, cfg *config.Config, log *slog.Logger, now
 		Logger:   log,
 		Observer: pluginObserver{m},
 		Tracer:   tracer,
+		Counters: state.counters,
+		KV:       state.kv,
 		Audit:    pluginAudit{sink},
 	}
 	if cfg.Plugins.PseudonymSecretFile != "" {
@@ -152,6 +155,23 @@ func (h *pluginHolder) check(context.Context) error {
 		return degraded(strings.Join(open, "; "))
 	}
 	return nil
+}
+
+// pluginState is where the counters and kv host functions keep data: nil
+// fields take the runtime's per-node memory stores.
+type pluginState struct {
+	counters plugin.Counters
+	kv       plugin.KV
+}
+
+// pluginStateFor returns the shared Redis stores when plugins.state is
+// redis; they outlive reloads, so a reload does not reset rate limits.
+func pluginStateFor(cfg *config.Config, rc redis.UniversalClient) pluginState {
+	if cfg.Plugins.State != "redis" || rc == nil {
+		return pluginState{}
+	}
+	prefix := cfg.Storage.Redis.KeyPrefix + "plugin:"
+	return pluginState{counters: plugin.NewRedisCounters(rc, prefix), kv: plugin.NewRedisKV(rc, prefix)}
 }
 
 type clockFunc func() time.Time

@@ -48,7 +48,7 @@ func (a *Authority) reload(ctx context.Context) error {
 		a.log.WarnContext(ctx, "authority.config.reload.restart_required", "sections", changed)
 		keepRunning(cfg, a.Config)
 	}
-	mgr, err := buildPlugins(ctx, cfg, a.log, a.now, a.Metrics, a.Tracing.Tracer(), a.logSink)
+	mgr, err := buildPlugins(ctx, cfg, a.log, a.now, a.Metrics, a.Tracing.Tracer(), a.logSink, pluginStateFor(cfg, a.redis))
 	if err != nil {
 		return err
 	}

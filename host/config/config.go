@@ -68,6 +68,11 @@ type Plugins struct {
 	// AUTHORITY_PSEUDONYM_SECRET (hex) overrides the file.
 	PseudonymSecretFile string `yaml:"pseudonymSecretFile"`
 	GenerateSecret      bool   `yaml:"generateSecret"`
+	// State is where the counters and key-value host functions keep their
+	// data: "memory" (per node) or "redis" (storage.redis, shared by every
+	// node: the SEC3 rate limits and lockouts need this behind a load
+	// balancer).
+	State string `yaml:"state"`
 	// GuildKeys are PEM files of Ed25519 public keys trusted to sign
 	// modules: a module with FILE.sig beside it must verify under one of
 	// them (before compilation), and a plugin with requireSignature must
@@ -403,7 +408,7 @@ func Default() *Config {
 			},
 		}},
 		Logging: Logging{Level: "info"},
-		Plugins: Plugins{CacheDir: "var/plugin-cache", EventQueueSize: 1024, BreakerThreshold: 5,
+		Plugins: Plugins{CacheDir: "var/plugin-cache", State: "memory", EventQueueSize: 1024, BreakerThreshold: 5,
 			BreakerCooldown: Duration(30 * time.Second)},
 		Telemetry: Telemetry{ServiceName: "authority", SampleRatio: 1,
 			OTLP: OTLP{MetricInterval: Duration(30 * time.Second)}},

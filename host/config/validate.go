@@ -228,6 +228,15 @@ func (c *Config) Validate() error {
 	if c.Admin.TokenDigest != "" && !validDigest(c.Admin.TokenDigest) {
 		bad("admin.tokenDigest", "must be \"sha256:\" followed by 64 hex digits (or set AUTHORITY_ADMIN_TOKEN)")
 	}
+	switch c.Plugins.State {
+	case "memory":
+	case "redis":
+		if c.Storage.Redis.Addr == "" {
+			bad("storage.redis.addr", "required when plugins.state is redis (or set AUTHORITY_REDIS_ADDR)")
+		}
+	default:
+		bad("plugins.state", "must be memory or redis, got %q", c.Plugins.State)
+	}
 	if c.Plugins.EventQueueSize < 1 {
 		bad("plugins.eventQueueSize", "must be >= 1")
 	}
