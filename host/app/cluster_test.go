@@ -3,11 +3,15 @@ package app_test
 import (
 	"context"
 	"net/url"
+	"path/filepath"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 
+	"stellaops.org/authority/abi"
+	"stellaops.org/authority/host/config"
 	"stellaops.org/authority/host/mtls"
+	"stellaops.org/authority/host/plugin"
 	"stellaops.org/authority/internal/testenv"
 )
 
@@ -78,5 +82,35 @@ func TestTwoNodesShareNoncesAndReplayCacheThroughRedis(t *testing.T) {
 	// The same proof replayed at node B is detected through the shared cache.
 	if r := b.dpopToken("demo-dpop", proof); r.status != 401 || r.str("error") != "invalid_dpop_proof" {
 		t.Fatalf("replay across the cluster: %d %s", r.status, r.raw)
+	}
+}
+
+// With plugins.state: redis, a plugin's counters are shared by every node:
+// a per-client limit of 3 tokens a minute (the hostcalls test guest) holds
+// across two nodes, answered 429 with Retry-After.
+func TestTwoNodesSharePluginCountersThroughRedis(t *testing.T) {
+	addr := testenv.RedisAddr(t)
+	prefix := testenv.Prefix("plugin-state")
+	shared := t.TempDir()
+	spec := pluginSpec(t, "../plugin/testdata/guests/hostcalls", "limits", nil, plugin.Limits{})
+	spec.Hooks = []string{abi.HookToken}
+	spec.Grants = plugin.Grants()
+	mutate := func(c *config.Config) {
+		withPlugins(t, map[string][]plugin.Spec{"demo": {spec}})(c)
+		c.Plugins.State = "redis"
+		c.Storage.Redis.Addr, c.Storage.Redis.KeyPrefix = addr, prefix
+		c.Plugins.PseudonymSecretFile, c.Plugins.GenerateSecret = filepath.Join(shared, "pseudonym.key"), true
+	}
+	keyDir := t.TempDir()
+	a := newEnv(t, envOptions{keyDir: keyDir, mutate: mutate})
+	b := newEnv(t, envOptions{keyDir: keyDir, mutate: mutate})
+	for i, e := range []*env{a, b, a} {
+		if r := e.token("demo-bearer", nil); r.status != 200 {
+			t.Fatalf("token %d: %d %s", i+1, r.status, r.raw)
+		}
+	}
+	r := b.token("demo-bearer", nil)
+	if r.status != 429 || r.header.Get("Retry-After") == "" {
+		t.Fatalf("the 4th token across two nodes must be rate limited: %d %s %v", r.status, r.raw, r.header)
 	}
 }
