@@ -94,6 +94,12 @@ type pluginHolder struct {
 	p atomic.Pointer[plugin.Manager]
 }
 
+// Has implements oauth.PolicyDecider.
+func (h *pluginHolder) Has(tenant, endpoint string) bool {
+	m := h.p.Load()
+	return m != nil && m.Has(tenant, endpoint)
+}
+
 // Decide implements oauth.PolicyDecider (no plugins: allow).
 func (h *pluginHolder) Decide(ctx context.Context, tenant string, in *abi.DecisionInput) (abi.Decision, error) {
 	for try := 0; ; try++ {

@@ -123,7 +123,7 @@ func (s *Service) FreshAuth(ctx context.Context, r *Request) (*FreshAuthResponse
 		}
 	}
 	facts := policyFacts{endpoint: abi.HookFreshAuth, subject: rec.Subject, client: cl, scopes: rec.Scopes,
-		audiences: rec.Audiences, peerCert: peerThumbprint(r), dpopPresent: len(r.DPoP) > 0,
+		audiences: rec.Audiences, dpopPresent: len(r.DPoP) > 0,
 		b: binding{cnf: Cnf{JKT: rec.KeyThumbprint, X5tS256: rec.SenderCertificate}}}
 	if rec.KeyThumbprint != "" {
 		facts.b.dpopResult = "valid"

@@ -64,7 +64,7 @@ func (s *Service) Introspect(ctx context.Context, r *Request) (*Introspection, *
 		}
 	}
 	if e := s.decide(ctx, r, policyFacts{endpoint: abi.HookIntrospect, subject: rec.Subject, client: cl,
-		scopes: rec.Scopes, audiences: rec.Audiences, peerCert: peerThumbprint(r),
+		scopes: rec.Scopes, audiences: rec.Audiences,
 		b: binding{cnf: Cnf{JKT: rec.KeyThumbprint, X5tS256: rec.SenderCertificate}}}); e != nil {
 		return nil, e
 	}

@@ -12,6 +12,9 @@ import (
 // only after every native check of the endpoint has passed, and its answer
 // can only refuse the request: nothing it returns loosens a native check.
 type PolicyDecider interface {
+	// Has reports whether tenant has a policy plugin for endpoint (a hook
+	// name); without one, no input is built and Decide is not called.
+	Has(tenant, endpoint string) bool
 	Decide(ctx context.Context, tenant string, in *abi.DecisionInput) (abi.Decision, error)
 }
 
@@ -21,7 +24,6 @@ type policyFacts struct {
 	client                   *Client
 	scopes, audiences        []string
 	b                        binding
-	peerCert                 string // x5t#S256 of the presented certificate, if any
 	dpopPresent              bool
 }
 
@@ -29,11 +31,12 @@ type policyFacts struct {
 // OAuth error. A plugin failure has already been turned into a decision by
 // the failure mode of the plugin (closed: 503; open: allow).
 func (s *Service) decide(ctx context.Context, r *Request, f policyFacts) *Error {
-	if s.plugins == nil {
+	if s.plugins == nil || !s.plugins.Has(f.client.Tenant, f.endpoint) {
 		return nil
 	}
 	ctx, span := s.sender.tracing.Start(ctx, "plugins."+f.endpoint)
 	defer span.End()
+	peerCert := peerThumbprint(r) // x5t#S256 of the presented certificate, if any
 	in := &abi.DecisionInput{
 		Endpoint:         f.endpoint,
 		CorrelationID:    r.CorrelationID,
@@ -49,7 +52,7 @@ func (s *Service) decide(ctx context.Context, r *Request, f policyFacts) *Error 
 		SenderConstraint: f.b.kind(),
 		DPoP: abi.DPoP{Present: f.dpopPresent, Valid: f.b.cnf.JKT != "", Result: f.b.dpopResult,
 			JKT: f.b.cnf.JKT, NonceStatus: f.b.nonceStatus},
-		MTLS: abi.MTLS{Present: f.peerCert != "", Thumbprint: f.peerCert},
+		MTLS: abi.MTLS{Present: peerCert != "", Thumbprint: peerCert},
 	}
 	if f.b.dpopResult == "bypass" {
 		in.SenderConstraint = "bypass"

@@ -209,7 +209,7 @@ func (s *Service) token(ctx context.Context, r *Request, out *tokenOutcome) (*To
 		return e
 	}
 	if e := s.decide(ctx, r, policyFacts{endpoint: abi.HookToken, grant: grant, subject: cl.ID, client: cl,
-		scopes: scopes, audiences: auds, b: b, peerCert: peerThumbprint(r), dpopPresent: len(r.DPoP) > 0}); e != nil {
+		scopes: scopes, audiences: auds, b: b, dpopPresent: len(r.DPoP) > 0}); e != nil {
 		return nil, withNonce(e)
 	}
 	resp, e := s.issue(ctx, cl, cl.ID, scopes, auds, b)

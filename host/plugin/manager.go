@@ -145,6 +145,13 @@ func NewManager(ctx context.Context, opts RuntimeOptions, tenantSpecs map[string
 	return m, nil
 }
 
+// Has reports whether tenant has a policy plugin for hook, so callers can
+// skip building a decision input nobody will read.
+func (m *Manager) Has(tenant, hook string) bool {
+	c := m.tenants[tenant]
+	return c != nil && len(c.policy[hook]) > 0
+}
+
 // Runtime returns the runtime the manager owns (for inspection tools).
 func (m *Manager) Runtime() *Runtime { return m.rt }
 
