@@ -174,19 +174,14 @@ func (s *Service) token(ctx context.Context, r *Request, out *tokenOutcome) (*To
 		return nil, e
 	}
 	out.Tenant, out.client = cl.Tenant, cl.ID
-	switch grant {
-	case "client_credentials":
-	default:
-		if !slices.Contains(knownGrants, grant) {
-			return nil, &Error{Status: 400, Code: CodeUnsupportedGrantType, Description: "grant_type " + quoteShort(grant) + " is not supported", Reason: "unsupported-grant"}
-		}
-		if !cl.AllowsGrant(grant) {
-			return nil, &Error{Status: 400, Code: CodeUnauthorizedClient, Description: "the client may not use this grant_type", Reason: "grant-not-allowed"}
-		}
-		return nil, &Error{Status: 400, Code: CodeUnsupportedGrantType, Description: "grant_type " + grant + " is not enabled on this server", Reason: "unsupported-grant"}
-	}
-	if !cl.AllowsGrant(grant) {
+	switch {
+	case !slices.Contains(knownGrants, grant):
+		return nil, &Error{Status: 400, Code: CodeUnsupportedGrantType, Description: "grant_type " + quoteShort(grant) + " is not supported", Reason: "unsupported-grant"}
+	case !cl.AllowsGrant(grant):
 		return nil, &Error{Status: 400, Code: CodeUnauthorizedClient, Description: "the client may not use this grant_type", Reason: "grant-not-allowed"}
+	case grant != "client_credentials":
+		// password and refresh_token are configurable but not served yet.
+		return nil, &Error{Status: 400, Code: CodeUnsupportedGrantType, Description: "grant_type " + grant + " is not enabled on this server", Reason: "unsupported-grant"}
 	}
 	scopes, e := grantScopes(cl, r.Form.Get("scope"))
 	if e != nil {
