@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // Key is one P-256 signing key.
@@ -34,8 +35,9 @@ type Key struct {
 type Set struct {
 	active *Key
 	byKID  map[string]*Key
-	order  []*Key
 	jwks   []byte
+	// headers caches the encoded protected header per typ.
+	headers sync.Map
 }
 
 // Spec describes one key to load.
@@ -73,7 +75,7 @@ func NewSet(keys []*Key, active *Key) (*Set, error) {
 	if active == nil {
 		return nil, errors.New("signing.keys: no active key")
 	}
-	s := &Set{active: active, byKID: map[string]*Key{}, order: keys}
+	s := &Set{active: active, byKID: map[string]*Key{}}
 	type jwk struct {
 		Kty string `json:"kty"`
 		Crv string `json:"crv"`
@@ -128,19 +130,14 @@ func (s *Set) Sign(typ string, claims any) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	hdr, err := json.Marshal(struct {
-		Alg string `json:"alg"`
-		Kid string `json:"kid"`
-		Typ string `json:"typ"`
-	}{"ES256", s.active.KID, typ})
+	hdr, err := s.header(typ)
 	if err != nil {
 		return "", err
 	}
-	n := b64.EncodedLen(len(hdr)) + 1 + b64.EncodedLen(len(payload))
+	n := len(hdr) + b64.EncodedLen(len(payload))
 	buf := make([]byte, n, n+1+b64.EncodedLen(64))
-	b64.Encode(buf, hdr)
-	buf[b64.EncodedLen(len(hdr))] = '.'
-	b64.Encode(buf[b64.EncodedLen(len(hdr))+1:], payload)
+	copy(buf, hdr)
+	b64.Encode(buf[len(hdr):], payload)
 	digest := sha256.Sum256(buf)
 	r, sig, err := ecdsa.Sign(rand.Reader, s.active.Private, digest[:])
 	if err != nil {
@@ -152,6 +149,25 @@ func (s *Set) Sign(typ string, claims any) (string, error) {
 	buf = append(buf, '.')
 	buf = b64.AppendEncode(buf, raw[:])
 	return string(buf), nil
+}
+
+// header returns the encoded protected header for typ followed by '.',
+// built once per typ (it only depends on the active key and typ).
+func (s *Set) header(typ string) (string, error) {
+	if h, ok := s.headers.Load(typ); ok {
+		return h.(string), nil
+	}
+	raw, err := json.Marshal(struct {
+		Alg string `json:"alg"`
+		Kid string `json:"kid"`
+		Typ string `json:"typ"`
+	}{"ES256", s.active.KID, typ})
+	if err != nil {
+		return "", err
+	}
+	h := b64.EncodeToString(raw) + "."
+	s.headers.Store(typ, h)
+	return h, nil
 }
 
 // ErrInvalidToken is returned by Verify for anything that is not a token

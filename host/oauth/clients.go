@@ -31,19 +31,9 @@ type Client struct {
 // AllowsGrant reports whether the client may use grant.
 func (c *Client) AllowsGrant(g string) bool { return slices.Contains(c.Grants, g) }
 
-// UsesSecret reports whether the client authenticates with a secret.
-func (c *Client) UsesSecret() bool { return c.hasSecret }
-
-// Tenant is a registered tenant.
-type Tenant struct {
-	ID     string
-	Policy config.SenderPolicy
-}
-
-// Registry holds clients and tenants from configuration.
+// Registry holds the clients from configuration.
 type Registry struct {
 	clients map[string]*Client
-	tenants map[string]*Tenant
 	// dummy is compared against when a client id is unknown, so the time
 	// taken does not reveal which ids exist.
 	dummy [32]byte
@@ -51,10 +41,9 @@ type Registry struct {
 
 // NewRegistry builds the registry from a validated configuration.
 func NewRegistry(cfg *config.Config) (*Registry, error) {
-	r := &Registry{clients: map[string]*Client{}, tenants: map[string]*Tenant{}}
+	r := &Registry{clients: map[string]*Client{}}
 	for ti := range cfg.Tenants {
 		t := &cfg.Tenants[ti]
-		r.tenants[t.ID] = &Tenant{ID: t.ID, Policy: t.SenderConstraint}
 		for ci := range t.Clients {
 			cc := &t.Clients[ci]
 			cl := &Client{
@@ -88,12 +77,6 @@ func (r *Registry) Client(id string) (*Client, bool) {
 	return c, ok
 }
 
-// Tenant returns a tenant by id.
-func (r *Registry) Tenant(id string) (*Tenant, bool) {
-	t, ok := r.tenants[id]
-	return t, ok
-}
-
 // Credentials are what a request presented to authenticate its client.
 type Credentials struct {
 	// Basic is set when an Authorization: Basic header was present.
@@ -121,10 +104,10 @@ func (r *Registry) Authenticate(cr Credentials) (*Client, *Error) {
 		if err1 != nil || err2 != nil {
 			return nil, ErrInvalidClient("malformed-basic")
 		}
-		return r.checkSecret(id, secret, "client_secret_basic")
+		return r.checkSecret(id, secret)
 	}
 	if cr.HasPostSecret {
-		return r.checkSecret(cr.PostID, cr.PostSecret, "client_secret_post")
+		return r.checkSecret(cr.PostID, cr.PostSecret)
 	}
 	if cr.PostID == "" {
 		return nil, ErrInvalidClient("no-credentials")
@@ -148,7 +131,9 @@ func (r *Registry) Authenticate(cr Credentials) (*Client, *Error) {
 	}
 }
 
-func (r *Registry) checkSecret(id, secret, method string) (*Client, *Error) {
+// checkSecret authenticates a secret client; both secret methods are
+// accepted for any secret client.
+func (r *Registry) checkSecret(id, secret string) (*Client, *Error) {
 	sum := sha256.Sum256([]byte(secret))
 	cl, ok := r.clients[id]
 	want := &r.dummy
@@ -165,6 +150,5 @@ func (r *Registry) checkSecret(id, secret, method string) (*Client, *Error) {
 	if !match {
 		return nil, ErrInvalidClient("bad-secret")
 	}
-	_ = method // both secret methods are accepted for secret clients
 	return cl, nil
 }

@@ -43,21 +43,20 @@ func (e *Error) WithHeader(k, v string) *Error {
 
 // RFC 6749 §5.2, RFC 7009 §2.2.1, RFC 9449 §12.2 error codes.
 const (
-	CodeInvalidRequest          = "invalid_request"
-	CodeInvalidClient           = "invalid_client"
-	CodeInvalidGrant            = "invalid_grant"
-	CodeUnauthorizedClient      = "unauthorized_client"
-	CodeUnsupportedGrantType    = "unsupported_grant_type"
-	CodeInvalidScope            = "invalid_scope"
-	CodeInvalidTarget           = "invalid_target"
-	CodeInvalidToken            = "invalid_token"
-	CodeInvalidDPoPProof        = "invalid_dpop_proof"
-	CodeUseDPoPNonce            = "use_dpop_nonce"
-	CodeServerError             = "server_error"
-	CodeTemporarilyUnavailable  = "temporarily_unavailable"
-	CodeUnsupportedTokenType    = "unsupported_token_type"
-	CodeAccessDenied            = "access_denied"
-	CodeInsufficientUserAuthent = "insufficient_user_authentication"
+	CodeInvalidRequest         = "invalid_request"
+	CodeInvalidClient          = "invalid_client"
+	CodeInvalidGrant           = "invalid_grant"
+	CodeUnauthorizedClient     = "unauthorized_client"
+	CodeUnsupportedGrantType   = "unsupported_grant_type"
+	CodeInvalidScope           = "invalid_scope"
+	CodeInvalidTarget          = "invalid_target"
+	CodeInvalidToken           = "invalid_token"
+	CodeInvalidDPoPProof       = "invalid_dpop_proof"
+	CodeUseDPoPNonce           = "use_dpop_nonce"
+	CodeServerError            = "server_error"
+	CodeTemporarilyUnavailable = "temporarily_unavailable"
+	CodeUnsupportedTokenType   = "unsupported_token_type"
+	CodeAccessDenied           = "access_denied"
 )
 
 // ErrInvalidRequest is a 400 invalid_request with a description.

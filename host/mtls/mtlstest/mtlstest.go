@@ -85,16 +85,7 @@ type Options struct {
 func NewCA(t testing.TB, commonName string) *CA {
 	t.Helper()
 	key := newKey(t)
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(t),
-		Subject:               pkix.Name{CommonName: commonName, Organization: []string{"StellaOps Test"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.AddDate(10, 0, 0),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
+	tmpl := caTemplate(t, commonName, 10)
 	return &CA{Cert: sign(t, tmpl, tmpl, key, key, nil)}
 }
 
@@ -104,17 +95,21 @@ func NewCA(t testing.TB, commonName string) *CA {
 func (ca *CA) Intermediate(t testing.TB, commonName string) *CA {
 	t.Helper()
 	key := newKey(t)
+	return &CA{Cert: sign(t, caTemplate(t, commonName, 5), ca.Cert.Cert, key, ca.Key, ca.issuedChain())}
+}
+
+// caTemplate is a CA certificate valid from one hour ago for years years.
+func caTemplate(t testing.TB, commonName string, years int) *x509.Certificate {
 	now := time.Now()
-	tmpl := &x509.Certificate{
+	return &x509.Certificate{
 		SerialNumber:          serial(t),
 		Subject:               pkix.Name{CommonName: commonName, Organization: []string{"StellaOps Test"}},
 		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.AddDate(5, 0, 0),
+		NotAfter:              now.AddDate(years, 0, 0),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
-	return &CA{Cert: sign(t, tmpl, ca.Cert.Cert, key, ca.Key, ca.issuedChain())}
 }
 
 // Leaf returns an end-entity certificate issued by ca as described by opts.
