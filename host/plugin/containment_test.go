@@ -30,6 +30,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -223,18 +224,16 @@ func TestHostileModuleContainment(t *testing.T) {
 		counter func(PluginHealth) uint64
 		reason  string // in LastError
 	}{
-		{"infinite loop in hook", mod(abiModule(1, cat(loop, i64c(0)))), KindTimeout, timeouts, "deadline"},
+		{"infinite loop in hook", mod(abiModule(1, cat(loop, i64c(0)))), KindTimeout, timeouts, "work budget"},
+		// No loop anywhere: 2^40 calls, each charged at function entry.
+		{"loop-free binary recursion", file("binrec", nil), KindTimeout, timeouts, "work budget"},
+		{"memory.fill without end", file("bulkfill", nil), KindTimeout, timeouts, "work budget"},
+		{"host calls without end", file("hostloop", []string{GrantClock}), KindTimeout, timeouts, "work budget"},
 		{"sleep through poll_oneoff", file("pollsleep", nil), KindTimeout, timeouts, ""},
 		{"trap", mod(abiModule(1, []byte{0x00})), KindTrap, traps, "unreachable"},
-		// wazero's call stack limit stops the recursion after ~100-250 ms
-		// of stack growth; with a deadline that short it may be the deadline
-		// that fires first (timeout), so this case allows 10 s (the maximum;
-		// -race slows the growth) to see the trap.
-		{"deep recursion", func(t *testing.T) Spec {
-			s := hostileFile(t, "recursion")
-			s.Limits.CallTimeout = 10 * time.Second
-			return s
-		}, KindTrap, traps, "stack overflow"},
+		// The injected stack units stop the recursion after 10,000 frames,
+		// long before wazero's own 400 MB stack limit or the work budget.
+		{"deep recursion", file("recursion", nil), KindTrap, traps, "stack overflow"},
 		{"unbounded memory.grow", func(t *testing.T) Spec {
 			s := hostileFile(t, "growloop")
 			s.Limits.MemoryPages = 32
@@ -396,6 +395,9 @@ func TestHostileModuleRefusedWhileOthersServe(t *testing.T) {
 		{"wrong ABI version", file("version2", nil), "module declares 2, host speaks 1"},
 		{"infinite loop in _initialize", mod(initLoop), "_initialize"},
 		{"infinite loop in start function", mod(startLoop), "tenant \"evil\""},
+		{"loop-free recursion in _initialize", file("binrecinit", nil), "_initialize: work budget"},
+		{"table minimum of 2^27 entries", file("tablemin", nil), "tables declare 134217728 entries at minimum"},
+		{"reserved export name", file("reserved", nil), `"authority_meter_fuel" uses the reserved prefix`},
 	}
 	ct := newContainment(t, hostileFile(t, "good").withName("hostile"), RuntimeOptions{}, nil)
 	for _, c := range cases {
@@ -457,5 +459,27 @@ func TestPoolBusyFailsClosed(t *testing.T) {
 	<-done
 	if h := evilHealth(ct.m); h.ConsecutiveFailures != 1 || h.Timeouts != 1 {
 		t.Fatalf("%+v", h)
+	}
+}
+
+// TestHostileTableGrowCapped: a table declared without a maximum gets the
+// host's (65,536 entries), so growing it by 2^31 and then 2^20 entries at
+// a time fails (-1) at the cap instead of allocating host memory: the
+// guest checks table.size and allows only when the cap held, and the
+// host heap stays small (it grew by ~1.2 GiB before the cap).
+func TestHostileTableGrowCapped(t *testing.T) {
+	ct := newContainment(t, hostileFile(t, "tablegrow"), RuntimeOptions{}, nil)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := 0; i < 20; i++ {
+		d, err := ct.m.Decide(context.Background(), "evil", &abi.DecisionInput{Endpoint: abi.HookToken})
+		if err != nil || !d.Allow {
+			t.Fatalf("call %d: %+v %v", i, d, err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 64<<20 {
+		t.Fatalf("host heap grew by %d MiB", grew>>20)
 	}
 }

@@ -39,6 +39,9 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 	def := func(name string, need grantSet, fn func(ctx context.Context, inst *instance, m api.Memory, stack []uint64), params []api.ValueType, results ...api.ValueType) {
 		b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
 			inst := instanceFrom(ctx)
+			if inst != nil {
+				inst.chargeHost()
+			}
 			if inst == nil || inst.p.grants&need == 0 {
 				if len(results) > 0 {
 					status(stack, abi.HostInvalid)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -12,6 +11,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"stellaops.org/authority/abi"
+	"stellaops.org/authority/host/plugin/meter"
 )
 
 // FailureKind classifies a plugin failure; it is the "reason" label of
@@ -47,26 +47,44 @@ func (f *Failure) Unwrap() error { return f.Err }
 // instance.
 type instKey struct{}
 
-// callCtx is the per-instance context passed to every guest call. It
-// implements context.Context without allocating per call: a timer armed
-// for each call closes done and makes Err report DeadlineExceeded, which
-// wazero (WithCloseOnContextDone) turns into closing the instance.
+// callCtx is the per-instance context passed to every guest call. Guest
+// code is bounded by its work budget (see package meter), not by this
+// context: the runtime does not interrupt guest code on a deadline, so a
+// saturated node never kills a healthy call. The deadline bounds what the
+// host waits for on the guest's behalf (poll_oneoff, store round trips in
+// host functions), and host functions refuse to start after it. Done is
+// created only when a host function asks for it, so a call that waits for
+// nothing arms no timer.
 type callCtx struct {
 	inst     *instance
-	done     chan struct{}
-	fired    atomic.Bool
 	deadline time.Time
+	done     chan struct{}
 	timer    *time.Timer
 }
 
 func (c *callCtx) Deadline() (time.Time, bool) { return c.deadline, !c.deadline.IsZero() }
-func (c *callCtx) Done() <-chan struct{}       { return c.done }
+
+// Done returns a channel closed at the deadline.
+func (c *callCtx) Done() <-chan struct{} {
+	if c.done == nil {
+		ch := make(chan struct{})
+		c.done = ch
+		if d := time.Until(c.deadline); d > 0 {
+			c.timer = time.AfterFunc(d, func() { close(ch) })
+		} else {
+			close(ch)
+		}
+	}
+	return c.done
+}
+
 func (c *callCtx) Err() error {
-	if c.fired.Load() {
+	if !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
 		return context.DeadlineExceeded
 	}
 	return nil
 }
+
 func (c *callCtx) Value(k any) any {
 	if _, ok := k.(instKey); ok {
 		return c.inst
@@ -74,22 +92,16 @@ func (c *callCtx) Value(k any) any {
 	return nil
 }
 
-func (c *callCtx) fire() {
-	if c.fired.CompareAndSwap(false, true) {
-		close(c.done)
-	}
-}
-
 // arm starts the deadline of one call.
-func (c *callCtx) arm(d time.Duration) {
-	c.deadline = time.Now().Add(d)
-	c.timer.Reset(d)
-}
+func (c *callCtx) arm(d time.Duration) { c.deadline = time.Now().Add(d) }
 
-// disarm stops the deadline; false means it fired (or is firing) and the
-// instance must be discarded.
-func (c *callCtx) disarm() bool {
-	return c.timer.Stop() && !c.fired.Load()
+// disarm ends the call: it releases the Done timer if one was made.
+func (c *callCtx) disarm() {
+	if c.timer != nil {
+		c.timer.Stop()
+		c.timer = nil
+	}
+	c.done = nil
 }
 
 func instanceFrom(ctx context.Context) *instance {
@@ -105,10 +117,16 @@ type instance struct {
 	alloc  api.Function
 	decide api.Function
 	event  api.Function
+	// fuel and stack are the globals the metering pass injected.
+	fuel   api.MutableGlobal
+	stack  api.MutableGlobal
 	cc     callCtx
 	buf    uint32 // guest input buffer from authority_alloc
 	bufCap uint32
-	stack  [2]uint64
+	args   [2]uint64
+	// budget is the work budget of the current call; used what the last
+	// completed call used of it.
+	budget, used int64
 	// lastUsed is when the instance went back to the pool.
 	lastUsed time.Time
 	// audits counts audit_emit calls in the current hook call.
@@ -126,32 +144,50 @@ func (e *versionError) Error() string {
 
 func (e *versionError) Unwrap() error { return errABIVersion }
 
+// errBudget is the panic value of a host function called with the budget
+// spent; classify reports it, like a guest trap on an empty budget, as a
+// timeout.
+var errBudget = errors.New("work budget exhausted")
+
 func newInstance(p *pool) (*instance, error) {
 	inst := &instance{p: p}
 	inst.cc.inst = inst
-	inst.cc.done = make(chan struct{})
-	inst.cc.timer = time.AfterFunc(time.Hour, inst.cc.fire)
-	inst.cc.timer.Stop()
+	// The start function (if any) runs inside InstantiateModule on the fuel
+	// global's initial value, which the rewriter set to the init budget;
+	// _initialize and authority_abi_version share what it leaves.
+	inst.budget = p.mod.initBudget
 	inst.cc.arm(p.opts.InitTimeout)
+	defer inst.cc.disarm()
 	ctx := &inst.cc
 	mod, err := p.mod.eng.rt.InstantiateModule(ctx, p.mod.compiled, wazero.NewModuleConfig().WithName("").WithStartFunctions())
 	if err != nil {
-		inst.cc.disarm()
-		return nil, err
+		// A start function that traps on an empty budget and one that traps
+		// on its own look alike from here (the instance is gone): say both.
+		return nil, fmt.Errorf("instantiate (start function within the init work budget of %d units): %w", inst.budget, err)
 	}
 	inst.mod = mod
 	inst.mem = mod.ExportedMemory("memory")
 	inst.alloc = mod.ExportedFunction("authority_alloc")
 	inst.decide = mod.ExportedFunction("authority_decide")
 	inst.event = mod.ExportedFunction("authority_event")
+	inst.fuel, _ = mod.ExportedGlobal(meter.FuelExport).(api.MutableGlobal)
+	inst.stack, _ = mod.ExportedGlobal(meter.StackExport).(api.MutableGlobal)
+	if inst.fuel == nil || inst.stack == nil {
+		inst.close()
+		return nil, errors.New("metering globals missing")
+	}
 	err = func() error {
 		if p.mod.hasInit {
+			inst.stack.Set(uint64(uint32(p.mod.stackUnits)))
 			if _, err := mod.ExportedFunction("_initialize").Call(ctx); err != nil {
+				_, err = inst.classify(err)
 				return fmt.Errorf("_initialize: %w", err)
 			}
 		}
+		inst.stack.Set(uint64(uint32(p.mod.stackUnits)))
 		res, err := mod.ExportedFunction("authority_abi_version").Call(ctx)
 		if err != nil {
+			_, err = inst.classify(err)
 			return fmt.Errorf("authority_abi_version: %w", err)
 		}
 		if v := uint32(res[0]); v != abi.Version {
@@ -159,9 +195,6 @@ func newInstance(p *pool) (*instance, error) {
 		}
 		return nil
 	}()
-	if !inst.cc.disarm() && err == nil {
-		err = context.DeadlineExceeded
-	}
 	if err != nil {
 		inst.close()
 		return nil, err
@@ -170,19 +203,59 @@ func newInstance(p *pool) (*instance, error) {
 }
 
 func (inst *instance) close() {
-	inst.cc.timer.Stop()
+	inst.cc.disarm()
 	if inst.mod != nil {
 		_ = inst.mod.Close(context.Background())
 	}
 }
 
-// classify turns a call error into a failure kind.
-func (inst *instance) classify(err error) FailureKind {
-	var ee *sys.ExitError
-	if inst.cc.fired.Load() || errors.As(err, &ee) && ee.ExitCode() == sys.ExitCodeDeadlineExceeded {
-		return KindTimeout
+// begin sets the budget, the stack units and the deadline of one call.
+func (inst *instance) begin(timeout time.Duration) {
+	inst.audits = 0
+	inst.budget = inst.p.mod.unitsFor(timeout)
+	inst.fuel.Set(uint64(inst.budget))
+	inst.stack.Set(uint64(uint32(inst.p.mod.stackUnits)))
+	inst.cc.arm(timeout)
+}
+
+// end closes one call and records what it used of its budget.
+func (inst *instance) end() {
+	inst.cc.disarm()
+	inst.used = inst.budget - int64(inst.fuel.Get())
+}
+
+// chargeHost is called by every host function before it does anything: it
+// charges hostCallUnits to the budget and refuses to start after the call
+// deadline, so a guest looping over host calls is bounded by both.
+func (inst *instance) chargeHost() {
+	if inst.fuel == nil {
+		return // instantiation: the start function has no host calls to make
 	}
-	return KindTrap
+	v := int64(inst.fuel.Get()) - hostCallUnits
+	inst.fuel.Set(uint64(v))
+	if v < 0 {
+		panic(errBudget)
+	}
+	if !inst.cc.deadline.IsZero() && !time.Now().Before(inst.cc.deadline) {
+		panic(sys.NewExitError(sys.ExitCodeDeadlineExceeded))
+	}
+}
+
+// classify turns a call error into a failure kind and an error that says
+// which limit stopped the guest: its work budget, its stack units, the
+// call deadline (host waits), or a trap of its own.
+func (inst *instance) classify(err error) (FailureKind, error) {
+	var ee *sys.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() == sys.ExitCodeDeadlineExceeded {
+		return KindTimeout, fmt.Errorf("call deadline reached while the host waited: %w", err)
+	}
+	if inst.fuel != nil && int64(inst.fuel.Get()) < 0 {
+		return KindTimeout, fmt.Errorf("work budget of %d units exhausted: %w", inst.budget, err)
+	}
+	if inst.stack != nil && int32(uint32(inst.stack.Get())) < 0 {
+		return KindTrap, fmt.Errorf("stack overflow: call depth beyond %d stack units: %w", inst.p.mod.stackUnits, err)
+	}
+	return KindTrap, err
 }
 
 // write places payload in the guest input buffer, asking authority_alloc
@@ -190,11 +263,12 @@ func (inst *instance) classify(err error) FailureKind {
 func (inst *instance) write(payload []byte) (FailureKind, error) {
 	n := uint32(len(payload))
 	if n > inst.bufCap || inst.bufCap == 0 {
-		inst.stack[0] = uint64(n)
-		if err := inst.alloc.CallWithStack(&inst.cc, inst.stack[:]); err != nil {
-			return inst.classify(err), fmt.Errorf("authority_alloc: %w", err)
+		inst.args[0] = uint64(n)
+		if err := inst.alloc.CallWithStack(&inst.cc, inst.args[:]); err != nil {
+			kind, err := inst.classify(err)
+			return kind, fmt.Errorf("authority_alloc: %w", err)
 		}
-		ptr := uint32(inst.stack[0])
+		ptr := uint32(inst.args[0])
 		if ptr == 0 || uint64(ptr)+uint64(n) > uint64(inst.mem.Size()) {
 			return KindOutput, fmt.Errorf("authority_alloc(%d) returned out-of-bounds pointer %#x", n, ptr)
 		}
@@ -209,12 +283,9 @@ func (inst *instance) write(payload []byte) (FailureKind, error) {
 // callDecide runs authority_decide on payload and decodes a valid decision
 // into out. On failure the instance must be discarded.
 func (inst *instance) callDecide(payload []byte, out *abi.Decision) (FailureKind, error) {
-	inst.audits = 0
-	inst.cc.arm(inst.p.spec.Limits.CallTimeout)
+	inst.begin(inst.p.spec.Limits.CallTimeout)
 	kind, err := inst.callDecideArmed(payload, out)
-	if !inst.cc.disarm() && err == nil {
-		kind, err = KindTimeout, context.DeadlineExceeded
-	}
+	inst.end()
 	return kind, err
 }
 
@@ -222,11 +293,11 @@ func (inst *instance) callDecideArmed(payload []byte, out *abi.Decision) (Failur
 	if kind, err := inst.write(payload); err != nil {
 		return kind, err
 	}
-	inst.stack[0], inst.stack[1] = uint64(inst.buf), uint64(len(payload))
-	if err := inst.decide.CallWithStack(&inst.cc, inst.stack[:]); err != nil {
-		return inst.classify(err), err
+	inst.args[0], inst.args[1] = uint64(inst.buf), uint64(len(payload))
+	if err := inst.decide.CallWithStack(&inst.cc, inst.args[:]); err != nil {
+		return inst.classify(err)
 	}
-	packed := inst.stack[0]
+	packed := inst.args[0]
 	if packed == 0 {
 		return KindGuestError, errors.New("guest returned no decision")
 	}
@@ -250,23 +321,19 @@ func (inst *instance) callDecideArmed(payload []byte, out *abi.Decision) (Failur
 // callEvent runs authority_event on payload. A guest error status is
 // reported as KindGuestError and leaves the instance usable.
 func (inst *instance) callEvent(payload []byte) (FailureKind, error) {
-	inst.audits = 0
-	inst.cc.arm(inst.p.spec.Limits.CallTimeout)
-	kind, err := func() (FailureKind, error) {
+	inst.begin(inst.p.spec.Limits.CallTimeout)
+	defer inst.end()
+	return func() (FailureKind, error) {
 		if kind, err := inst.write(payload); err != nil {
 			return kind, err
 		}
-		inst.stack[0], inst.stack[1] = uint64(inst.buf), uint64(len(payload))
-		if err := inst.event.CallWithStack(&inst.cc, inst.stack[:]); err != nil {
-			return inst.classify(err), err
+		inst.args[0], inst.args[1] = uint64(inst.buf), uint64(len(payload))
+		if err := inst.event.CallWithStack(&inst.cc, inst.args[:]); err != nil {
+			return inst.classify(err)
 		}
-		if st := int32(uint32(inst.stack[0])); st != abi.HostOK {
+		if st := int32(uint32(inst.args[0])); st != abi.HostOK {
 			return KindGuestError, fmt.Errorf("authority_event returned status %d", st)
 		}
 		return "", nil
 	}()
-	if !inst.cc.disarm() && err == nil {
-		kind, err = KindTimeout, context.DeadlineExceeded
-	}
-	return kind, err
 }

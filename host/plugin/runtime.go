@@ -13,6 +13,8 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+
+	"stellaops.org/authority/host/plugin/meter"
 )
 
 // RuntimeOptions configure the plugin runtime shared by every tenant.
@@ -21,9 +23,16 @@ type RuntimeOptions struct {
 	// CacheDir keeps compiled machine code across restarts (wazero
 	// compilation cache). Empty: compiled code is cached in memory only.
 	CacheDir string
-	// InitTimeout bounds instantiation and _initialize of one instance.
-	// Default 2s.
+	// InitTimeout sets the work budget of instantiation (start function,
+	// _initialize, authority_abi_version) at InitTimeout × UnitsPerMillisecond,
+	// and bounds what the host waits for on its behalf. Default 2s.
 	InitTimeout time.Duration
+	// UnitsPerMillisecond converts a call deadline into a work budget (see
+	// package meter): a guest call gets Limits.CallTimeout × this many units.
+	// The default, DefaultUnitsPerMillisecond, is calibrated so that the most
+	// expensive code per unit we know of spends a budget in well under its
+	// deadline on an idle core (BenchmarkBudgetCalibration).
+	UnitsPerMillisecond int64
 	// EventQueueSize is the per-tenant telemetry queue length; events
 	// beyond it are dropped and counted. Default 1024.
 	EventQueueSize int
@@ -50,6 +59,9 @@ func (o RuntimeOptions) withDefaults() RuntimeOptions {
 	if o.InitTimeout <= 0 {
 		o.InitTimeout = 2 * time.Second
 	}
+	if o.UnitsPerMillisecond <= 0 {
+		o.UnitsPerMillisecond = DefaultUnitsPerMillisecond
+	}
 	if o.EventQueueSize <= 0 {
 		o.EventQueueSize = 1024
 	}
@@ -71,11 +83,20 @@ func (o RuntimeOptions) withDefaults() RuntimeOptions {
 	return o
 }
 
-// Runtime compiles and instantiates plugin modules. It owns one wazero
-// runtime per distinct memory limit (wazero caps memory per runtime), all
-// sharing one compilation cache, each with the authority host module and
-// the WASI subset instantiated. Every wazero runtime has
-// WithCloseOnContextDone(true): a call's deadline stops guest code.
+// DefaultUnitsPerMillisecond is the default RuntimeOptions.UnitsPerMillisecond.
+const DefaultUnitsPerMillisecond = 100_000
+
+// hostCallUnits is what every host function call costs the guest's budget.
+const hostCallUnits = 1_000
+
+// Runtime compiles and instantiates plugin modules. Every module first
+// goes through the metering pass (package meter), then compiles. The
+// Runtime owns one wazero runtime per distinct memory limit (wazero caps
+// memory per runtime), all sharing one compilation cache, each with the
+// authority host module and the WASI subset instantiated. Guest code is
+// bounded by its work budget, never interrupted on a wall-clock deadline
+// (no WithCloseOnContextDone): a deadline that fires while a healthy call
+// waits for a CPU would discard it, and loop-free code escapes that check.
 //
 // A Runtime is safe for concurrent use.
 type Runtime struct {
@@ -124,7 +145,6 @@ func (r *Runtime) engine(ctx context.Context, pages uint32) (*engine, error) {
 		return e, nil
 	}
 	cfg := wazero.NewRuntimeConfig().
-		WithCloseOnContextDone(true).
 		WithMemoryLimitPages(pages).
 		WithCompilationCache(r.cache)
 	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
@@ -154,13 +174,18 @@ type Module struct {
 	Size int
 	// MinPages is the initial memory the module declares.
 	MinPages uint32
+	// Tables are the module's tables with the maxima the rewriter set.
+	Tables []meter.Table
 
-	compiled  wazero.CompiledModule
-	eng       *engine
-	hasInit   bool
-	hasDecide bool
-	hasEvent  bool
-	imports   [][2]string
+	compiled   wazero.CompiledModule
+	unitsPerMs int64
+	initBudget int64
+	stackUnits int32
+	eng        *engine
+	hasInit    bool
+	hasDecide  bool
+	hasEvent   bool
+	imports    [][2]string
 }
 
 // ABIError reports a module that does not follow the ABI (or does not
@@ -195,6 +220,9 @@ func (r *Runtime) LoadFile(ctx context.Context, spec Spec) (*Module, error) {
 // The sha256 pin is checked first, then the signature, both before
 // compilation: bytes nobody approved never reach the compiler.
 func (r *Runtime) Load(ctx context.Context, spec Spec, b []byte, digest string) (*Module, error) {
+	if max := spec.Limits.MaxModuleBytes; max > 0 && len(b) > max {
+		return nil, fmt.Errorf("plugin %q: module %s is %d bytes, more than limits.maxModuleBytes %d", spec.Name, spec.Path, len(b), max)
+	}
 	if got := digest; got != spec.SHA256 {
 		return nil, fmt.Errorf("plugin %q: module %s: sha256 mismatch: configured %s, file has %s", spec.Name, spec.Path, spec.SHA256, got)
 	}
@@ -211,9 +239,10 @@ func (r *Runtime) Load(ctx context.Context, spec Spec, b []byte, digest string) 
 	return m, nil
 }
 
-// Compile compiles wasm for instances capped at memoryPages, verifying the
-// ABI exports and that every import is one the host could ever provide.
-// Compiling the same bytes twice returns the same Module.
+// Compile rewrites wasm with the metering pass, compiles it for instances
+// capped at memoryPages, and verifies the ABI exports and that every import
+// is one the host could ever provide. Compiling the same bytes twice
+// returns the same Module.
 func (r *Runtime) Compile(ctx context.Context, wasm []byte, memoryPages uint32) (*Module, error) {
 	if memoryPages == 0 {
 		memoryPages = DefaultLimits().MemoryPages
@@ -231,7 +260,12 @@ func (r *Runtime) Compile(ctx context.Context, wasm []byte, memoryPages uint32) 
 	if err != nil {
 		return nil, err
 	}
-	cm, err := e.rt.CompileModule(ctx, wasm)
+	mopts := r.meterOptions()
+	rw, err := meter.Rewrite(wasm, mopts)
+	if err != nil {
+		return nil, &ABIError{SHA256: key.sha, Reason: "refused by the metering pass: " + err.Error()}
+	}
+	cm, err := e.rt.CompileModule(ctx, rw.Wasm)
 	if err != nil {
 		return nil, &ABIError{SHA256: key.sha, Reason: "compile: " + err.Error()}
 	}
@@ -240,9 +274,33 @@ func (r *Runtime) Compile(ctx context.Context, wasm []byte, memoryPages uint32) 
 		_ = cm.Close(ctx)
 		return nil, err
 	}
+	m.Tables = rw.Tables
+	m.unitsPerMs = r.opts.UnitsPerMillisecond
+	m.initBudget = mopts.StartFuel
+	m.stackUnits = mopts.StackUnits
 	r.modules[key] = m
 	return m, nil
 }
+
+// meterOptions are the rewriting options of this runtime: the default
+// bounds, the largest module any configuration may load, and the init
+// budget as the start function's fuel.
+func (r *Runtime) meterOptions() meter.Options {
+	o := meter.DefaultOptions()
+	o.MaxModuleBytes = maxModuleBytes
+	o.StartFuel = r.unitsFor(r.opts.InitTimeout)
+	return o
+}
+
+func (r *Runtime) unitsFor(d time.Duration) int64 { return unitsFor(d, r.opts.UnitsPerMillisecond) }
+
+// unitsFor converts a deadline into a work budget.
+func unitsFor(d time.Duration, perMs int64) int64 {
+	return max(1, int64(d/time.Microsecond)*perMs/1000)
+}
+
+// unitsFor is the work budget of a call with deadline d.
+func (m *Module) unitsFor(d time.Duration) int64 { return unitsFor(d, m.unitsPerMs) }
 
 func newModule(sha string, size int, cm wazero.CompiledModule, e *engine) (*Module, error) {
 	m := &Module{SHA256: sha, Size: size, compiled: cm, eng: e}

@@ -139,11 +139,11 @@ func TestSignatureCheckedBeforeCompilation(t *testing.T) {
 	os.WriteFile(path+SignatureSuffix, []byte(Sign(garbage, other)), 0o644)
 	s := Spec{Name: "g", Path: path, SHA256: Digest(garbage), Hooks: []string{"token"}}
 	err := loadWith(s, pub)
-	if err == nil || !strings.Contains(err.Error(), "invalid signature") || strings.Contains(err.Error(), "compile") {
+	if err == nil || !strings.Contains(err.Error(), "invalid signature") || strings.Contains(err.Error(), "compile") || strings.Contains(err.Error(), "metering") {
 		t.Fatalf("error = %v", err)
 	}
 	os.WriteFile(path+SignatureSuffix, []byte(Sign(garbage, priv)), 0o644)
-	if err := loadWith(s, pub); err == nil || !strings.Contains(err.Error(), "compile") {
+	if err := loadWith(s, pub); err == nil || !strings.Contains(err.Error(), "refused by the metering pass") {
 		t.Fatalf("validly signed garbage: error = %v", err)
 	}
 	s.SHA256 = strings.Repeat("0", 64)

@@ -64,8 +64,14 @@ type Spec struct {
 type Limits struct {
 	// MemoryPages caps each instance's linear memory (64 KiB pages).
 	MemoryPages uint32 `yaml:"memoryPages,omitempty" json:"memoryPages,omitempty"`
-	// CallTimeout bounds each hook call, guest sleeps included.
+	// CallTimeout sets each hook call's work budget (CallTimeout ×
+	// RuntimeOptions.UnitsPerMillisecond units of guest work, see package
+	// meter) and bounds what the host waits for on the call's behalf
+	// (guest sleeps, store round trips, acquiring an instance).
 	CallTimeout time.Duration `yaml:"callTimeout,omitempty" json:"callTimeout,omitempty"`
+	// MaxModuleBytes refuses a larger module file before it is hashed,
+	// rewritten or compiled.
+	MaxModuleBytes int `yaml:"maxModuleBytes,omitempty" json:"maxModuleBytes,omitempty"`
 	// MaxOutputBytes caps the encoded Decision a guest may return.
 	MaxOutputBytes int `yaml:"maxOutputBytes,omitempty" json:"maxOutputBytes,omitempty"`
 	// PoolSize caps the live instances per tenant (and so the concurrent
@@ -84,7 +90,7 @@ type Limits struct {
 // 4 instances keep ~15 MiB per busy tenant; 5 minutes of idleness frees a
 // quiet tenant's memory.
 func DefaultLimits() Limits {
-	return Limits{MemoryPages: 256, CallTimeout: 250 * time.Millisecond, MaxOutputBytes: 16 << 10, PoolSize: 4, IdleTimeout: 5 * time.Minute}
+	return Limits{MemoryPages: 256, CallTimeout: 250 * time.Millisecond, MaxModuleBytes: 8 << 20, MaxOutputBytes: 16 << 10, PoolSize: 4, IdleTimeout: 5 * time.Minute}
 }
 
 // Upper bounds enforced by Validate.
@@ -92,6 +98,7 @@ const (
 	maxMemoryPages    = 65536
 	maxCallTimeout    = 10 * time.Second
 	maxOutputBytes    = 1 << 20
+	maxModuleBytes    = 64 << 20
 	maxPoolSize       = 256
 	maxConfigBytes    = 64 << 10
 	minIdleTimeout    = time.Second
@@ -110,6 +117,9 @@ func (s Spec) WithDefaults() Spec {
 	}
 	if s.Limits.MaxOutputBytes == 0 {
 		s.Limits.MaxOutputBytes = d.MaxOutputBytes
+	}
+	if s.Limits.MaxModuleBytes == 0 {
+		s.Limits.MaxModuleBytes = d.MaxModuleBytes
 	}
 	if s.Limits.PoolSize == 0 {
 		s.Limits.PoolSize = d.PoolSize
@@ -187,6 +197,11 @@ func (s Spec) Validate(path string) error {
 		bad("limits.maxOutputBytes", "must be > 0")
 	} else if l.MaxOutputBytes > maxOutputBytes {
 		bad("limits.maxOutputBytes", "must be <= %d", maxOutputBytes)
+	}
+	if l.MaxModuleBytes < 0 {
+		bad("limits.maxModuleBytes", "must be > 0")
+	} else if l.MaxModuleBytes > maxModuleBytes {
+		bad("limits.maxModuleBytes", "must be <= %d", maxModuleBytes)
 	}
 	if l.PoolSize < 0 {
 		bad("limits.poolSize", "must be > 0")

@@ -30,8 +30,15 @@ const (
 func instantiateWASI(ctx context.Context, rt wazero.Runtime, start time.Time) error {
 	i32, i64 := api.ValueTypeI32, api.ValueTypeI64
 	b := rt.NewHostModuleBuilder(WASIModule)
+	// Every WASI call costs the guest's budget and refuses to start after
+	// the call deadline, like the authority host functions.
 	def := func(name string, fn api.GoModuleFunc, params []api.ValueType, results ...api.ValueType) {
-		b.NewFunctionBuilder().WithGoModuleFunction(fn, params, results).Export(name)
+		b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
+			if inst := instanceFrom(ctx); inst != nil {
+				inst.chargeHost()
+			}
+			fn(ctx, mod, stack)
+		}), params, results).Export(name)
 	}
 	ret := func(stack []uint64, errno uint32) { stack[0] = uint64(errno) }
 	zeroSizes := func(_ context.Context, mod api.Module, stack []uint64) {
@@ -188,8 +195,8 @@ func instantiateWASI(ctx context.Context, rt wazero.Runtime, start time.Time) er
 
 // pollOneoff answers fd subscriptions at once with EBADF (the guest has no
 // pollable files) and sleeps for the earliest clock subscription on the
-// host, returning early with the instance closed when the call deadline
-// expires: a guest sleeping in time.Sleep cannot outlive its deadline.
+// host, and ends the call when the call deadline comes first: a guest
+// sleeping in time.Sleep cannot outlive its deadline.
 func pollOneoff(start time.Time) api.GoModuleFunc {
 	return func(ctx context.Context, mod api.Module, stack []uint64) { pollOneoffAt(ctx, mod, stack, start) }
 }
@@ -247,13 +254,15 @@ func pollOneoffAt(ctx context.Context, mod api.Module, stack []uint64, start tim
 	}
 	if !fdEvents && sleep >= 0 {
 		if sleep > 0 {
-			t := time.NewTimer(sleep)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				panic(sys.NewExitError(sys.ExitCodeDeadlineExceeded))
+			// Sleep on the host, never past the call deadline: a guest that
+			// asks for longer is stopped when the deadline comes.
+			if dl, ok := ctx.Deadline(); ok {
+				if left := time.Until(dl); left < sleep {
+					time.Sleep(max(left, 0))
+					panic(sys.NewExitError(sys.ExitCodeDeadlineExceeded))
+				}
 			}
+			time.Sleep(sleep)
 		}
 		writeEvent(sleepUser, errnoSuccess, 0)
 	}
