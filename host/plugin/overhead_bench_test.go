@@ -8,25 +8,29 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
 
 	"stellaops.org/authority/abi"
+	"stellaops.org/authority/host/plugin/meter"
 )
 
 // BenchmarkCallOverhead calls guest exports directly through wazero (no
-// pool, no codec on the host), with and without WithCloseOnContextDone, to
-// separate what the deadline costs from what the runtime adds.
+// pool, no codec on the host) in three modes: the module as built with no
+// checks at all (none), with wazero's WithCloseOnContextDone (deadline,
+// what the host used before the metering pass), and rewritten by the
+// metering pass (metered, what the host runs), to separate what each
+// sandboxing scheme costs from what the runtime adds.
 func BenchmarkCallOverhead(b *testing.B) {
 	for _, guest := range []string{"noop", "realistic"} {
 		for _, fn := range []string{"authority_abi_version", "authority_decide"} {
-			for _, deadline := range []bool{false, true} {
-				name := guest + "/" + fn + "/deadline=" + map[bool]string{false: "off", true: "on"}[deadline]
-				b.Run(name, func(b *testing.B) { benchRawCall(b, GuestPaths[guest], fn, deadline) })
+			for _, mode := range []string{"none", "deadline", "metered"} {
+				b.Run(guest+"/"+fn+"/"+mode, func(b *testing.B) { benchRawCall(b, GuestPaths[guest], fn, mode) })
 			}
 		}
 	}
 }
 
-func benchRawCall(b *testing.B, path, fn string, deadline bool) {
+func benchRawCall(b *testing.B, path, fn string, mode string) {
 	if path == "" {
 		b.Skip("guest not built")
 	}
@@ -35,7 +39,16 @@ func benchRawCall(b *testing.B, path, fn string, deadline bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(deadline))
+	if mode == "metered" {
+		o := meter.DefaultOptions()
+		o.StartFuel = 1 << 40
+		rw, err := meter.Rewrite(wasm, o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		wasm = rw.Wasm
+	}
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(mode == "deadline"))
 	defer rt.Close(ctx)
 	if err := instantiateHostModule(ctx, rt); err != nil {
 		b.Fatal(err)
@@ -63,12 +76,18 @@ func benchRawCall(b *testing.B, path, fn string, deadline bool) {
 	ptr := uint32(st[0])
 	mod.Memory().Write(ptr, payload)
 	f := mod.ExportedFunction(fn)
+	fuel, _ := mod.ExportedGlobal(meter.FuelExport).(api.MutableGlobal)
+	stack, _ := mod.ExportedGlobal(meter.StackExport).(api.MutableGlobal)
 	cctx, cancel := context.WithTimeout(ctx, time.Hour)
 	defer cancel()
 	durs := make([]time.Duration, 0, 1<<22)
 	for b.Loop() {
 		t0 := time.Now()
 		st[0], st[1] = uint64(ptr), uint64(len(payload))
+		if fuel != nil { // as the host does before every call
+			fuel.Set(1 << 40)
+			stack.Set(10_000)
+		}
 		if err := f.CallWithStack(cctx, st); err != nil {
 			b.Fatal(err)
 		}

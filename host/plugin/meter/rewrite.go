@@ -89,6 +89,12 @@ func Rewrite(wasm []byte, opts Options) (*Result, error) {
 			}
 			last = order[id]
 		}
+		if id == secCustom {
+			// Custom sections (names, producers, build ids) do not change
+			// what a module does; the compiler's decoders preallocate by
+			// the counts they declare, so they are dropped unread.
+			continue
+		}
 		m.sections = append(m.sections, section{id: id, payload: payload})
 	}
 	res := &Result{}
@@ -112,6 +118,10 @@ func Rewrite(wasm []byte, opts Options) (*Result, error) {
 			s.payload, err = m.rewriteExports(s.payload)
 		case secCode:
 			s.payload, err = m.rewriteCode(s.payload, opts, res)
+		case secElement:
+			err = checkElements(s.payload)
+		case secData:
+			err = checkData(s.payload)
 		}
 		if err != nil {
 			if e, ok := err.(*Error); ok && e.Section == "" {
@@ -506,4 +516,90 @@ func skipConstExpr(r *reader) error {
 		}
 	}
 	return refuse("", "constant expression too long")
+}
+
+// checkElements parses the element section completely, so that no count
+// it declares exceeds the bytes that follow (the compiler's decoder
+// allocates by the declared counts before reading the entries).
+func checkElements(p []byte) error {
+	r := &reader{b: p}
+	n, err := r.u32()
+	if err != nil {
+		return refuse("element", "count: %v", err)
+	}
+	for i := uint32(0); i < n; i++ {
+		flag, err := r.u32()
+		if err != nil || flag > 7 {
+			return refuse("element", "segment %d: bad flags", i)
+		}
+		if flag&3 == 2 { // explicit table index
+			if _, err := r.u32(); err != nil {
+				return refuse("element", "segment %d: %v", i, err)
+			}
+		}
+		if flag&1 == 0 { // active: offset expression
+			if err := skipConstExpr(r); err != nil {
+				return refuse("element", "segment %d offset: %v", i, err)
+			}
+		}
+		if flag&3 != 0 { // element kind or reference type
+			if _, err := r.byte(); err != nil {
+				return refuse("element", "segment %d: %v", i, err)
+			}
+		}
+		c, err := r.u32()
+		if err != nil || int(c) > len(p)-r.off {
+			return refuse("element", "segment %d: bad element count", i)
+		}
+		for j := uint32(0); j < c; j++ {
+			if flag&4 == 0 {
+				_, err = r.u32()
+			} else {
+				err = skipConstExpr(r)
+			}
+			if err != nil {
+				return refuse("element", "segment %d entry %d: %v", i, j, err)
+			}
+		}
+	}
+	if !r.done() {
+		return refuse("element", "trailing bytes")
+	}
+	return nil
+}
+
+// checkData parses the data section completely (see checkElements).
+func checkData(p []byte) error {
+	r := &reader{b: p}
+	n, err := r.u32()
+	if err != nil {
+		return refuse("data", "count: %v", err)
+	}
+	for i := uint32(0); i < n; i++ {
+		flag, err := r.u32()
+		if err != nil || flag > 2 {
+			return refuse("data", "segment %d: bad flags", i)
+		}
+		if flag == 2 {
+			if x, err := r.u32(); err != nil || x != 0 {
+				return refuse("data", "segment %d: memory index", i)
+			}
+		}
+		if flag != 1 {
+			if err := skipConstExpr(r); err != nil {
+				return refuse("data", "segment %d offset: %v", i, err)
+			}
+		}
+		c, err := r.u32()
+		if err != nil {
+			return refuse("data", "segment %d: %v", i, err)
+		}
+		if _, err := r.bytes(c); err != nil {
+			return refuse("data", "segment %d: %d bytes declared, fewer present", i, c)
+		}
+	}
+	if !r.done() {
+		return refuse("data", "trailing bytes")
+	}
+	return nil
 }
