@@ -251,7 +251,7 @@ func TestRefusals(t *testing.T) {
 		{"too many functions", two, func(o *Options) { o.MaxFunctions = 1 }, "2 functions, more than 1"},
 		{"imported memory", importMem, nil, "imports a memory"},
 		// The compiler's decoder would allocate 2^32 segments before reading one.
-		{"data count bomb", append(ok([]byte{0x41, 0}), 11, 6, 0xff, 0xff, 0xff, 0xff, 0x0f, 0), nil, "data section: segment 0: bad flags"},
+		{"data count bomb", append(ok([]byte{0x41, 0}), 11, 6, 0xff, 0xff, 0xff, 0xff, 0x0f, 0), nil, "data section: segment 0 offset: unexpected end"},
 		{"element count bomb", append([]byte("\x00asm\x01\x00\x00\x00"), 9, 8, 1, 1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f), nil, "bad element count"},
 	}
 	for _, c := range cases {
