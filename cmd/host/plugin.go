@@ -172,6 +172,21 @@ func pluginInspect(ctx context.Context, file string, keyPaths []string, stdout, 
 	} else {
 		w("memory:    no exported memory \"memory\"\n")
 	}
+	if len(info.Tables) == 0 {
+		w("tables:    none\n")
+	}
+	for i, t := range info.Tables {
+		declared := "no maximum declared"
+		if t.HasDeclaredMax {
+			declared = fmt.Sprintf("declared maximum %d", t.DeclaredMax)
+		}
+		w("table %d:   min %d entries, max %d enforced (%s)\n", i, t.Min, t.Max, declared)
+	}
+	l := info.Limits
+	w("limits:    defaults unless configured: memoryPages %d (%s), callTimeout %s = work budget %d units, init budget %d units,\n",
+		l.MemoryPages, pagesSize(l.MemoryPages), l.CallTimeout, info.CallBudget, info.InitBudget)
+	w("           stack %d units, tables <= %d entries in all, maxModuleBytes %d, maxOutputBytes %d, poolSize %d\n",
+		info.StackUnits, info.MaxTableEntries, l.MaxModuleBytes, l.MaxOutputBytes, l.PoolSize)
 	w("exports:\n")
 	for _, e := range info.Exports {
 		w("  %s\n", e)
@@ -422,17 +437,17 @@ func pluginTest(ctx context.Context, file, dir string, stdout, stderr io.Writer)
 	defer os.RemoveAll(cache)
 	failed := 0
 	for _, v := range vecs {
-		got, err := runVector(ctx, file, b, cache, v)
+		got, used, err := runVector(ctx, file, b, cache, v)
 		switch {
 		case err != nil:
 			failed++
-			fmt.Fprintf(stdout, "FAIL %s: %v\n", v.Name, err)
+			fmt.Fprintf(stdout, "FAIL %s: %v %s\n", v.Name, err, used)
 		case got.Allow != v.Want.Allow || (v.Want.Status != 0 && got.Status != v.Want.Status) || (v.Want.Error != "" && got.Error != v.Want.Error):
 			failed++
-			fmt.Fprintf(stdout, "FAIL %s: got allow=%t status=%d error=%q (%s), want allow=%t status=%d error=%q\n",
-				v.Name, got.Allow, got.Status, got.Error, got.Description, v.Want.Allow, v.Want.Status, v.Want.Error)
+			fmt.Fprintf(stdout, "FAIL %s: got allow=%t status=%d error=%q (%s), want allow=%t status=%d error=%q %s\n",
+				v.Name, got.Allow, got.Status, got.Error, got.Description, v.Want.Allow, v.Want.Status, v.Want.Error, used)
 		default:
-			fmt.Fprintf(stdout, "PASS %s\n", v.Name)
+			fmt.Fprintf(stdout, "PASS %s %s\n", v.Name, used)
 		}
 	}
 	fmt.Fprintf(stdout, "%d vectors, %d passed, %d failed\n", len(vecs), len(vecs)-failed, failed)
@@ -444,8 +459,8 @@ func pluginTest(ctx context.Context, file, dir string, stdout, stderr io.Writer)
 
 // runVector runs one vector in a fresh manager (tenant "test", plugin
 // "plugin", fresh counters and key-value store), so vectors are
-// independent.
-func runVector(ctx context.Context, file string, b []byte, cache string, v decisionVector) (abi.Decision, error) {
+// independent. It also says how much of its work budget the call used.
+func runVector(ctx context.Context, file string, b []byte, cache string, v decisionVector) (abi.Decision, string, error) {
 	in := v.Input
 	if in.Endpoint == "" {
 		in.Endpoint = abi.HookToken
@@ -461,12 +476,14 @@ func runVector(ctx context.Context, file string, b []byte, cache string, v decis
 	m, err := plugin.NewManager(ctx, plugin.RuntimeOptions{CacheDir: cache}, map[string][]plugin.Spec{"test": {spec}},
 		plugin.Deps{Secrets: plugin.StaticSecrets{"test": []byte("authority-plugin-test")}})
 	if err != nil {
-		return abi.Decision{}, err
+		return abi.Decision{}, "", err
 	}
 	defer m.Close(ctx)
 	d, err := m.Decide(ctx, "test", &in)
+	h := m.Health().Plugins[0]
+	used := fmt.Sprintf("(budget: used %d of %d units)", h.LastCallUnits, h.CallBudget)
 	if err != nil {
-		return d, fmt.Errorf("plugin failed: %w", err)
+		return d, used, fmt.Errorf("plugin failed: %w", err)
 	}
-	return d, nil
+	return d, used, nil
 }

@@ -75,6 +75,10 @@ func TestPluginInspectRefusedModules(t *testing.T) {
 		{hostile(t, "noabi"), []string{"abi:       none (no authority_abi_version export)", "add", "REFUSED", "missing export authority_abi_version"}},
 		{hostile(t, "version2"), []string{"abi:       version 2 (host speaks 1)", "REFUSED", "declares ABI version 2"}},
 		{notWasm, []string{"REFUSED", "not a valid wasm module"}},
+		{hostile(t, "tablemin"), []string{"REFUSED", "refused by the metering pass", "tables declare 134217728 entries"}},
+		// Loop-free recursion in _initialize: the probe's instantiation
+		// obeys the init budget, so inspect reports it instead of hanging.
+		{hostile(t, "binrecinit"), []string{"REFUSED", "does not start", "_initialize: work budget"}},
 	}
 	for _, c := range cases {
 		t.Run(filepath.Base(c.file), func(t *testing.T) {
@@ -90,6 +94,11 @@ func TestPluginInspectRefusedModules(t *testing.T) {
 		t.Fatalf("logflood: exit %d\n%s", code, out)
 	} else {
 		wantIn(t, out, `authority.log`, `grantable (grant "log")`)
+	}
+	if code, out, _ := runCLI(t, "inspect", hostile(t, "tablegrow")); code != 0 {
+		t.Fatalf("tablegrow: exit %d\n%s", code, out)
+	} else {
+		wantIn(t, out, "table 0:   min 1 entries, max 65536 enforced (no maximum declared)", "work budget 25000000 units", "stack 10000 units")
 	}
 }
 
@@ -150,7 +159,7 @@ func TestPluginTestVectors(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, out, errs)
 	}
-	wantIn(t, out, "PASS denied client", "PASS allowed: DPoP-bound request with the required scope", ", 0 failed")
+	wantIn(t, out, "PASS denied client", "PASS allowed: DPoP-bound request with the required scope", ", 0 failed", "(budget: used ")
 
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "v.json"), []byte(`[

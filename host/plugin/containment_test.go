@@ -229,6 +229,7 @@ func TestHostileModuleContainment(t *testing.T) {
 		{"loop-free binary recursion", file("binrec", nil), KindTimeout, timeouts, "work budget"},
 		{"memory.fill without end", file("bulkfill", nil), KindTimeout, timeouts, "work budget"},
 		{"host calls without end", file("hostloop", []string{GrantClock}), KindTimeout, timeouts, "work budget"},
+		{"cache misses and divisions without end", file("chase", nil), KindTimeout, timeouts, "work budget"},
 		{"sleep through poll_oneoff", file("pollsleep", nil), KindTimeout, timeouts, ""},
 		{"trap", mod(abiModule(1, []byte{0x00})), KindTrap, traps, "unreachable"},
 		// The injected stack units stop the recursion after 10,000 frames,

@@ -10,6 +10,7 @@ import (
 	"github.com/tetratelabs/wazero"
 
 	"stellaops.org/authority/abi"
+	"stellaops.org/authority/host/plugin/meter"
 )
 
 // ImportInfo describes one imported function of a module.
@@ -36,23 +37,56 @@ type ModuleInfo struct {
 	HasMemoryMax                   bool
 	Exports                        []string
 	Imports                        []ImportInfo
+	// Tables are the module's tables with the maxima the host enforces.
+	Tables []meter.Table
+	// Limits are the defaults that apply unless the configuration sets
+	// others; CallBudget and InitBudget the work budgets (units) they give
+	// a call and an instantiation; StackUnits bounds the call depth;
+	// MaxTableEntries the sum of the table maxima.
+	Limits                 Limits
+	CallBudget, InitBudget int64
+	StackUnits             int32
+	MaxTableEntries        uint32
 	// Problems lists every reason the host would refuse the module under
 	// any configuration; empty means loadable with the right grants.
 	Problems []string
 }
 
-// Inspect compiles wasm without instantiating it and reports its exports,
-// imports (each classified) and memory, and the ABI problems the host
-// would refuse it for. The error is non-nil only when wasm is not a valid
-// module at all.
+// Inspect runs wasm through the metering pass and compiles the result
+// without instantiating it, exactly as the host would, and reports its
+// exports, imports (each classified), memory and tables, the limits that
+// will apply, and the problems the host would refuse it for. A module the
+// metering pass refuses (too large, unsupported feature, reserved export)
+// is reported with that problem and nothing else, since the host never
+// compiles it. The error is non-nil only when wasm is not a valid module
+// at all. Inspect never runs guest code.
 func Inspect(ctx context.Context, wasm []byte) (*ModuleInfo, error) {
-	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(true))
+	d := DefaultLimits()
+	opts := RuntimeOptions{}.withDefaults()
+	mo := meter.DefaultOptions()
+	info := &ModuleInfo{SHA256: Digest(wasm), Size: len(wasm), Limits: d,
+		CallBudget: unitsFor(d.CallTimeout, opts.UnitsPerMillisecond), InitBudget: unitsFor(opts.InitTimeout, opts.UnitsPerMillisecond),
+		StackUnits: mo.StackUnits, MaxTableEntries: mo.MaxTableEntries}
+	if len(wasm) > d.MaxModuleBytes {
+		info.Problems = append(info.Problems, fmt.Sprintf("module is %d bytes, more than the default limits.maxModuleBytes %d", len(wasm), d.MaxModuleBytes))
+	}
+	mo.MaxModuleBytes = maxModuleBytes
+	mo.StartFuel = info.InitBudget
+	rw, err := meter.Rewrite(wasm, mo)
+	if err != nil {
+		if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
+			return nil, fmt.Errorf("plugin: not a valid wasm module: %w", err)
+		}
+		info.Problems = append(info.Problems, "refused by the metering pass: "+err.Error())
+		return info, nil
+	}
+	info.Tables = rw.Tables
+	rt := wazero.NewRuntime(ctx)
 	defer rt.Close(ctx)
-	cm, err := rt.CompileModule(ctx, wasm)
+	cm, err := rt.CompileModule(ctx, rw.Wasm)
 	if err != nil {
 		return nil, fmt.Errorf("plugin: not a valid wasm module: %w", err)
 	}
-	info := &ModuleInfo{SHA256: Digest(wasm), Size: len(wasm)}
 	for name := range cm.ExportedFunctions() {
 		info.Exports = append(info.Exports, name)
 	}

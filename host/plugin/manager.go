@@ -356,6 +356,10 @@ type PluginHealth struct {
 	EventsQueued             int
 	EventsDropped            uint64
 	LastError                string
+	// CallBudget is the work budget of one call (limits.callTimeout ×
+	// UnitsPerMillisecond); LastCallUnits what the last completed call
+	// used of it (see package meter).
+	CallBudget, LastCallUnits int64
 }
 
 // Health returns the state of every plugin, sorted by tenant then chain
@@ -377,6 +381,7 @@ func (m *Manager) Health() Health {
 				Tenant: t, Plugin: p.name, SHA256: p.mod.SHA256, Hooks: p.spec.Hooks,
 				Breaker: st, ConsecutiveFailures: fails, RetryIn: wait,
 				LiveInstances: live, IdleInstances: idle,
+				CallBudget: p.mod.unitsFor(p.spec.Limits.CallTimeout), LastCallUnits: p.stats.lastUnits.Load(),
 				Calls: p.stats.calls.Load(), Failures: p.stats.failures.Load(), Timeouts: p.stats.timeouts.Load(),
 				Traps: p.stats.traps.Load(), InvalidOutputs: p.stats.outputs.Load(),
 				BreakerRejects: p.stats.breakerRejects.Load(), Instantiations: p.stats.instantiations.Load(),

@@ -52,6 +52,7 @@ type poolStats struct {
 	calls, failures, timeouts, traps, outputs, breakerRejects atomic.Uint64
 	instantiations, instFailures, evictions, logDrops         atomic.Uint64
 	lastErr                                                   atomic.Pointer[string]
+	lastUnits                                                 atomic.Int64
 }
 
 var errPoolClosed = errors.New("pool closed")
@@ -322,6 +323,7 @@ func (p *pool) decideOnce(ctx context.Context, hook string, payload []byte, out 
 	inst, kind, err := p.get(ctx)
 	if err == nil {
 		kind, err = inst.callDecide(payload, out)
+		p.stats.lastUnits.Store(inst.used)
 		if err != nil {
 			p.discard(inst)
 		} else {
@@ -357,6 +359,7 @@ func (p *pool) eventOnce(ctx context.Context, payload []byte) *Failure {
 	inst, kind, err := p.get(ctx)
 	if err == nil {
 		kind, err = inst.callEvent(payload)
+		p.stats.lastUnits.Store(inst.used)
 		if err != nil && kind != KindGuestError {
 			p.discard(inst)
 		} else {
