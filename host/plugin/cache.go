@@ -48,6 +48,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 )
@@ -280,7 +281,11 @@ func (d *diskCache) load() {
 		name := e.Name()
 		path := filepath.Join(src, name)
 		if strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp-") {
-			_ = os.Remove(path) // an interrupted store
+			// An interrupted store; a recent one may be another runtime's
+			// store in progress (a reload, a second process).
+			if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > time.Hour {
+				_ = os.Remove(path)
+			}
 			continue
 		}
 		if !isEntryName(name) {
