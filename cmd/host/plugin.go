@@ -428,13 +428,15 @@ func pluginTest(ctx context.Context, file, dir string, stdout, stderr io.Writer)
 		fmt.Fprintln(stderr, "test:", err)
 		return 2
 	}
-	// Compiled once, reused by every vector's fresh manager.
-	cache, err := os.MkdirTemp("", "authority-plugin-test-*")
+	// Compiled once, reused by every vector's fresh manager; the cache
+	// and its key (cache.key, beside it) go with the private directory.
+	tmp, err := os.MkdirTemp("", "authority-plugin-test-*")
 	if err != nil {
 		fmt.Fprintln(stderr, "test:", err)
 		return 1
 	}
-	defer os.RemoveAll(cache)
+	defer os.RemoveAll(tmp)
+	cache := filepath.Join(tmp, "cache")
 	failed := 0
 	for _, v := range vecs {
 		got, used, err := runVector(ctx, file, b, cache, v)

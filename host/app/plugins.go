@@ -68,6 +68,7 @@ func buildPlugins(ctx context.Context, cfg *config.Config, log *slog.Logger, now
 	mgr, err := plugin.NewManager(ctx, plugin.RuntimeOptions{
 		GuildKeys:        guildKeys,
 		CacheDir:         config.ResolvePath(cfg.Plugins.CacheDir),
+		CacheKeyFile:     config.ResolvePath(cfg.Plugins.CacheKeyFile),
 		EventQueueSize:   cfg.Plugins.EventQueueSize,
 		BreakerThreshold: cfg.Plugins.BreakerThreshold,
 		BreakerCooldown:  cfg.Plugins.BreakerCooldown.D(),

@@ -36,7 +36,7 @@ func pluginSpec(t *testing.T, pkg, name string, cfg map[string]any, limits plugi
 func withPlugins(t *testing.T, byTenant map[string][]plugin.Spec) func(*config.Config) {
 	return func(c *config.Config) {
 		// Shared across tests: compiled code is keyed by module digest.
-		c.Plugins.CacheDir = filepath.Join(os.TempDir(), "authority-app-test-plugin-cache")
+		c.Plugins.CacheDir = filepath.Join(sdktest.CacheDir(), "app-compiled")
 		for i := range c.Tenants {
 			c.Tenants[i].Plugins = byTenant[c.Tenants[i].ID]
 		}
@@ -133,7 +133,7 @@ func BenchmarkTokenWithPlugins(b *testing.B) {
 				}
 			}
 			e := newEnv(b, envOptions{quiet: os.Getenv("BENCH_LOGS") == "", mutate: func(c *config.Config) {
-				c.Plugins.CacheDir = filepath.Join(os.TempDir(), "authority-app-test-plugin-cache")
+				c.Plugins.CacheDir = filepath.Join(sdktest.CacheDir(), "app-compiled")
 				c.Tenants[0].Plugins = chain
 			}})
 			h := e.a.Server.Handler()

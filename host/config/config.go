@@ -54,7 +54,14 @@ type Admin struct {
 // tenant's plugin chain (tenants[].plugins).
 type Plugins struct {
 	// CacheDir holds compiled modules, so a restart does not recompile.
+	// It must not be writable by group or others; every entry is sealed
+	// with a keyed digest (HMAC-SHA-256) and one that does not verify is
+	// discarded, never run.
 	CacheDir string `yaml:"cacheDir"`
+	// CacheKeyFile holds the key of those digests, outside CacheDir
+	// (mode 0600, neither group nor others may read it); created with a
+	// random key when missing. Empty: CacheDir + ".key".
+	CacheKeyFile string `yaml:"cacheKeyFile"`
 	// EventQueueSize bounds each tenant's telemetry queue; overflow is
 	// dropped and counted, never blocking a request.
 	EventQueueSize int `yaml:"eventQueueSize"`

@@ -198,3 +198,55 @@ func TestResolvePathAgainstWorkingDirectory(t *testing.T) {
 		t.Fatal("absolute or empty paths must stay")
 	}
 }
+
+// TestPluginsCacheDirPermissions: compiled code is native code, so a cache
+// directory group or others can write and a key file they can read are
+// config errors naming their key, reported with the other errors.
+func TestPluginsCacheDirPermissions(t *testing.T) {
+	base := t.TempDir()
+	withPlugin := minimal + `    plugins:
+      - name: p
+        path: p.wasm
+        sha256: ` + strings.Repeat("a", 64) + `
+        hooks: [token]
+`
+	doc := func(dir, key string) string {
+		return withPlugin + "plugins:\n  eventQueueSize: -1\n  cacheDir: " + dir + "\n  cacheKeyFile: " + key + "\n"
+	}
+	shared := filepath.Join(base, "shared")
+	if err := os.Mkdir(shared, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shared, 0o775); err != nil {
+		t.Fatal(err)
+	}
+	readable := filepath.Join(base, "readable.key")
+	if err := os.WriteFile(readable, []byte(strings.Repeat("ab", 32)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(readable, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := parseValidate(t, doc(shared, readable))
+	for _, want := range []string{
+		"plugins.cacheDir: " + shared + " is writable by group or others (mode 0775)",
+		"plugins.cacheKeyFile: " + readable + " is accessible to group or others (mode 0644)",
+		"plugins.eventQueueSize:",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not contain %q", err, want)
+		}
+	}
+
+	private := filepath.Join(base, "private")
+	if err := parseValidate(t, doc(private, filepath.Join(private, "k"))); err == nil || !strings.Contains(err.Error(), "plugins.cacheKeyFile: ") {
+		t.Errorf("key inside the cache directory: %v", err)
+	}
+	if err := parseValidate(t, withPlugin+"plugins:\n  cacheDir: "+private+"\n"); err != nil {
+		t.Errorf("missing private directory and default key file: %v", err)
+	}
+	// Without plugins the cache is never opened: not checked.
+	if err := parseValidate(t, minimal+"plugins:\n  cacheDir: "+shared+"\n"); err != nil {
+		t.Errorf("no plugins: %v", err)
+	}
+}

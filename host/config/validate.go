@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -237,6 +238,21 @@ func (c *Config) Validate() error {
 	default:
 		bad("plugins.state", "must be memory or redis, got %q", c.Plugins.State)
 	}
+	if c.Plugins.CacheDir != "" && c.hasPlugins() {
+		dir := ResolvePath(c.Plugins.CacheDir)
+		if err := plugin.CheckCacheDir(dir); err != nil {
+			bad("plugins.cacheDir", "%v", err)
+		}
+		keyFile := ResolvePath(c.Plugins.CacheKeyFile)
+		if keyFile == "" {
+			keyFile = plugin.DefaultCacheKeyFile(dir)
+		}
+		if rel, err := filepath.Rel(dir, keyFile); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			bad("plugins.cacheKeyFile", "%s is inside plugins.cacheDir; the key must live outside the cache directory", keyFile)
+		} else if err := plugin.CheckCacheKeyFile(keyFile); err != nil {
+			bad("plugins.cacheKeyFile", "%v", err)
+		}
+	}
 	if c.Plugins.EventQueueSize < 1 {
 		bad("plugins.eventQueueSize", "must be >= 1")
 	}
@@ -371,6 +387,17 @@ func validatePolicy(bad func(string, string, ...any), c *Config, key string, p S
 			bad(key+".requireMTLS", "needs listen.https")
 		}
 	}
+}
+
+// hasPlugins reports whether any tenant has a plugin chain (the plugins.*
+// runtime settings matter only then).
+func (c *Config) hasPlugins() bool {
+	for _, t := range c.Tenants {
+		if len(t.Plugins) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func usesGrant(specs []plugin.Spec, grant string) bool {

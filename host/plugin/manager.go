@@ -70,6 +70,9 @@ func NewManager(ctx context.Context, opts RuntimeOptions, tenantSpecs map[string
 	if err := errors.Join(verrs...); err != nil {
 		return nil, err
 	}
+	if opts.Logger == nil {
+		opts.Logger = deps.Logger
+	}
 	rt, err := NewRuntime(ctx, opts)
 	if err != nil {
 		return nil, err
@@ -132,6 +135,7 @@ func NewManager(ctx context.Context, opts RuntimeOptions, tenantSpecs map[string
 			c.queue = make(chan abi.Event, m.opts.EventQueueSize)
 		}
 	}
+	rt.saveCache() // the set's compiled code survives a host killed before Close
 	for _, c := range m.tenants {
 		if c.queue != nil {
 			m.workers.Add(1)

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"time"
@@ -22,7 +23,20 @@ import (
 type RuntimeOptions struct {
 	// CacheDir keeps compiled machine code across restarts (wazero
 	// compilation cache). Empty: compiled code is cached in memory only.
+	// Every entry is sealed with a keyed digest (HMAC-SHA-256 under the
+	// key in CacheKeyFile) and wazero only ever reads entries that verified,
+	// copied into a private directory removed at Close (see cache.go). The
+	// directory must not be writable by group or others; it is created
+	// with mode 0700 when missing.
 	CacheDir string
+	// CacheKeyFile holds the cache key (hex, at least 32 bytes), outside
+	// CacheDir; it is created with a random key (mode 0600) when missing
+	// and refused when group or others can read or write it. Default:
+	// CacheDir + ".key" (DefaultCacheKeyFile).
+	CacheKeyFile string
+	// Logger receives compilation cache events (entries discarded, stores
+	// failed). Default: discarded; NewManager uses Deps.Logger.
+	Logger *slog.Logger
 	// InitTimeout sets the work budget of instantiation (start function,
 	// _initialize, authority_abi_version) at InitTimeout × UnitsPerMillisecond,
 	// and bounds what the host waits for on its behalf. Default 2s.
@@ -56,6 +70,12 @@ type RuntimeOptions struct {
 }
 
 func (o RuntimeOptions) withDefaults() RuntimeOptions {
+	if o.CacheKeyFile == "" {
+		o.CacheKeyFile = DefaultCacheKeyFile(o.CacheDir)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 	if o.InitTimeout <= 0 {
 		o.InitTimeout = 2 * time.Second
 	}
@@ -102,6 +122,7 @@ const hostCallUnits = 1_000
 type Runtime struct {
 	opts  RuntimeOptions
 	cache wazero.CompilationCache
+	disk  *diskCache // nil without CacheDir
 	start time.Time
 
 	mu      sync.Mutex
@@ -121,20 +142,23 @@ type moduleKey struct {
 }
 
 // NewRuntime returns a Runtime. With opts.CacheDir set, the directory is
-// created if needed and compiled code is reused from it.
+// checked (not writable by group or others) or created, and compiled code
+// is reused from the entries in it whose keyed digest verifies; the others
+// are discarded, logged and counted (CacheStats).
 func NewRuntime(ctx context.Context, opts RuntimeOptions) (*Runtime, error) {
 	opts = opts.withDefaults()
 	var cache wazero.CompilationCache
+	var disk *diskCache
 	if opts.CacheDir != "" {
-		c, err := wazero.NewCompilationCacheWithDir(opts.CacheDir)
+		d, c, err := openDiskCache(opts)
 		if err != nil {
-			return nil, fmt.Errorf("plugin: compilation cache %s: %w", opts.CacheDir, err)
+			return nil, err
 		}
-		cache = c
+		disk, cache = d, c
 	} else {
 		cache = wazero.NewCompilationCache()
 	}
-	return &Runtime{opts: opts, cache: cache, start: time.Now(), engines: map[uint32]*engine{}, modules: map[moduleKey]*Module{}}, nil
+	return &Runtime{opts: opts, cache: cache, disk: disk, start: time.Now(), engines: map[uint32]*engine{}, modules: map[moduleKey]*Module{}}, nil
 }
 
 // Options returns the effective options (defaults applied).
@@ -402,7 +426,9 @@ func (m *Module) CheckSpec(spec Spec) error {
 }
 
 // Close closes every compiled module and wazero runtime; instances still
-// alive are closed with them. The compilation cache directory is kept.
+// alive are closed with them. Entries compiled since the last store are
+// sealed into the compilation cache directory, which is kept; the private
+// directory wazero read is removed.
 func (r *Runtime) Close(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -415,6 +441,9 @@ func (r *Runtime) Close(ctx context.Context) error {
 		errs = append(errs, e.rt.Close(ctx))
 	}
 	errs = append(errs, r.cache.Close(ctx))
+	if r.disk != nil {
+		errs = append(errs, r.disk.close())
+	}
 	return errors.Join(errs...)
 }
 

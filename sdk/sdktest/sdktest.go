@@ -33,8 +33,34 @@ import (
 )
 
 // CacheDir is where Build keeps modules and Run keeps compiled code,
-// keyed by content hash so reruns are fast.
-func CacheDir() string { return filepath.Join(os.TempDir(), "authority-sdktest") }
+// keyed by content hash so reruns are fast: "authority-sdktest" in the
+// user's cache directory (os.UserCacheDir), mode 0700, never the shared
+// temporary directory (a module or compiled code planted there would run
+// in the tests). When no user cache directory is usable, a fresh private
+// temporary directory per process (left behind: it is the cache).
+func CacheDir() string {
+	cacheDirOnce.Do(func() { cacheDir = privateCacheDir() })
+	return cacheDir
+}
+
+var (
+	cacheDirOnce sync.Once
+	cacheDir     string
+)
+
+func privateCacheDir() string {
+	if base, err := os.UserCacheDir(); err == nil {
+		dir := filepath.Join(base, "authority-sdktest")
+		if os.MkdirAll(dir, 0o700) == nil && plugin.CheckCacheDir(dir) == nil {
+			return dir
+		}
+	}
+	dir, err := os.MkdirTemp("", "authority-sdktest-")
+	if err != nil {
+		panic("sdktest: no private cache directory: " + err.Error())
+	}
+	return dir
+}
 
 // Build compiles the Go guest package pkg (a directory or import path, as
 // go build accepts it, resolved from the current directory) with
@@ -79,7 +105,7 @@ func BuildModule(pkg string) (string, error) {
 		}
 	}
 	dir := CacheDir()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
 	dst := filepath.Join(dir, hex.EncodeToString(h.Sum(nil))[:32]+".wasm")
