@@ -206,12 +206,32 @@ func (m *Manager) Decide(ctx context.Context, tenant string, in *abi.DecisionInp
 	bp := m.bufs.Get().(*[]byte)
 	payload := abi.AppendDecisionInput((*bp)[:0], &cp)
 	defer func() { *bp = payload[:0]; m.bufs.Put(bp) }()
+	// A plugin without the clock grant gets the input with time unset
+	// (abi/SPEC.md §6), encoded once when the chain first needs it.
+	var clockless []byte
+	var cbp *[]byte
+	defer func() {
+		if cbp != nil {
+			*cbp = clockless[:0]
+			m.bufs.Put(cbp)
+		}
+	}()
 
 	var ann []abi.KV
 	var errs []error
 	for _, p := range pools {
+		pl := payload
+		if p.grants&bitClock == 0 && !cp.Time.IsZero() {
+			if cbp == nil {
+				nc := cp
+				nc.Time = time.Time{}
+				cbp = m.bufs.Get().(*[]byte)
+				clockless = abi.AppendDecisionInput((*cbp)[:0], &nc)
+			}
+			pl = clockless
+		}
 		var d abi.Decision
-		if f := p.decide(ctx, in.Endpoint, payload, &d); f != nil {
+		if f := p.decide(ctx, in.Endpoint, pl, &d); f != nil {
 			errs = append(errs, f)
 			if p.failMode[in.Endpoint] == FailOpen {
 				continue
@@ -267,11 +287,12 @@ func (m *Manager) Emit(tenant string, ev abi.Event) bool {
 
 func (m *Manager) eventWorker(c *tenantChain) {
 	defer m.workers.Done()
-	var buf []byte
+	var buf, clockless []byte
 	deliver := func(ev *abi.Event) {
 		buf = abi.AppendEvent(buf[:0], ev)
+		clockless = clockless[:0]
 		for _, p := range c.events {
-			if f := p.event(context.Background(), buf); f != nil && f.Kind != KindBreakerOpen {
+			if f := p.event(context.Background(), eventPayload(p, ev, buf, &clockless)); f != nil && f.Kind != KindBreakerOpen {
 				m.deps.Logger.LogAttrs(context.Background(), slog.LevelWarn, "authority.plugin.event.failed",
 					slog.String("tenant", c.name), slog.String("plugin", p.name),
 					slog.String("reason", string(f.Kind)), slog.String("error", f.Err.Error()))
@@ -439,11 +460,28 @@ func (m *Manager) EmitSync(ctx context.Context, tenant string, ev abi.Event) err
 	}
 	ev.Tenant = tenant
 	buf := abi.AppendEvent(nil, &ev)
+	var clockless []byte
 	var errs []error
 	for _, p := range c.events {
-		if f := p.event(ctx, buf); f != nil {
+		if f := p.event(ctx, eventPayload(p, &ev, buf, &clockless)); f != nil {
 			errs = append(errs, f)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// eventPayload returns the encoding of ev that p may see: buf (ev encoded)
+// for a plugin granted "clock", else ev with its time unset (abi/SPEC.md
+// §6), encoded into *clockless once per event (an empty *clockless means
+// not yet encoded).
+func eventPayload(p *pool, ev *abi.Event, buf []byte, clockless *[]byte) []byte {
+	if p.grants&bitClock != 0 || ev.Time.IsZero() {
+		return buf
+	}
+	if len(*clockless) == 0 {
+		nc := *ev
+		nc.Time = time.Time{}
+		*clockless = abi.AppendEvent((*clockless)[:0], &nc)
+	}
+	return *clockless
 }
