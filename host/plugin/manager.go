@@ -27,8 +27,11 @@ type Manager struct {
 	closed   atomic.Bool
 	inflight atomic.Int64
 	stop     chan struct{}
-	workers  sync.WaitGroup
-	bg       sync.WaitGroup // background instantiations
+	// abort is closed when Close's context ends before the event queues
+	// drained: workers then drop (and count) what is left.
+	abort   chan struct{}
+	workers sync.WaitGroup
+	bg      sync.WaitGroup // background instantiations
 }
 
 type tenantChain struct {
@@ -74,7 +77,7 @@ func NewManager(ctx context.Context, opts RuntimeOptions, tenantSpecs map[string
 	if err != nil {
 		return nil, err
 	}
-	m := &Manager{rt: rt, deps: deps, opts: rt.Options(), tenants: map[string]*tenantChain{}, stop: make(chan struct{})}
+	m := &Manager{rt: rt, deps: deps, opts: rt.Options(), tenants: map[string]*tenantChain{}, stop: make(chan struct{}), abort: make(chan struct{})}
 	m.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
 	fail := func(err error) (*Manager, error) {
 		m.closePools()
@@ -292,11 +295,18 @@ func (m *Manager) eventWorker(c *tenantChain) {
 		buf = abi.AppendEvent(buf[:0], ev)
 		clockless = clockless[:0]
 		for _, p := range c.events {
-			if f := p.event(context.Background(), eventPayload(p, ev, buf, &clockless)); f != nil && f.Kind != KindBreakerOpen {
-				m.deps.Logger.LogAttrs(context.Background(), slog.LevelWarn, "authority.plugin.event.failed",
-					slog.String("tenant", c.name), slog.String("plugin", p.name),
-					slog.String("reason", string(f.Kind)), slog.String("error", f.Err.Error()))
+			f := p.event(context.Background(), eventPayload(p, ev, buf, &clockless))
+			if f == nil || f.Kind == KindBreakerOpen {
+				continue
 			}
+			if m.aborted() {
+				// Close gave up waiting: this delivery was cut short, not failed.
+				c.dropped.Add(1)
+				return
+			}
+			m.deps.Logger.LogAttrs(context.Background(), slog.LevelWarn, "authority.plugin.event.failed",
+				slog.String("tenant", c.name), slog.String("plugin", p.name),
+				slog.String("reason", string(f.Kind)), slog.String("error", f.Err.Error()))
 		}
 	}
 	for {
@@ -304,7 +314,12 @@ func (m *Manager) eventWorker(c *tenantChain) {
 		case ev := <-c.queue:
 			deliver(&ev)
 		case <-m.stop:
+			// Drain what was queued before Close, until Close's context ends.
 			for {
+				if m.aborted() {
+					c.dropQueued()
+					return
+				}
 				select {
 				case ev := <-c.queue:
 					deliver(&ev)
@@ -312,6 +327,27 @@ func (m *Manager) eventWorker(c *tenantChain) {
 					return
 				}
 			}
+		}
+	}
+}
+
+func (m *Manager) aborted() bool {
+	select {
+	case <-m.abort:
+		return true
+	default:
+		return false
+	}
+}
+
+// dropQueued empties the queue, counting each event as dropped.
+func (c *tenantChain) dropQueued() {
+	for {
+		select {
+		case <-c.queue:
+			c.dropped.Add(1)
+		default:
+			return
 		}
 	}
 }
@@ -420,26 +456,53 @@ func (m *Manager) Health() Health {
 	return h
 }
 
-// Close stops accepting calls, delivers queued events, waits (until ctx
-// ends) for in-flight calls, then closes every instance and the runtime.
+// Close stops accepting calls and events, delivers the events already
+// queued and waits for in-flight calls, then closes every instance and the
+// runtime. It returns once ctx ends even if that work is not done: events
+// still queued are then dropped and counted (Health EventsDropped), calls
+// and deliveries still running are cut short by closing the runtime, and
+// the error includes ctx.Err(). Only the first call does anything.
 func (m *Manager) Close(ctx context.Context) error {
 	if !m.closed.CompareAndSwap(false, true) {
 		return nil
 	}
 	close(m.stop)
-	m.workers.Wait()
-	for m.inflight.Load() > 0 {
-		select {
-		case <-ctx.Done():
-			m.closePools()
-			m.bg.Wait()
-			return errors.Join(ctx.Err(), m.rt.Close(context.Background()))
-		case <-time.After(time.Millisecond):
+	drained := make(chan struct{})
+	go func() { m.workers.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		return m.closeNow(ctx.Err())
+	}
+	if m.inflight.Load() > 0 {
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for m.inflight.Load() > 0 {
+			select {
+			case <-ctx.Done():
+				return m.closeNow(ctx.Err())
+			case <-t.C:
+			}
 		}
 	}
 	m.closePools()
 	m.bg.Wait()
 	return m.rt.Close(ctx)
+}
+
+// closeNow ends a Close whose context ended: queued events are dropped and
+// counted, and the pools and the runtime are closed under whatever is still
+// running (which then fails fast: closed pool, closed module). Background
+// instantiations are not waited for; they find their pool closed.
+func (m *Manager) closeNow(cause error) error {
+	close(m.abort)
+	for _, c := range m.tenants {
+		if c.queue != nil {
+			c.dropQueued()
+		}
+	}
+	m.closePools()
+	return errors.Join(cause, m.rt.Close(context.Background()))
 }
 
 func (m *Manager) closePools() {
