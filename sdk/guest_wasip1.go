@@ -119,9 +119,12 @@ func Log(level int32, msg string) { hostLog(level, msg) }
 // tenant and plugin labels. Requires grant "metrics".
 func Metric(name string, delta int64) error { return statusErr(hostMetricAdd(name, delta)) }
 
-// Audit records ev through the host's audit sink. The host overwrites
-// ev.Tenant with the instance's tenant and refuses events failing
-// abi.ValidateEvent. Requires grant "audit".
+// Audit records ev through the host's audit sink as a record of this
+// plugin (source "plugin:<name>", never a host record). The host overwrites
+// ev.Tenant with the instance's tenant, refuses events failing
+// abi.ValidateEvent, and returns ErrLimited beyond the operator's audit
+// budget (by default 8 records and 16 KiB per hook call, 10 per second).
+// Requires grant "audit".
 func Audit(ev *abi.Event) error {
 	scratch = abi.AppendEvent(scratch[:0], ev)
 	return statusErr(hostAuditEmit(unsafe.Pointer(unsafe.SliceData(scratch)), uint32(len(scratch))))

@@ -3,8 +3,6 @@ package app_test
 import (
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -110,16 +108,8 @@ func TestFailedReloadKeepsTheOldSetServing(t *testing.T) {
 // the next reload is not blocked, /readyz stays ready, and the old set
 // keeps working off its queue in the background.
 func TestReloadDoesNotWaitForTheOldPluginSet(t *testing.T) {
-	path, err := filepath.Abs(filepath.Join("..", "plugin", "testdata", "hostile", "slowevent.wasm"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slow := plugin.Spec{Name: "slowevent", Path: path, SHA256: plugin.Digest(raw), Hooks: []string{abi.HookEvents},
-		Limits: plugin.Limits{CallTimeout: time.Second}}
+	slow := hostileSpec(t, "slowevent", []string{abi.HookEvents})
+	slow.Limits.CallTimeout = time.Second
 	e := newEnv(t, envOptions{mutate: func(c *config.Config) {
 		withPlugins(t, map[string][]plugin.Spec{"demo": {slow}})(c)
 		c.Admin.TokenDigest = config.DigestSecret(adminToken)

@@ -410,9 +410,12 @@ type PluginHealth struct {
 	// replacing a discarded instance in the background.
 	InstantiateFailures      uint64
 	Evictions, GuestLogDrops uint64
-	EventsQueued             int
-	EventsDropped            uint64
-	LastError                string
+	// AuditLimited counts audit_emit records refused by the audit budget
+	// (per call, bytes per call, rate).
+	AuditLimited  uint64
+	EventsQueued  int
+	EventsDropped uint64
+	LastError     string
 }
 
 // Health returns the state of every plugin, sorted by tenant then chain
@@ -439,6 +442,7 @@ func (m *Manager) Health() Health {
 				BreakerRejects: p.stats.breakerRejects.Load(), Instantiations: p.stats.instantiations.Load(),
 				InstantiateFailures: p.stats.instFailures.Load(),
 				Evictions:           p.stats.evictions.Load(), GuestLogDrops: p.stats.logDrops.Load(),
+				AuditLimited:  p.stats.auditLimited.Load(),
 				EventsDropped: c.dropped.Load(),
 			}
 			if c.queue != nil {

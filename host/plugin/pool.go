@@ -34,6 +34,7 @@ type pool struct {
 	failMode  map[string]FailureMode
 	breaker   breaker
 	logs      limiter
+	audits    limiter // audit_emit records per second
 	stats     poolStats
 
 	// bg tracks background instantiations (the manager waits for them).
@@ -51,6 +52,7 @@ type pool struct {
 type poolStats struct {
 	calls, failures, timeouts, traps, outputs, breakerRejects atomic.Uint64
 	instantiations, instFailures, evictions, logDrops         atomic.Uint64
+	auditLimited                                              atomic.Uint64
 	lastErr                                                   atomic.Pointer[string]
 }
 
@@ -74,6 +76,7 @@ func newPool(tenant string, spec Spec, mod *Module, deps *Deps, opts *RuntimeOpt
 	p.breaker.threshold = opts.BreakerThreshold
 	p.breaker.cooldown = opts.BreakerCooldown
 	p.logs = limiter{rate: opts.GuestLogRate, burst: float64(opts.GuestLogBurst), tokens: float64(opts.GuestLogBurst)}
+	p.audits = limiter{rate: opts.AuditRate, burst: float64(opts.AuditBurst), tokens: float64(opts.AuditBurst)}
 	return p, nil
 }
 

@@ -15,6 +15,9 @@ type PluginState struct {
 	LiveInstances  int
 	// EventsDropped is the tenant's telemetry queue overflow so far.
 	EventsDropped uint64
+	// AuditLimited counts the plugin's audit_emit records refused by the
+	// audit budget so far.
+	AuditLimited uint64
 }
 
 // pluginInstruments are the authority_plugin_* instruments.
@@ -70,8 +73,9 @@ func (m *Metrics) PluginCall(tenant, plugin, hook string, elapsed time.Duration,
 
 // ObservePlugins registers gauges read from states at every collection:
 // authority_plugin_circuit_open{tenant,plugin} (0/1),
-// authority_plugin_instances{tenant,plugin} and
-// authority_plugin_event_queue_dropped_total{tenant}. Each configured
+// authority_plugin_instances{tenant,plugin},
+// authority_plugin_event_queue_dropped_total{tenant} and
+// authority_plugin_audit_limited_total{tenant,plugin}. Each configured
 // tenant/plugin pair exports from start-up, at 0.
 func (m *Metrics) ObservePlugins(states func() []PluginState) error {
 	meter := m.provider.Meter("stellaops.org/authority")
@@ -90,6 +94,11 @@ func (m *Metrics) ObservePlugins(states func() []PluginState) error {
 	if err != nil {
 		return err
 	}
+	limited, err := meter.Int64ObservableCounter("authority_plugin_audit_limited",
+		metric.WithDescription("Audit records a plugin emitted beyond its audit budget (per call, bytes per call, rate), refused."))
+	if err != nil {
+		return err
+	}
 	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		seen := map[string]bool{}
 		for _, s := range states() {
@@ -100,13 +109,14 @@ func (m *Metrics) ObservePlugins(states func() []PluginState) error {
 			}
 			o.ObserveInt64(open, v, pa)
 			o.ObserveInt64(live, int64(s.LiveInstances), pa)
+			o.ObserveInt64(limited, int64(s.AuditLimited), pa)
 			if !seen[s.Tenant] {
 				seen[s.Tenant] = true
 				o.ObserveInt64(dropped, int64(s.EventsDropped), metric.WithAttributes(attribute.String("tenant", s.Tenant)))
 			}
 		}
 		return nil
-	}, open, live, dropped)
+	}, open, live, dropped, limited)
 	return err
 }
 
