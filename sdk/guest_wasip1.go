@@ -115,8 +115,10 @@ func hostConfigGet(buf unsafe.Pointer, limit uint32) int32
 func Log(level int32, msg string) { hostLog(level, msg) }
 
 // Metric adds delta to the plugin counter name ([a-z0-9_], at most 64
-// bytes), exported by the host as authority_plugin_<name>_total with
-// tenant and plugin labels. Requires grant "metrics".
+// bytes), exported by the host as
+// authority_plugin_metric_total{tenant,plugin,name}. At most 16 distinct
+// names per plugin: a further one returns ErrLimited. Requires grant
+// "metrics".
 func Metric(name string, delta int64) error { return statusErr(hostMetricAdd(name, delta)) }
 
 // Audit records ev through the host's audit sink as a record of this

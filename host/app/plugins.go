@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -45,6 +47,7 @@ func buildPlugins(ctx context.Context, cfg *config.Config, log *slog.Logger, now
 		Clock:    clockFunc(now),
 		Logger:   log,
 		Observer: pluginObserver{m},
+		Metrics:  m,
 		Tracer:   tracer,
 		Counters: state.counters,
 		KV:       state.kv,
@@ -233,6 +236,9 @@ func (p pluginEvents) Record(_ context.Context, e audit.Event) {
 	}
 	if e.TokenID != "" {
 		ev.Attributes = append(ev.Attributes, abi.KV{Key: "jti", Value: e.TokenID})
+	}
+	for _, k := range slices.Sorted(maps.Keys(e.Annotations)) {
+		ev.Attributes = append(ev.Attributes, abi.KV{Key: "annotation." + k, Value: e.Annotations[k]})
 	}
 	p.mgr.Emit(e.Tenant, ev)
 }

@@ -345,3 +345,33 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// The hostcalls guest calls every host function and annotates its
+// decision: in the server its metric_add counter is exported as
+// authority_plugin_metric_total{tenant,plugin,name}, and its annotations
+// (prefixed with the plugin name) are on the request's audit record.
+func TestPluginMetricsAndAnnotationsReachTheServer(t *testing.T) {
+	spec := pluginSpec(t, "stellaops.org/authority/host/plugin/testdata/guests/hostcalls", "hostcalls", nil, plugin.Limits{})
+	spec.Hooks, spec.Grants = []string{abi.HookToken}, plugin.Grants()
+	e := newEnv(t, envOptions{mutate: func(c *config.Config) {
+		withPlugins(t, map[string][]plugin.Spec{"demo": {spec}})(c)
+		c.Plugins.PseudonymSecretFile = filepath.Join(t.TempDir(), "pseudonym.secret")
+		c.Plugins.GenerateSecret = true
+	}})
+	if r := e.token("demo-bearer", nil); r.status != 200 {
+		t.Fatalf("token: %d %s", r.status, r.raw)
+	}
+	if m := e.metrics(); !strings.Contains(m, `authority_plugin_metric_total{name="decisions",plugin="hostcalls",tenant="demo"} 1`) {
+		t.Fatalf("metric_add not exported:\n%s", grepLines(m, "authority_plugin_metric"))
+	}
+	var issued map[string]any
+	for _, r := range logRecords(t, e.logs.String(), "authority.audit") {
+		if r["event_type"] == "authority.token.issued" {
+			issued = r
+		}
+	}
+	ann, _ := issued["annotations"].(map[string]any)
+	if ann["hostcalls.counter"] != "1" || ann["hostcalls.tenant"] != "demo" {
+		t.Fatalf("annotations missing from the audit record: %v", issued)
+	}
+}

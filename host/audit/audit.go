@@ -48,6 +48,9 @@ type Event struct {
 	UserAgent  string
 	// SenderConstraint holds binding details (jkt, x5t#S256, jti, htu).
 	SenderConstraint map[string]string
+	// Annotations are the tenant's policy plugins' annotations on the
+	// request, keys prefixed "<plugin>." (abi/SPEC.md §4.5).
+	Annotations map[string]string
 }
 
 // Sink receives audit events. Record must not block the request for long
@@ -94,6 +97,9 @@ func (s LogSink) Record(ctx context.Context, e Event) {
 	}
 	if len(e.SenderConstraint) > 0 {
 		attrs = append(attrs, slog.Any("sender_constraint", e.SenderConstraint))
+	}
+	if len(e.Annotations) > 0 {
+		attrs = append(attrs, slog.Any("annotations", e.Annotations))
 	}
 	s.Logger.LogAttrs(ctx, slog.LevelInfo, msg, attrs...)
 }

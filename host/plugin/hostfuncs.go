@@ -24,6 +24,7 @@ const (
 	maxAuditEventBytes = 64 << 10 // one record; the per-call budget is RuntimeOptions.AuditBytesPerCall
 	maxAuditsPerCall   = 32       // ceiling of RuntimeOptions.AuditRecordsPerCall
 	maxMetricName      = 64
+	maxMetricNames     = 16 // distinct metric_add names per (tenant, plugin)
 	pseudonymLen       = 43 // base64url, unpadded, of 32 bytes
 	pseudonymDomain    = "authority.pseudonym.v1\x00"
 )
@@ -77,7 +78,12 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 			status(stack, abi.HostInvalid)
 			return
 		}
-		inst.p.deps.Metrics.AddPluginCounter(inst.p.tenant, inst.p.name, string(name), delta)
+		n, ok := inst.p.metricName(name)
+		if !ok {
+			status(stack, abi.HostLimited)
+			return
+		}
+		inst.p.deps.Metrics.AddPluginCounter(inst.p.tenant, inst.p.name, n, delta)
 		status(stack, abi.HostOK)
 	}, []api.ValueType{i32, i32, i64}, i32)
 

@@ -40,6 +40,10 @@ type pool struct {
 	// bg tracks background instantiations (the manager waits for them).
 	bg *sync.WaitGroup
 
+	// metricNames are the metric_add names seen, at most maxMetricNames.
+	metricMu    sync.Mutex
+	metricNames map[string]string
+
 	mu           sync.Mutex
 	idle         []*instance
 	live         int
@@ -382,6 +386,27 @@ func (p *pool) guestLog(ctx context.Context, level slog.Level, source, msg strin
 	}
 	p.deps.Logger.LogAttrs(ctx, level, "authority.plugin.log", slog.String("tenant", p.tenant),
 		slog.String("plugin", p.name), slog.String("source", source), slog.String("msg", msg))
+}
+
+// metricName returns name as a string when it is one of the first
+// maxMetricNames distinct names the plugin used (the label values of its
+// counters stay bounded), and false beyond them. Known names do not
+// allocate.
+func (p *pool) metricName(name []byte) (string, bool) {
+	p.metricMu.Lock()
+	defer p.metricMu.Unlock()
+	if s, ok := p.metricNames[string(name)]; ok {
+		return s, true
+	}
+	if len(p.metricNames) >= maxMetricNames {
+		return "", false
+	}
+	if p.metricNames == nil {
+		p.metricNames = map[string]string{}
+	}
+	s := string(name)
+	p.metricNames[s] = s
+	return s, true
 }
 
 func (p *pool) hostError(ctx context.Context, fn string, err error) {

@@ -25,6 +25,7 @@ type pluginInstruments struct {
 	calls    metric.Int64Counter
 	duration metric.Float64Histogram
 	failures metric.Int64Counter
+	guest    metric.Int64Counter // metric_add
 }
 
 func (m *Metrics) initPlugins(meter metric.Meter) error {
@@ -35,6 +36,10 @@ func (m *Metrics) initPlugins(meter metric.Meter) error {
 	}
 	if m.plugins.failures, err = meter.Int64Counter("authority_plugin_failures",
 		metric.WithDescription("Failed plugin hook calls by reason: timeout, trap, output, instantiate, breaker_open, pool_busy, guest_error, closed.")); err != nil {
+		return err
+	}
+	if m.plugins.guest, err = meter.Int64Counter("authority_plugin_metric",
+		metric.WithDescription("Counters plugins add with the metric_add host function, by tenant, plugin and the plugin's counter name.")); err != nil {
 		return err
 	}
 	if m.plugins.duration, err = meter.Float64Histogram("authority_plugin_call_duration_seconds",
@@ -69,6 +74,21 @@ func (m *Metrics) PluginCall(tenant, plugin, hook string, elapsed time.Duration,
 				attribute.String("hook", hook), attribute.String("reason", reason)}
 		}))
 	}
+}
+
+// AddPluginCounter implements the plugin runtime's MetricSink: delta is
+// added to authority_plugin_metric_total{tenant,plugin,name}. One
+// instrument with the plugin's name as a label, not an instrument per
+// name, so that no plugin counter can collide with a host metric; the
+// runtime bounds the names per plugin (abi/SPEC.md §5), and with them the
+// label values.
+func (m *Metrics) AddPluginCounter(tenant, plugin, name string, delta int64) {
+	if m == nil {
+		return
+	}
+	m.plugins.guest.Add(context.Background(), delta, m.with(attrKey{inst: instPluginMetric, a: tenant, b: plugin, c: name}, func() []attribute.KeyValue {
+		return []attribute.KeyValue{attribute.String("tenant", tenant), attribute.String("plugin", plugin), attribute.String("name", name)}
+	}))
 }
 
 // ObservePlugins registers gauges read from states at every collection:
