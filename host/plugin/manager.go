@@ -182,7 +182,8 @@ func (m *Manager) Warm(ctx context.Context) error {
 //   - the returned status, error, description and Retry-After are valid
 //     per abi.Decision.Validate; annotation keys are prefixed with
 //     "<plugin>.";
-//   - the guest sees in with Tenant set to tenant; in is not modified;
+//   - the guest sees in with Tenant set to tenant, and with Time unset
+//     unless the plugin is granted "clock"; in is not modified;
 //   - ctx bounds only the wait for a free instance: a running guest call
 //     is bounded by the plugin's callTimeout, not cancelled with the
 //     request (that would discard a healthy instance).
@@ -267,7 +268,8 @@ func unavailable(retry time.Duration) abi.Decision {
 // Emit queues ev for tenant's telemetry plugins and reports whether it was
 // queued. It never blocks: when the tenant's queue is full (or the
 // manager closed) the event is dropped and counted in Health. A tenant
-// without events plugins costs a map lookup. ev.Tenant is set to tenant;
+// without events plugins costs a map lookup. ev.Tenant is set to tenant
+// (and ev.Time unset for plugins not granted "clock");
 // the caller must not modify ev's slices afterwards.
 func (m *Manager) Emit(tenant string, ev abi.Event) bool {
 	c := m.tenants[tenant]
