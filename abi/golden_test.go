@@ -277,6 +277,28 @@ func TestValidateEvent(t *testing.T) {
 	}
 }
 
+// TestValidateEventScopes: every scope of an emitted event is an RFC 6749
+// §3.3 scope-token (NQCHAR = %x21 / %x23-5B / %x5D-7E) of 1-256 bytes.
+func TestValidateEventScopes(t *testing.T) {
+	ok := []string{"read", "a", "urn:x-y:z/1", "!#$%&'()*+,-./:;<=>?@[]^_`{|}~", strings.Repeat("s", MaxEventScopeLen)}
+	for _, sc := range ok {
+		ev := sampleEvent()
+		ev.Scopes = []string{sc}
+		if err := ValidateEvent(&ev); err != nil {
+			t.Errorf("scope %q refused: %v", sc, err)
+		}
+	}
+	bad := []string{"", "two words", `quote"`, `back\slash`, "tab\t", "nl\n", "\x00", "caf\u00e9", "\x7f", strings.Repeat("s", MaxEventScopeLen+1)}
+	for _, sc := range bad {
+		ev := sampleEvent()
+		ev.Scopes = []string{"read", sc}
+		var ve *ValidationError
+		if err := ValidateEvent(&ev); !errors.As(err, &ve) || ve.Field != "scopes" {
+			t.Errorf("scope %q: %v, want a scopes error", sc, err)
+		}
+	}
+}
+
 // TestFastPathMatches checks the view decoders (fast path and fallback)
 // against the copying decoders on the vectors and on inputs that force the
 // fallback (long strings) and reuse (decoding into a used struct).

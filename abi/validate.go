@@ -15,6 +15,7 @@ const (
 	MaxEventAttributes          = 32
 	MaxEventFieldLen            = 1024
 	MaxEventScopes              = 64
+	MaxEventScopeLen            = 256
 	StatusUnavailable           = 503
 	ErrorTemporarilyUnavailable = "temporarily_unavailable"
 )
@@ -64,7 +65,8 @@ func (d *Decision) Validate() error {
 
 // ValidateEvent reports whether e is an event a plugin may emit through
 // audit_emit: Type is "authority." followed by lower-case dotted segments,
-// and every field respects the Max* limits.
+// every scope is an RFC 6749 §3.3 scope-token (1 to MaxEventScopeLen bytes
+// of %x21 / %x23-5B / %x5D-7E), and every field respects the Max* limits.
 func ValidateEvent(e *Event) error {
 	if len(e.Type) > MaxEventTypeLen || len(e.Type) <= len("authority.") || e.Type[:len("authority.")] != "authority." || !keyChars(e.Type) {
 		return invalid("type", `must be "authority.<surface>.<action>" in [a-z0-9_.-]`)
@@ -80,6 +82,11 @@ func ValidateEvent(e *Event) error {
 	}
 	if len(e.Scopes) > MaxEventScopes {
 		return invalid("scopes", "more than 64 scopes")
+	}
+	for _, sc := range e.Scopes {
+		if sc == "" || len(sc) > MaxEventScopeLen || !nqschar(sc, false) {
+			return invalid("scopes", "each scope must be 1-256 characters of the RFC 6749 scope-token charset")
+		}
 	}
 	return validKVs("attributes", e.Attributes, MaxEventAttributes)
 }

@@ -115,13 +115,18 @@ func hostConfigGet(buf unsafe.Pointer, limit uint32) int32
 func Log(level int32, msg string) { hostLog(level, msg) }
 
 // Metric adds delta to the plugin counter name ([a-z0-9_], at most 64
-// bytes), exported by the host as authority_plugin_<name>_total with
-// tenant and plugin labels. Requires grant "metrics".
+// bytes), exported by the host as
+// authority_plugin_metric_total{tenant,plugin,name}. At most 16 distinct
+// names per plugin: a further one returns ErrLimited. Requires grant
+// "metrics".
 func Metric(name string, delta int64) error { return statusErr(hostMetricAdd(name, delta)) }
 
-// Audit records ev through the host's audit sink. The host overwrites
-// ev.Tenant with the instance's tenant and refuses events failing
-// abi.ValidateEvent. Requires grant "audit".
+// Audit records ev through the host's audit sink as a record of this
+// plugin (source "plugin:<name>", never a host record). The host overwrites
+// ev.Tenant with the instance's tenant, refuses events failing
+// abi.ValidateEvent, and returns ErrLimited beyond the operator's audit
+// budget (by default 8 records and 16 KiB per hook call, 10 per second).
+// Requires grant "audit".
 func Audit(ev *abi.Event) error {
 	scratch = abi.AppendEvent(scratch[:0], ev)
 	return statusErr(hostAuditEmit(unsafe.Pointer(unsafe.SliceData(scratch)), uint32(len(scratch))))

@@ -71,6 +71,11 @@ type Authority struct {
 	devCA    *x509.Certificate
 	reloadMu sync.Mutex
 	lastErr  atomic.Pointer[string]
+	// retiring tracks replaced plugin sets still closing (see retire);
+	// cancelling retireCtx makes them give up at once.
+	retiring     sync.WaitGroup
+	retireCtx    context.Context
+	retireCancel context.CancelFunc
 }
 
 // Options adjust Build for tests.
@@ -204,9 +209,16 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 		return nil, err
 	}
 	a.plugins.p.Store(mgr)
+	a.retireCtx, a.retireCancel = context.WithCancel(context.Background())
 	a.closers = append(a.closers, func() error {
+		// Replaced sets still closing give up (their queued events are
+		// dropped and counted); the current one gets the shutdown timeout.
+		a.retireCancel()
+		a.retiring.Wait()
 		if m := a.plugins.p.Swap(nil); m != nil {
-			return m.Close(context.Background())
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.Listen.ShutdownTimeout.D())
+			defer cancel()
+			return m.Close(ctx)
 		}
 		return nil
 	})

@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -45,6 +47,7 @@ func buildPlugins(ctx context.Context, cfg *config.Config, log *slog.Logger, now
 		Clock:    clockFunc(now),
 		Logger:   log,
 		Observer: pluginObserver{m},
+		Metrics:  m,
 		Tracer:   tracer,
 		Counters: state.counters,
 		KV:       state.kv,
@@ -66,12 +69,16 @@ func buildPlugins(ctx context.Context, cfg *config.Config, log *slog.Logger, now
 		return nil, fmt.Errorf("plugins.guildKeys: %w", err)
 	}
 	mgr, err := plugin.NewManager(ctx, plugin.RuntimeOptions{
-		GuildKeys:        guildKeys,
-		CacheDir:         config.ResolvePath(cfg.Plugins.CacheDir),
-		CacheKeyFile:     config.ResolvePath(cfg.Plugins.CacheKeyFile),
-		EventQueueSize:   cfg.Plugins.EventQueueSize,
-		BreakerThreshold: cfg.Plugins.BreakerThreshold,
-		BreakerCooldown:  cfg.Plugins.BreakerCooldown.D(),
+		GuildKeys:           guildKeys,
+		CacheDir:            config.ResolvePath(cfg.Plugins.CacheDir),
+		CacheKeyFile:        config.ResolvePath(cfg.Plugins.CacheKeyFile),
+		EventQueueSize:      cfg.Plugins.EventQueueSize,
+		BreakerThreshold:    cfg.Plugins.BreakerThreshold,
+		BreakerCooldown:     cfg.Plugins.BreakerCooldown.D(),
+		AuditRecordsPerCall: cfg.Plugins.Audit.RecordsPerCall,
+		AuditBytesPerCall:   cfg.Plugins.Audit.BytesPerCall,
+		AuditRate:           cfg.Plugins.Audit.Rate,
+		AuditBurst:          cfg.Plugins.Audit.Burst,
 	}, specs, deps)
 	if err != nil {
 		return nil, fmt.Errorf("plugins: %w", err)
@@ -135,7 +142,7 @@ func (h *pluginHolder) states() []telemetry.PluginState {
 	out := make([]telemetry.PluginState, len(hl.Plugins))
 	for i, p := range hl.Plugins {
 		out[i] = telemetry.PluginState{Tenant: p.Tenant, Plugin: p.Plugin, CircuitOpen: p.Breaker != plugin.BreakerClosed,
-			LiveInstances: p.LiveInstances, EventsDropped: p.EventsDropped}
+			LiveInstances: p.LiveInstances, EventsDropped: p.EventsDropped, AuditLimited: p.AuditLimited}
 	}
 	return out
 }
@@ -192,13 +199,16 @@ func (o pluginObserver) PluginCall(tenant, plugin, hook string, elapsed time.Dur
 	o.m.PluginCall(tenant, plugin, hook, elapsed, string(failure))
 }
 
-// pluginAudit receives the events plugins emit with audit_emit.
+// pluginAudit receives the events plugins emit with audit_emit and writes
+// them as plugin records: source "plugin:<name>" (name comes from the
+// runtime, never from the event), log event authority.audit.plugin. They
+// are not fed back to plugins.
 type pluginAudit struct{ sink audit.Sink }
 
 func (a pluginAudit) Audit(ctx context.Context, name string, ev abi.Event) error {
-	a.sink.Record(ctx, audit.Event{Type: ev.Type, Time: ev.Time, CorrelationID: ev.CorrelationID, Tenant: ev.Tenant,
-		Outcome: ev.Outcome, Reason: ev.Reason, Subject: ev.Subject, Client: ev.Client, Scopes: ev.Scopes,
-		SenderConstraint: map[string]string{"plugin": name}})
+	a.sink.Record(ctx, audit.Event{Source: plugin.PluginSource(name), Type: ev.Type, Time: ev.Time,
+		CorrelationID: ev.CorrelationID, Tenant: ev.Tenant, Outcome: ev.Outcome, Reason: ev.Reason,
+		Subject: ev.Subject, Client: ev.Client, Scopes: ev.Scopes})
 	return nil
 }
 
@@ -207,6 +217,9 @@ func (a pluginAudit) Audit(ctx context.Context, name string, ev abi.Event) error
 type pluginEvents struct{ mgr *plugin.Manager }
 
 func (p pluginEvents) Record(_ context.Context, e audit.Event) {
+	if e.Source != "" && e.Source != audit.SourceHost {
+		return // a plugin's own record never feeds back into plugins
+	}
 	ev := abi.Event{Type: e.Type, Time: e.Time, CorrelationID: e.CorrelationID, Tenant: e.Tenant, Outcome: e.Outcome,
 		Reason: e.Reason, Subject: e.Subject, Client: e.Client, Scopes: e.Scopes, RemoteAddr: e.RemoteAddr, UserAgent: e.UserAgent}
 	if ev.Time.IsZero() {
@@ -224,6 +237,9 @@ func (p pluginEvents) Record(_ context.Context, e audit.Event) {
 	}
 	if e.TokenID != "" {
 		ev.Attributes = append(ev.Attributes, abi.KV{Key: "jti", Value: e.TokenID})
+	}
+	for _, k := range slices.Sorted(maps.Keys(e.Annotations)) {
+		ev.Attributes = append(ev.Attributes, abi.KV{Key: "annotation." + k, Value: e.Annotations[k]})
 	}
 	p.mgr.Emit(e.Tenant, ev)
 }

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"crypto/ed25519"
+	"encoding/json"
 	"io"
 	"net/http/httptest"
 	"net/url"
@@ -274,5 +275,103 @@ func TestGuildSignedPluginLoadsOthersRefused(t *testing.T) {
 	_, err = app.Build(t.Context(), cfg, app.NewLogger(io.Discard, "info"), app.Options{})
 	if err == nil || !strings.Contains(err.Error(), "denyrule") {
 		t.Fatalf("a module signed by an untrusted key must refuse to start, naming it: %v", err)
+	}
+}
+
+// hostileSpec pins a module of host/plugin/testdata/hostile.
+func hostileSpec(t *testing.T, name string, hooks []string, grants ...string) plugin.Spec {
+	t.Helper()
+	path, err := filepath.Abs(filepath.Join("..", "plugin", "testdata", "hostile", name+".wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plugin.Spec{Name: name, Path: path, SHA256: plugin.Digest(raw), Hooks: hooks, Grants: grants}
+}
+
+// logRecords returns the JSON log records whose msg is msg.
+func logRecords(t *testing.T, logs, msg string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(logs, "\n") {
+		var r map[string]any
+		if json.Unmarshal([]byte(line), &r) == nil && r["msg"] == msg {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// A plugin that forges host audit records (authority.token.issued for a
+// client and subject of its choosing, another tenant, 100 times per
+// /token) writes at most its budget, 8 records, each a plugin record that
+// no reader of host records can take for one: log event
+// authority.audit.plugin, source plugin:<name>, the request's tenant. The
+// 92 refused records are counted in authority_plugin_audit_limited_total.
+func TestPluginCannotForgeHostAuditRecords(t *testing.T) {
+	flood := hostileSpec(t, "auditflood", []string{abi.HookToken}, plugin.GrantAudit)
+	e := newEnv(t, envOptions{mutate: withPlugins(t, map[string][]plugin.Spec{"demo": {flood}})})
+	if r := e.token("demo-bearer", nil); r.status != 200 {
+		t.Fatalf("token: %d %s", r.status, r.raw)
+	}
+	logs := e.logs.String()
+	host := logRecords(t, logs, "authority.audit")
+	if len(host) != 1 || host[0]["source"] != "host" || host[0]["event_type"] != "authority.token.issued" || host[0]["client"] != "demo-bearer" {
+		t.Fatalf("host audit records: %v", host)
+	}
+	forged := logRecords(t, logs, "authority.audit.plugin")
+	if len(forged) != 8 {
+		t.Fatalf("%d plugin records, want the budget of 8", len(forged))
+	}
+	for _, r := range forged {
+		if r["source"] != "plugin:auditflood" || r["tenant"] != "demo" || r["client"] != "victim" || r["event_type"] != "authority.token.issued" {
+			t.Fatalf("plugin record %v", r)
+		}
+	}
+	if m := e.metrics(); !strings.Contains(m, `authority_plugin_audit_limited_total{plugin="auditflood",tenant="demo"} 92`) {
+		t.Fatalf("refused records not counted:\n%s", grepLines(m, "audit_limited"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// The hostcalls guest calls every host function and annotates its
+// decision: in the server its metric_add counter is exported as
+// authority_plugin_metric_total{tenant,plugin,name}, and its annotations
+// (prefixed with the plugin name) are on the request's audit record.
+func TestPluginMetricsAndAnnotationsReachTheServer(t *testing.T) {
+	spec := pluginSpec(t, "stellaops.org/authority/host/plugin/testdata/guests/hostcalls", "hostcalls", nil, plugin.Limits{})
+	spec.Hooks, spec.Grants = []string{abi.HookToken}, plugin.Grants()
+	e := newEnv(t, envOptions{mutate: func(c *config.Config) {
+		withPlugins(t, map[string][]plugin.Spec{"demo": {spec}})(c)
+		c.Plugins.PseudonymSecretFile = filepath.Join(t.TempDir(), "pseudonym.secret")
+		c.Plugins.GenerateSecret = true
+	}})
+	if r := e.token("demo-bearer", nil); r.status != 200 {
+		t.Fatalf("token: %d %s", r.status, r.raw)
+	}
+	if m := e.metrics(); !strings.Contains(m, `authority_plugin_metric_total{name="decisions",plugin="hostcalls",tenant="demo"} 1`) {
+		t.Fatalf("metric_add not exported:\n%s", grepLines(m, "authority_plugin_metric"))
+	}
+	var issued map[string]any
+	for _, r := range logRecords(t, e.logs.String(), "authority.audit") {
+		if r["event_type"] == "authority.token.issued" {
+			issued = r
+		}
+	}
+	ann, _ := issued["annotations"].(map[string]any)
+	if ann["hostcalls.counter"] != "1" || ann["hostcalls.tenant"] != "demo" {
+		t.Fatalf("annotations missing from the audit record: %v", issued)
 	}
 }

@@ -7,14 +7,17 @@ import (
 	"time"
 
 	"stellaops.org/authority/host/config"
+	"stellaops.org/authority/host/plugin"
 )
 
 // Reload re-reads the configuration file and swaps in its clients, tenants,
 // sender-constraint policies and plugin set. The new set is validated,
 // compiled and warmed first; only then are the OAuth service and the
 // plugin set swapped (atomically, each), and the old plugin set closes
-// once its in-flight calls finish. A failing set leaves the old one
-// serving; the failure is logged, counted and shown at /readyz until a
+// in the background, outside the reload lock, once its in-flight calls and
+// queued events finish (at most oldPluginSetGrace; then what is left is
+// dropped and counted), so a slow old set delays neither the next reload
+// nor the answer to this one. A failing set leaves the old one serving; the failure is logged, counted and shown at /readyz until a
 // reload succeeds. Sections that need a restart (listeners, TLS, signing
 // keys, storage, DPoP verification, telemetry, limits) keep their running
 // values, and a warning names them.
@@ -63,13 +66,29 @@ func (a *Authority) reload(ctx context.Context) error {
 	a.Server.SetService(svc)
 	a.Service, a.Config = svc, cfg
 	if old != nil {
-		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := old.Close(cctx); err != nil {
-			a.log.WarnContext(ctx, "authority.plugins.close", "error", err.Error())
-		}
+		a.retire(old)
 	}
 	return nil
+}
+
+// oldPluginSetGrace bounds how long a replaced plugin set may take to
+// finish its in-flight calls and queued events.
+const oldPluginSetGrace = 30 * time.Second
+
+// retire closes a replaced plugin set in the background, within
+// oldPluginSetGrace or until the Authority closes, whichever comes first.
+// Calls that raced the swap onto it are retried on the new set (see
+// pluginHolder.Decide).
+func (a *Authority) retire(old *plugin.Manager) {
+	a.retiring.Add(1)
+	go func() {
+		defer a.retiring.Done()
+		ctx, cancel := context.WithTimeout(a.retireCtx, oldPluginSetGrace)
+		defer cancel()
+		if err := old.Close(ctx); err != nil {
+			a.log.Warn("authority.plugins.close", "error", err.Error())
+		}
+	}()
 }
 
 // reloadCheck is the /readyz detail of the last reload: a failed reload

@@ -5,8 +5,11 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
+	"stellaops.org/authority/abi"
 	"stellaops.org/authority/host/config"
+	"stellaops.org/authority/host/plugin"
 )
 
 const adminToken = "admin-token-for-tests-0123456789"
@@ -97,5 +100,56 @@ func TestFailedReloadKeepsTheOldSetServing(t *testing.T) {
 	}
 	if rz := e.do("/readyz", reqOpts{method: http.MethodGet}); strings.Contains(rz.raw, "last reload failed") {
 		t.Fatal("a successful reload clears the failure")
+	}
+}
+
+// A reload does not wait for the replaced plugin set: behind a slow events
+// plugin (200 ms per event, 20 events queued) the reload answers at once,
+// the next reload is not blocked, /readyz stays ready, and the old set
+// keeps working off its queue in the background.
+func TestReloadDoesNotWaitForTheOldPluginSet(t *testing.T) {
+	slow := hostileSpec(t, "slowevent", []string{abi.HookEvents})
+	slow.Limits.CallTimeout = time.Second
+	e := newEnv(t, envOptions{mutate: func(c *config.Config) {
+		withPlugins(t, map[string][]plugin.Spec{"demo": {slow}})(c)
+		c.Admin.TokenDigest = config.DigestSecret(adminToken)
+	}})
+	old := e.a.Plugins()
+	const events = 20
+	for i := 0; i < events; i++ { // each /token queues one audit event
+		if r := e.token("demo-bearer", nil); r.status != 200 {
+			t.Fatalf("token: %d %s", r.status, r.raw)
+		}
+	}
+	e.writeConfig(func(d string) string { return d })
+	start := time.Now()
+	for i := 0; i < 2; i++ {
+		if r := e.adminReload(adminToken); r.status != http.StatusOK {
+			t.Fatalf("reload %d: %d %s", i, r.status, r.raw)
+		}
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Fatalf("two reloads took %s: they waited for the old set's %d queued events", el, events)
+	}
+	if r := e.do("/readyz", reqOpts{method: http.MethodGet}); r.status != http.StatusOK {
+		t.Fatalf("/readyz during the old set's close: %d %s", r.status, r.raw)
+	}
+	if old.Health().Ready {
+		t.Fatal("the old set is still open")
+	}
+	// The old set still delivers what was queued before the swap.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		h := old.Health().Plugins[0]
+		if h.Calls+h.EventsDropped >= events {
+			if h.EventsDropped != 0 {
+				t.Fatalf("old set dropped events it had time for: %+v", h)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("old set stopped delivering: %+v", h)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

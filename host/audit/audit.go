@@ -20,8 +20,19 @@ const (
 	OutcomeError       = "error"
 )
 
+// Source of the host's own records; plugin records carry
+// "plugin:<name>" (see Event.Source).
+const SourceHost = "host"
+
 // Event is one audit record. Type is `authority.<surface>.<action>`.
 type Event struct {
+	// Source says who wrote the record: empty (or SourceHost) for the host,
+	// "plugin:<name>" for a record a plugin emitted with audit_emit, set by
+	// the host from the emitting instance (abi/SPEC.md §5). A plugin record
+	// may carry any Type, including the host's own (authority.token.issued),
+	// so readers tell host records from plugin ones by Source (and the log
+	// event name), never by Type.
+	Source        string
 	Type          string
 	Time          time.Time
 	CorrelationID string
@@ -37,6 +48,9 @@ type Event struct {
 	UserAgent  string
 	// SenderConstraint holds binding details (jkt, x5t#S256, jti, htu).
 	SenderConstraint map[string]string
+	// Annotations are the tenant's policy plugins' annotations on the
+	// request, keys prefixed "<plugin>." (abi/SPEC.md §4.5).
+	Annotations map[string]string
 }
 
 // Sink receives audit events. Record must not block the request for long
@@ -45,7 +59,10 @@ type Sink interface {
 	Record(ctx context.Context, e Event)
 }
 
-// LogSink writes each event as one structured `authority.audit` record.
+// LogSink writes each event as one structured record: `authority.audit`
+// with source "host" for the host's records, `authority.audit.plugin`
+// with source "plugin:<name>" for a plugin's, so that no query for host
+// records (by log event or source) matches a plugin's.
 type LogSink struct {
 	Logger *slog.Logger
 }
@@ -55,7 +72,12 @@ func (s LogSink) Record(ctx context.Context, e Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
 	}
+	msg, source := "authority.audit", SourceHost
+	if e.Source != "" && e.Source != SourceHost {
+		msg, source = "authority.audit.plugin", e.Source
+	}
 	attrs := []slog.Attr{
+		slog.String("source", source),
 		slog.String("event_type", e.Type),
 		slog.Time("event_time", e.Time.UTC()),
 		slog.String("correlation_id", e.CorrelationID),
@@ -76,7 +98,10 @@ func (s LogSink) Record(ctx context.Context, e Event) {
 	if len(e.SenderConstraint) > 0 {
 		attrs = append(attrs, slog.Any("sender_constraint", e.SenderConstraint))
 	}
-	s.Logger.LogAttrs(ctx, slog.LevelInfo, "authority.audit", attrs...)
+	if len(e.Annotations) > 0 {
+		attrs = append(attrs, slog.Any("annotations", e.Annotations))
+	}
+	s.Logger.LogAttrs(ctx, slog.LevelInfo, msg, attrs...)
 }
 
 // Multi fans an event out to several sinks.

@@ -85,6 +85,19 @@ type Plugins struct {
 	// them (before compilation), and a plugin with requireSignature must
 	// have such a signature.
 	GuildKeys []string `yaml:"guildKeys"`
+	// Audit is the budget of the audit_emit host function per (tenant,
+	// plugin); records beyond it are refused and counted.
+	Audit PluginAudit `yaml:"audit"`
+}
+
+// PluginAudit bounds what a plugin may write to the audit log: at most
+// RecordsPerCall records and BytesPerCall encoded bytes in one hook call,
+// and Rate records per second with bursts of Burst per (tenant, plugin).
+type PluginAudit struct {
+	RecordsPerCall int     `yaml:"recordsPerCall"`
+	BytesPerCall   int     `yaml:"bytesPerCall"`
+	Rate           float64 `yaml:"rate"`
+	Burst          int     `yaml:"burst"`
 }
 
 // Listen names the addresses the server binds.
@@ -416,7 +429,8 @@ func Default() *Config {
 		}},
 		Logging: Logging{Level: "info"},
 		Plugins: Plugins{CacheDir: "var/plugin-cache", State: "memory", EventQueueSize: 1024, BreakerThreshold: 5,
-			BreakerCooldown: Duration(30 * time.Second)},
+			BreakerCooldown: Duration(30 * time.Second),
+			Audit:           PluginAudit{RecordsPerCall: 8, BytesPerCall: 16 << 10, Rate: 10, Burst: 50}},
 		Telemetry: Telemetry{ServiceName: "authority", SampleRatio: 1,
 			OTLP: OTLP{MetricInterval: Duration(30 * time.Second)}},
 		Limits: Limits{MaxBodyBytes: 64 << 10},

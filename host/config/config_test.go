@@ -60,6 +60,9 @@ func TestMinimalConfigGetsDefaults(t *testing.T) {
 	if d.Nonce.SingleUse || d.Nonce.Store != "memory" {
 		t.Fatalf("nonce defaults: %+v", d.Nonce)
 	}
+	if a := cfg.Plugins.Audit; a != (PluginAudit{RecordsPerCall: 8, BytesPerCall: 16 << 10, Rate: 10, Burst: 50}) {
+		t.Fatalf("plugins.audit defaults: %+v", a)
+	}
 }
 
 func TestUnknownKeyIsAnError(t *testing.T) {
@@ -85,6 +88,11 @@ func TestValidationNamesTheKey(t *testing.T) {
 		{"issuer", "issuer: ftp://x\n", "issuer"},
 		{"trusted proxy", "security:\n  trustedProxies: [nonsense]\n", "security.trustedProxies[0]"},
 		{"log level", "logging:\n  level: loud\n", "logging.level"},
+		{"audit records per call", "plugins:\n  audit:\n    recordsPerCall: 33\n", "plugins.audit.recordsPerCall"},
+		{"audit records per call zero", "plugins:\n  audit:\n    recordsPerCall: 0\n", "plugins.audit.recordsPerCall"},
+		{"audit bytes per call", "plugins:\n  audit:\n    bytesPerCall: 100\n", "plugins.audit.bytesPerCall"},
+		{"audit rate", "plugins:\n  audit:\n    rate: 0\n", "plugins.audit.rate"},
+		{"audit burst", "plugins:\n  audit:\n    burst: -1\n", "plugins.audit.burst"},
 		{"mtls audiences need https", "security:\n  senderConstraints:\n    mtls:\n      enforceForAudiences: [api]\n", "security.senderConstraints.mtls.enforceForAudiences"},
 	}
 	for _, tc := range cases {

@@ -262,6 +262,18 @@ func (c *Config) Validate() error {
 	if c.Plugins.BreakerCooldown.D() < time.Second {
 		bad("plugins.breakerCooldown", "must be >= 1s")
 	}
+	if a := c.Plugins.Audit; a.RecordsPerCall < 1 || a.RecordsPerCall > 32 {
+		bad("plugins.audit.recordsPerCall", "must be 1-32 (the ABI ceiling), got %d", a.RecordsPerCall)
+	}
+	if a := c.Plugins.Audit; a.BytesPerCall < 1024 || a.BytesPerCall > 2<<20 {
+		bad("plugins.audit.bytesPerCall", "must be 1024-2097152 bytes, got %d", a.BytesPerCall)
+	}
+	if a := c.Plugins.Audit; !(a.Rate > 0) || a.Rate > 10000 {
+		bad("plugins.audit.rate", "must be > 0 and <= 10000 records per second, got %v", a.Rate)
+	}
+	if a := c.Plugins.Audit; a.Burst < 1 || a.Burst > 100000 {
+		bad("plugins.audit.burst", "must be 1-100000, got %d", a.Burst)
+	}
 	if c.Limits.MaxBodyBytes < 1024 {
 		bad("limits.maxBodyBytes", "must be >= 1024")
 	}

@@ -25,6 +25,10 @@ type policyFacts struct {
 	scopes, audiences        []string
 	b                        binding
 	dpopPresent              bool
+	// annotations, when set, receives the chain's annotations (keys
+	// prefixed "<plugin>.", failure annotations included) for the
+	// request's audit record.
+	annotations *[]abi.KV
 }
 
 // decide runs the plugin chain (when configured) and turns a deny into an
@@ -65,6 +69,9 @@ func (s *Service) decide(ctx context.Context, r *Request, f policyFacts) *Error 
 		s.log.WarnContext(ctx, "authority.plugin.failed", "tenant", f.client.Tenant, "endpoint", f.endpoint,
 			"error", err.Error(), "correlation_id", r.CorrelationID)
 	}
+	if f.annotations != nil {
+		*f.annotations = d.Annotations
+	}
 	if d.Allow {
 		return nil
 	}
@@ -79,6 +86,21 @@ func (s *Service) decide(ctx context.Context, r *Request, f policyFacts) *Error 
 		e.WithHeader("Retry-After", strconv.Itoa(d.RetryAfter))
 	}
 	s.log.InfoContext(ctx, "authority.plugin.denied", "tenant", f.client.Tenant, "client", f.client.ID,
-		"endpoint", f.endpoint, "status", e.Status, "error", e.Code, "correlation_id", r.CorrelationID)
+		"endpoint", f.endpoint, "status", e.Status, "error", e.Code, "correlation_id", r.CorrelationID,
+		"annotations", annotationMap(d.Annotations))
 	return e
+}
+
+// annotationMap turns plugin annotations into an audit record's
+// annotations (nil when there are none; a repeated key keeps its last
+// value).
+func annotationMap(kvs []abi.KV) map[string]string {
+	if len(kvs) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(kvs))
+	for _, kv := range kvs {
+		m[kv.Key] = kv.Value
+	}
+	return m
 }

@@ -131,7 +131,7 @@ func (s *Service) Token(ctx context.Context, r *Request) (*TokenResponse, *Error
 	resp, e := s.token(ctx, r, &out)
 	ev := audit.Event{Type: "authority.token.issued", Outcome: audit.OutcomeSuccess, CorrelationID: r.CorrelationID,
 		Tenant: out.Tenant, Client: out.client, Subject: out.client, Scopes: out.scopes, TokenID: out.jti,
-		RemoteAddr: r.RemoteAddr, UserAgent: r.UserAgent}
+		RemoteAddr: r.RemoteAddr, UserAgent: r.UserAgent, Annotations: annotationMap(out.annotations)}
 	if e != nil {
 		out.Error = e.Code
 		ev.Type, ev.Outcome, ev.Reason = "authority.token.denied", audit.OutcomeFailure, e.Reason
@@ -154,6 +154,8 @@ type tokenOutcome struct {
 	jti    string
 	scopes []string
 	cnf    Cnf
+	// annotations are the plugin chain's, for the audit record.
+	annotations []abi.KV
 }
 
 var knownGrants = []string{"client_credentials", "password", "refresh_token"}
@@ -204,7 +206,7 @@ func (s *Service) token(ctx context.Context, r *Request, out *tokenOutcome) (*To
 		return e
 	}
 	if e := s.decide(ctx, r, policyFacts{endpoint: abi.HookToken, grant: grant, subject: cl.ID, client: cl,
-		scopes: scopes, audiences: auds, b: b, dpopPresent: len(r.DPoP) > 0}); e != nil {
+		scopes: scopes, audiences: auds, b: b, dpopPresent: len(r.DPoP) > 0, annotations: &out.annotations}); e != nil {
 		return nil, withNonce(e)
 	}
 	resp, e := s.issue(ctx, cl, cl.ID, scopes, auds, b)

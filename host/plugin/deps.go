@@ -47,10 +47,19 @@ type TenantSecrets interface {
 }
 
 // AuditSink receives the events a plugin emits through audit_emit, already
-// validated and with Tenant set to the instance's tenant.
+// validated, within the audit budget and with Tenant set to the instance's
+// tenant. plugin is the emitting plugin's configured name, taken by the
+// host from the calling instance (no field of ev can set or change it). A
+// sink must keep the record apart from the host's own: abi/SPEC.md §5
+// requires its source to be "plugin:<plugin>" (see PluginSource) and its
+// log event to be authority.audit.plugin, whatever ev.Type says.
 type AuditSink interface {
 	Audit(ctx context.Context, plugin string, ev abi.Event) error
 }
+
+// PluginSource is the source of the audit records plugin emits:
+// "plugin:" + plugin. Host records have source "host".
+func PluginSource(plugin string) string { return "plugin:" + plugin }
 
 // MetricSink receives metric_add increments. name is already validated
 // ([a-z0-9_], 1-64 bytes).
@@ -112,8 +121,8 @@ func (d Deps) withDefaults() Deps {
 type logAudit struct{ l *slog.Logger }
 
 func (a logAudit) Audit(ctx context.Context, plugin string, ev abi.Event) error {
-	a.l.LogAttrs(ctx, slog.LevelInfo, "plugin audit event", slog.String("plugin", plugin),
-		slog.String("tenant", ev.Tenant), slog.String("type", ev.Type), slog.String("outcome", ev.Outcome))
+	a.l.LogAttrs(ctx, slog.LevelInfo, "authority.audit.plugin", slog.String("source", PluginSource(plugin)),
+		slog.String("tenant", ev.Tenant), slog.String("event_type", ev.Type), slog.String("outcome", ev.Outcome))
 	return nil
 }
 

@@ -9,7 +9,7 @@ const (
 	GrantCounters     = "counters"     // counter_incr
 	GrantKV           = "kv"           // kv_get, kv_set
 	GrantPseudonymize = "pseudonymize" // pseudonymize
-	GrantClock        = "clock"        // now
+	GrantClock        = "clock"        // now, WASI realtime, message times (abi/SPEC.md §6)
 	GrantConfig       = "config"       // config_get
 )
 

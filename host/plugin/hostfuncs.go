@@ -21,9 +21,10 @@ const (
 	maxKVTTL           = 7 * 24 * time.Hour
 	maxCounterWindow   = 7 * 24 * time.Hour
 	maxPseudonymInput  = 4 << 10
-	maxAuditEventBytes = 64 << 10
-	maxAuditsPerCall   = 32
+	maxAuditEventBytes = 64 << 10 // one record; the per-call budget is RuntimeOptions.AuditBytesPerCall
+	maxAuditsPerCall   = 32       // ceiling of RuntimeOptions.AuditRecordsPerCall
 	maxMetricName      = 64
+	maxMetricNames     = 16 // distinct metric_add names per (tenant, plugin)
 	pseudonymLen       = 43 // base64url, unpadded, of 32 bytes
 	pseudonymDomain    = "authority.pseudonym.v1\x00"
 )
@@ -80,29 +81,46 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 			status(stack, abi.HostInvalid)
 			return
 		}
-		inst.p.deps.Metrics.AddPluginCounter(inst.p.tenant, inst.p.name, string(name), delta)
-		status(stack, abi.HostOK)
-	}, []api.ValueType{i32, i32, i64}, i32)
-
-	def("audit_emit", bitAudit, func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
-		if inst.audits >= maxAuditsPerCall {
+		n, ok := inst.p.metricName(name)
+		if !ok {
 			status(stack, abi.HostLimited)
 			return
 		}
-		inst.audits++
+		inst.p.deps.Metrics.AddPluginCounter(inst.p.tenant, inst.p.name, n, delta)
+		status(stack, abi.HostOK)
+	}, []api.ValueType{i32, i32, i64}, i32)
+
+	// audit_emit: every record is charged, before it is read, against the
+	// per-call record and byte budgets and then the (tenant, plugin) rate;
+	// over budget it is refused (HostLimited) and counted. The sink learns
+	// the emitting plugin from the instance, never from the record, and
+	// the tenant is overwritten (abi/SPEC.md §5).
+	def("audit_emit", bitAudit, func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
+		p := inst.p
 		n := uint32(stack[1])
 		if n > maxAuditEventBytes {
 			status(stack, abi.HostInvalid)
 			return
 		}
+		if inst.audits == 0 {
+			inst.auditBytes = 0 // first record of this hook call
+		}
+		if inst.audits >= p.opts.AuditRecordsPerCall || inst.auditBytes+int(n) > p.opts.AuditBytesPerCall || !p.audits.allow(time.Now()) {
+			p.stats.auditLimited.Add(1)
+			status(stack, abi.HostLimited)
+			return
+		}
+		inst.audits++
+		inst.auditBytes += int(n)
 		raw, ok := m.Read(uint32(stack[0]), n)
 		var ev abi.Event
 		if !ok || abi.DecodeEvent(raw, &ev) != nil || abi.ValidateEvent(&ev) != nil {
 			status(stack, abi.HostInvalid)
 			return
 		}
-		ev.Tenant = inst.p.tenant
-		if err := inst.p.deps.Audit.Audit(ctx, inst.p.name, ev); err != nil {
+		ev.Tenant = p.tenant
+		if err := p.deps.Audit.Audit(ctx, p.name, ev); err != nil {
+			p.hostError(ctx, "audit_emit", err)
 			status(stack, abi.HostUnavailable)
 			return
 		}

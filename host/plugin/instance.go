@@ -129,8 +129,10 @@ type instance struct {
 	budget, used int64
 	// lastUsed is when the instance went back to the pool.
 	lastUsed time.Time
-	// audits counts audit_emit calls in the current hook call.
-	audits int
+	// audits counts audit_emit calls in the current hook call (reset at
+	// its start); auditBytes their bytes, reset by audit_emit when audits
+	// is 0.
+	audits, auditBytes int
 }
 
 var errABIVersion = errors.New("abi version mismatch")

@@ -27,8 +27,11 @@ type Manager struct {
 	closed   atomic.Bool
 	inflight atomic.Int64
 	stop     chan struct{}
-	workers  sync.WaitGroup
-	bg       sync.WaitGroup // background instantiations
+	// abort is closed when Close's context ends before the event queues
+	// drained: workers then drop (and count) what is left.
+	abort   chan struct{}
+	workers sync.WaitGroup
+	bg      sync.WaitGroup // background instantiations
 }
 
 type tenantChain struct {
@@ -77,7 +80,7 @@ func NewManager(ctx context.Context, opts RuntimeOptions, tenantSpecs map[string
 	if err != nil {
 		return nil, err
 	}
-	m := &Manager{rt: rt, deps: deps, opts: rt.Options(), tenants: map[string]*tenantChain{}, stop: make(chan struct{})}
+	m := &Manager{rt: rt, deps: deps, opts: rt.Options(), tenants: map[string]*tenantChain{}, stop: make(chan struct{}), abort: make(chan struct{})}
 	m.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
 	fail := func(err error) (*Manager, error) {
 		m.closePools()
@@ -183,7 +186,8 @@ func (m *Manager) Warm(ctx context.Context) error {
 //   - the returned status, error, description and Retry-After are valid
 //     per abi.Decision.Validate; annotation keys are prefixed with
 //     "<plugin>.";
-//   - the guest sees in with Tenant set to tenant; in is not modified;
+//   - the guest sees in with Tenant set to tenant, and with Time unset
+//     unless the plugin is granted "clock"; in is not modified;
 //   - ctx bounds only the wait for a free instance: a running guest call
 //     is bounded by the plugin's callTimeout, not cancelled with the
 //     request (that would discard a healthy instance).
@@ -210,12 +214,32 @@ func (m *Manager) Decide(ctx context.Context, tenant string, in *abi.DecisionInp
 	bp := m.bufs.Get().(*[]byte)
 	payload := abi.AppendDecisionInput((*bp)[:0], &cp)
 	defer func() { *bp = payload[:0]; m.bufs.Put(bp) }()
+	// A plugin without the clock grant gets the input with time unset
+	// (abi/SPEC.md §6), encoded once when the chain first needs it.
+	var clockless []byte
+	var cbp *[]byte
+	defer func() {
+		if cbp != nil {
+			*cbp = clockless[:0]
+			m.bufs.Put(cbp)
+		}
+	}()
 
 	var ann []abi.KV
 	var errs []error
 	for _, p := range pools {
+		pl := payload
+		if p.grants&bitClock == 0 && !cp.Time.IsZero() {
+			if cbp == nil {
+				nc := cp
+				nc.Time = time.Time{}
+				cbp = m.bufs.Get().(*[]byte)
+				clockless = abi.AppendDecisionInput((*cbp)[:0], &nc)
+			}
+			pl = clockless
+		}
 		var d abi.Decision
-		if f := p.decide(ctx, in.Endpoint, payload, &d); f != nil {
+		if f := p.decide(ctx, in.Endpoint, pl, &d); f != nil {
 			errs = append(errs, f)
 			if p.failMode[in.Endpoint] == FailOpen {
 				continue
@@ -248,7 +272,8 @@ func unavailable(retry time.Duration) abi.Decision {
 // Emit queues ev for tenant's telemetry plugins and reports whether it was
 // queued. It never blocks: when the tenant's queue is full (or the
 // manager closed) the event is dropped and counted in Health. A tenant
-// without events plugins costs a map lookup. ev.Tenant is set to tenant;
+// without events plugins costs a map lookup. ev.Tenant is set to tenant
+// (and ev.Time unset for plugins not granted "clock");
 // the caller must not modify ev's slices afterwards.
 func (m *Manager) Emit(tenant string, ev abi.Event) bool {
 	c := m.tenants[tenant]
@@ -271,15 +296,23 @@ func (m *Manager) Emit(tenant string, ev abi.Event) bool {
 
 func (m *Manager) eventWorker(c *tenantChain) {
 	defer m.workers.Done()
-	var buf []byte
+	var buf, clockless []byte
 	deliver := func(ev *abi.Event) {
 		buf = abi.AppendEvent(buf[:0], ev)
+		clockless = clockless[:0]
 		for _, p := range c.events {
-			if f := p.event(context.Background(), buf); f != nil && f.Kind != KindBreakerOpen {
-				m.deps.Logger.LogAttrs(context.Background(), slog.LevelWarn, "authority.plugin.event.failed",
-					slog.String("tenant", c.name), slog.String("plugin", p.name),
-					slog.String("reason", string(f.Kind)), slog.String("error", f.Err.Error()))
+			f := p.event(context.Background(), eventPayload(p, ev, buf, &clockless))
+			if f == nil || f.Kind == KindBreakerOpen {
+				continue
 			}
+			if m.aborted() {
+				// Close gave up waiting: this delivery was cut short, not failed.
+				c.dropped.Add(1)
+				return
+			}
+			m.deps.Logger.LogAttrs(context.Background(), slog.LevelWarn, "authority.plugin.event.failed",
+				slog.String("tenant", c.name), slog.String("plugin", p.name),
+				slog.String("reason", string(f.Kind)), slog.String("error", f.Err.Error()))
 		}
 	}
 	for {
@@ -287,7 +320,12 @@ func (m *Manager) eventWorker(c *tenantChain) {
 		case ev := <-c.queue:
 			deliver(&ev)
 		case <-m.stop:
+			// Drain what was queued before Close, until Close's context ends.
 			for {
+				if m.aborted() {
+					c.dropQueued()
+					return
+				}
 				select {
 				case ev := <-c.queue:
 					deliver(&ev)
@@ -295,6 +333,27 @@ func (m *Manager) eventWorker(c *tenantChain) {
 					return
 				}
 			}
+		}
+	}
+}
+
+func (m *Manager) aborted() bool {
+	select {
+	case <-m.abort:
+		return true
+	default:
+		return false
+	}
+}
+
+// dropQueued empties the queue, counting each event as dropped.
+func (c *tenantChain) dropQueued() {
+	for {
+		select {
+		case <-c.queue:
+			c.dropped.Add(1)
+		default:
+			return
 		}
 	}
 }
@@ -357,9 +416,12 @@ type PluginHealth struct {
 	// replacing a discarded instance in the background.
 	InstantiateFailures      uint64
 	Evictions, GuestLogDrops uint64
-	EventsQueued             int
-	EventsDropped            uint64
-	LastError                string
+	// AuditLimited counts audit_emit records refused by the audit budget
+	// (per call, bytes per call, rate).
+	AuditLimited  uint64
+	EventsQueued  int
+	EventsDropped uint64
+	LastError     string
 	// CallBudget is the work budget of one call (limits.callTimeout ×
 	// UnitsPerMillisecond); LastCallUnits what the last completed call
 	// used of it (see package meter).
@@ -391,6 +453,7 @@ func (m *Manager) Health() Health {
 				BreakerRejects: p.stats.breakerRejects.Load(), Instantiations: p.stats.instantiations.Load(),
 				InstantiateFailures: p.stats.instFailures.Load(),
 				Evictions:           p.stats.evictions.Load(), GuestLogDrops: p.stats.logDrops.Load(),
+				AuditLimited:  p.stats.auditLimited.Load(),
 				EventsDropped: c.dropped.Load(),
 			}
 			if c.queue != nil {
@@ -408,26 +471,53 @@ func (m *Manager) Health() Health {
 	return h
 }
 
-// Close stops accepting calls, delivers queued events, waits (until ctx
-// ends) for in-flight calls, then closes every instance and the runtime.
+// Close stops accepting calls and events, delivers the events already
+// queued and waits for in-flight calls, then closes every instance and the
+// runtime. It returns once ctx ends even if that work is not done: events
+// still queued are then dropped and counted (Health EventsDropped), calls
+// and deliveries still running are cut short by closing the runtime, and
+// the error includes ctx.Err(). Only the first call does anything.
 func (m *Manager) Close(ctx context.Context) error {
 	if !m.closed.CompareAndSwap(false, true) {
 		return nil
 	}
 	close(m.stop)
-	m.workers.Wait()
-	for m.inflight.Load() > 0 {
-		select {
-		case <-ctx.Done():
-			m.closePools()
-			m.bg.Wait()
-			return errors.Join(ctx.Err(), m.rt.Close(context.Background()))
-		case <-time.After(time.Millisecond):
+	drained := make(chan struct{})
+	go func() { m.workers.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		return m.closeNow(ctx.Err())
+	}
+	if m.inflight.Load() > 0 {
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for m.inflight.Load() > 0 {
+			select {
+			case <-ctx.Done():
+				return m.closeNow(ctx.Err())
+			case <-t.C:
+			}
 		}
 	}
 	m.closePools()
 	m.bg.Wait()
 	return m.rt.Close(ctx)
+}
+
+// closeNow ends a Close whose context ended: queued events are dropped and
+// counted, and the pools and the runtime are closed under whatever is still
+// running (which then fails fast: closed pool, closed module). Background
+// instantiations are not waited for; they find their pool closed.
+func (m *Manager) closeNow(cause error) error {
+	close(m.abort)
+	for _, c := range m.tenants {
+		if c.queue != nil {
+			c.dropQueued()
+		}
+	}
+	m.closePools()
+	return errors.Join(cause, m.rt.Close(context.Background()))
 }
 
 func (m *Manager) closePools() {
@@ -448,11 +538,28 @@ func (m *Manager) EmitSync(ctx context.Context, tenant string, ev abi.Event) err
 	}
 	ev.Tenant = tenant
 	buf := abi.AppendEvent(nil, &ev)
+	var clockless []byte
 	var errs []error
 	for _, p := range c.events {
-		if f := p.event(ctx, buf); f != nil {
+		if f := p.event(ctx, eventPayload(p, &ev, buf, &clockless)); f != nil {
 			errs = append(errs, f)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// eventPayload returns the encoding of ev that p may see: buf (ev encoded)
+// for a plugin granted "clock", else ev with its time unset (abi/SPEC.md
+// §6), encoded into *clockless once per event (an empty *clockless means
+// not yet encoded).
+func eventPayload(p *pool, ev *abi.Event, buf []byte, clockless *[]byte) []byte {
+	if p.grants&bitClock != 0 || ev.Time.IsZero() {
+		return buf
+	}
+	if len(*clockless) == 0 {
+		nc := *ev
+		nc.Time = time.Time{}
+		*clockless = abi.AppendEvent((*clockless)[:0], &nc)
+	}
+	return *clockless
 }

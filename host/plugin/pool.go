@@ -34,10 +34,15 @@ type pool struct {
 	failMode  map[string]FailureMode
 	breaker   breaker
 	logs      limiter
+	audits    limiter // audit_emit records per second
 	stats     poolStats
 
 	// bg tracks background instantiations (the manager waits for them).
 	bg *sync.WaitGroup
+
+	// metricNames are the metric_add names seen, at most maxMetricNames.
+	metricMu    sync.Mutex
+	metricNames map[string]string
 
 	mu           sync.Mutex
 	idle         []*instance
@@ -51,6 +56,7 @@ type pool struct {
 type poolStats struct {
 	calls, failures, timeouts, traps, outputs, breakerRejects atomic.Uint64
 	instantiations, instFailures, evictions, logDrops         atomic.Uint64
+	auditLimited                                              atomic.Uint64
 	lastErr                                                   atomic.Pointer[string]
 	lastUnits                                                 atomic.Int64
 }
@@ -75,6 +81,7 @@ func newPool(tenant string, spec Spec, mod *Module, deps *Deps, opts *RuntimeOpt
 	p.breaker.threshold = opts.BreakerThreshold
 	p.breaker.cooldown = opts.BreakerCooldown
 	p.logs = limiter{rate: opts.GuestLogRate, burst: float64(opts.GuestLogBurst), tokens: float64(opts.GuestLogBurst)}
+	p.audits = limiter{rate: opts.AuditRate, burst: float64(opts.AuditBurst), tokens: float64(opts.AuditBurst)}
 	return p, nil
 }
 
@@ -382,6 +389,27 @@ func (p *pool) guestLog(ctx context.Context, level slog.Level, source, msg strin
 	}
 	p.deps.Logger.LogAttrs(ctx, level, "authority.plugin.log", slog.String("tenant", p.tenant),
 		slog.String("plugin", p.name), slog.String("source", source), slog.String("msg", msg))
+}
+
+// metricName returns name as a string when it is one of the first
+// maxMetricNames distinct names the plugin used (the label values of its
+// counters stay bounded), and false beyond them. Known names do not
+// allocate.
+func (p *pool) metricName(name []byte) (string, bool) {
+	p.metricMu.Lock()
+	defer p.metricMu.Unlock()
+	if s, ok := p.metricNames[string(name)]; ok {
+		return s, true
+	}
+	if len(p.metricNames) >= maxMetricNames {
+		return "", false
+	}
+	if p.metricNames == nil {
+		p.metricNames = map[string]string{}
+	}
+	s := string(name)
+	p.metricNames[s] = s
+	return s, true
 }
 
 func (p *pool) hostError(ctx context.Context, fn string, err error) {

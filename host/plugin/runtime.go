@@ -62,6 +62,16 @@ type RuntimeOptions struct {
 	GuestLogBurst int
 	// GuestLogLineBytes truncates each guest log line. Default 1024.
 	GuestLogLineBytes int
+	// AuditRecordsPerCall and AuditBytesPerCall bound the audit_emit
+	// records of one hook call and their encoded size; AuditRate and
+	// AuditBurst bound records per second per (tenant, plugin) (a token
+	// bucket). A record over any of them is refused with HostLimited and
+	// counted (PluginHealth.AuditLimited). Defaults 8, 16 KiB, 10/s, 50;
+	// AuditRecordsPerCall is at most 32 (abi/SPEC.md §5).
+	AuditRecordsPerCall int
+	AuditBytesPerCall   int
+	AuditRate           float64
+	AuditBurst          int
 	// GuildKeys are the Ed25519 public keys trusted to sign modules (see
 	// LoadGuildKeys). A module with a FILE.sig beside it loads only if the
 	// signature verifies under one of them; a Spec with RequireSignature
@@ -99,6 +109,19 @@ func (o RuntimeOptions) withDefaults() RuntimeOptions {
 	}
 	if o.GuestLogLineBytes <= 0 {
 		o.GuestLogLineBytes = 1024
+	}
+	if o.AuditRecordsPerCall <= 0 {
+		o.AuditRecordsPerCall = 8
+	}
+	o.AuditRecordsPerCall = min(o.AuditRecordsPerCall, maxAuditsPerCall)
+	if o.AuditBytesPerCall <= 0 {
+		o.AuditBytesPerCall = 16 << 10
+	}
+	if o.AuditRate <= 0 {
+		o.AuditRate = 10
+	}
+	if o.AuditBurst <= 0 {
+		o.AuditBurst = 50
 	}
 	return o
 }

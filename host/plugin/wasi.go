@@ -23,8 +23,10 @@ const (
 // instantiateWASI provides, as module wasi_snapshot_preview1, exactly the
 // functions a stock Go wasip1 guest imports, answering as a process with
 // no arguments, no environment, no preopened directories and no files:
-// stdout and stderr go to the rate-limited guest log, the clock is the
-// host's, random bytes come from the host CSPRNG, poll_oneoff sleeps on
+// stdout and stderr go to the rate-limited guest log, the realtime clock
+// is the injected clock for plugins granted "clock" and the fixed epoch
+// for the others (see guestRealtime), the monotonic clock is the host's,
+// random bytes come from the host CSPRNG, poll_oneoff sleeps on
 // the host under the call deadline, proc_exit ends the instance. Nothing
 // else of WASI is reachable, because nothing else is defined.
 func instantiateWASI(ctx context.Context, rt wazero.Runtime, start time.Time) error {
@@ -59,12 +61,8 @@ func instantiateWASI(ctx context.Context, rt wazero.Runtime, start time.Time) er
 	def("clock_time_get", func(ctx context.Context, mod api.Module, stack []uint64) {
 		var ns int64
 		switch uint32(stack[0]) {
-		case 0: // realtime: the injected clock
-			if inst := instanceFrom(ctx); inst != nil {
-				ns = inst.p.deps.Clock.Now().UnixNano()
-			} else {
-				ns = time.Now().UnixNano()
-			}
+		case 0: // realtime: the injected clock with the clock grant, else the epoch
+			ns = guestRealtime(ctx)
 		case 1: // monotonic: host monotonic time since runtime start
 			ns = int64(time.Since(start)) + 1
 		default:
@@ -193,6 +191,20 @@ func instantiateWASI(ctx context.Context, rt wazero.Runtime, start time.Time) er
 	return err
 }
 
+// guestRealtime is the wall time a guest sees (WASI realtime clock,
+// absolute realtime poll_oneoff subscriptions), in Unix nanoseconds: the
+// injected Deps.Clock for a plugin granted "clock", and the fixed epoch 0
+// (1970-01-01T00:00:00Z) for every other plugin and outside a call. A
+// plugin that may depend on the date must say so in its grants, where a
+// reviewer sees it; monotonic time stays available to all (the Go runtime
+// needs it) and reveals only durations.
+func guestRealtime(ctx context.Context) int64 {
+	if inst := instanceFrom(ctx); inst != nil && inst.p.grants&bitClock != 0 {
+		return inst.p.deps.Clock.Now().UnixNano()
+	}
+	return 0
+}
+
 // pollOneoff answers fd subscriptions at once with EBADF (the guest has no
 // pollable files) and sleeps for the earliest clock subscription on the
 // host, and ends the call when the call deadline comes first: a guest
@@ -238,7 +250,7 @@ func pollOneoffAt(ctx context.Context, mod api.Module, stack []uint64, start tim
 			timeout := int64(binary.LittleEndian.Uint64(s[24:]))
 			if binary.LittleEndian.Uint16(s[40:])&1 != 0 { // abstime
 				if binary.LittleEndian.Uint32(s[16:]) == 0 {
-					timeout -= now.UnixNano()
+					timeout -= guestRealtime(ctx) // the guest's realtime clock, not the host's
 				} else {
 					timeout -= int64(now.Sub(start)) + 1 // clock_time_get's monotonic origin
 				}

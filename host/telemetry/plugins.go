@@ -15,6 +15,9 @@ type PluginState struct {
 	LiveInstances  int
 	// EventsDropped is the tenant's telemetry queue overflow so far.
 	EventsDropped uint64
+	// AuditLimited counts the plugin's audit_emit records refused by the
+	// audit budget so far.
+	AuditLimited uint64
 }
 
 // pluginInstruments are the authority_plugin_* instruments.
@@ -22,6 +25,7 @@ type pluginInstruments struct {
 	calls    metric.Int64Counter
 	duration metric.Float64Histogram
 	failures metric.Int64Counter
+	guest    metric.Int64Counter // metric_add
 }
 
 func (m *Metrics) initPlugins(meter metric.Meter) error {
@@ -32,6 +36,10 @@ func (m *Metrics) initPlugins(meter metric.Meter) error {
 	}
 	if m.plugins.failures, err = meter.Int64Counter("authority_plugin_failures",
 		metric.WithDescription("Failed plugin hook calls by reason: timeout, trap, output, instantiate, breaker_open, pool_busy, guest_error, closed.")); err != nil {
+		return err
+	}
+	if m.plugins.guest, err = meter.Int64Counter("authority_plugin_metric",
+		metric.WithDescription("Counters plugins add with the metric_add host function, by tenant, plugin and the plugin's counter name.")); err != nil {
 		return err
 	}
 	if m.plugins.duration, err = meter.Float64Histogram("authority_plugin_call_duration_seconds",
@@ -68,10 +76,26 @@ func (m *Metrics) PluginCall(tenant, plugin, hook string, elapsed time.Duration,
 	}
 }
 
+// AddPluginCounter implements the plugin runtime's MetricSink: delta is
+// added to authority_plugin_metric_total{tenant,plugin,name}. One
+// instrument with the plugin's name as a label, not an instrument per
+// name, so that no plugin counter can collide with a host metric; the
+// runtime bounds the names per plugin (abi/SPEC.md §5), and with them the
+// label values.
+func (m *Metrics) AddPluginCounter(tenant, plugin, name string, delta int64) {
+	if m == nil {
+		return
+	}
+	m.plugins.guest.Add(context.Background(), delta, m.with(attrKey{inst: instPluginMetric, a: tenant, b: plugin, c: name}, func() []attribute.KeyValue {
+		return []attribute.KeyValue{attribute.String("tenant", tenant), attribute.String("plugin", plugin), attribute.String("name", name)}
+	}))
+}
+
 // ObservePlugins registers gauges read from states at every collection:
 // authority_plugin_circuit_open{tenant,plugin} (0/1),
-// authority_plugin_instances{tenant,plugin} and
-// authority_plugin_event_queue_dropped_total{tenant}. Each configured
+// authority_plugin_instances{tenant,plugin},
+// authority_plugin_event_queue_dropped_total{tenant} and
+// authority_plugin_audit_limited_total{tenant,plugin}. Each configured
 // tenant/plugin pair exports from start-up, at 0.
 func (m *Metrics) ObservePlugins(states func() []PluginState) error {
 	meter := m.provider.Meter("stellaops.org/authority")
@@ -90,6 +114,11 @@ func (m *Metrics) ObservePlugins(states func() []PluginState) error {
 	if err != nil {
 		return err
 	}
+	limited, err := meter.Int64ObservableCounter("authority_plugin_audit_limited",
+		metric.WithDescription("Audit records a plugin emitted beyond its audit budget (per call, bytes per call, rate), refused."))
+	if err != nil {
+		return err
+	}
 	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		seen := map[string]bool{}
 		for _, s := range states() {
@@ -100,13 +129,14 @@ func (m *Metrics) ObservePlugins(states func() []PluginState) error {
 			}
 			o.ObserveInt64(open, v, pa)
 			o.ObserveInt64(live, int64(s.LiveInstances), pa)
+			o.ObserveInt64(limited, int64(s.AuditLimited), pa)
 			if !seen[s.Tenant] {
 				seen[s.Tenant] = true
 				o.ObserveInt64(dropped, int64(s.EventsDropped), metric.WithAttributes(attribute.String("tenant", s.Tenant)))
 			}
 		}
 		return nil
-	}, open, live, dropped)
+	}, open, live, dropped, limited)
 	return err
 }
 

@@ -74,6 +74,7 @@ const (
 	instPluginCalls
 	instPluginDuration
 	instPluginFailures
+	instPluginMetric
 )
 
 // Latency buckets in seconds: 100 µs to 5 s.
