@@ -179,14 +179,18 @@ func (m *module) rewriteBody(out []byte, b *body, params uint32, opts Options, r
 
 // charge appends: fuel -= cost; if fuel < 0 { unreachable }.
 func (m *module) charge(out []byte, cost int64) []byte {
-	f := m.fuelIndex()
-	out = append(out, 0x23)
-	out = appendU32(out, f)
-	out = append(out, 0x42)
-	out = appendS64(out, cost)
-	out = append(out, 0x7d, 0x24) // i64.sub, global.set
-	out = appendU32(out, f)
+	out = adjustGlobal(out, m.fuelIndex(), 0x42, cost, 0x7d) // i64.const, i64.sub
 	return m.trapIfNegative(out)
+}
+
+// adjustGlobal appends: global.get g; <constOp> k; <op>; global.set g.
+func adjustGlobal(out []byte, g uint32, constOp byte, k int64, op byte) []byte {
+	out = append(out, 0x23)
+	out = appendU32(out, g)
+	out = append(out, constOp)
+	out = appendS64(out, k)
+	out = append(out, op, 0x24)
+	return appendU32(out, g)
 }
 
 func (m *module) trapIfNegative(out []byte) []byte {
@@ -221,12 +225,7 @@ func (m *module) chargeDynamic(out []byte, scratch uint32, op byte, k int64) []b
 // stackEnter appends: stack -= cost; if stack < 0 { unreachable }.
 func (m *module) stackEnter(out []byte, cost int32) []byte {
 	s := m.stackIndex()
-	out = append(out, 0x23)
-	out = appendU32(out, s)
-	out = append(out, 0x41)
-	out = appendS64(out, int64(cost))
-	out = append(out, 0x6b, 0x24) // i32.sub, global.set
-	out = appendU32(out, s)
+	out = adjustGlobal(out, s, 0x41, int64(cost), 0x6b) // i32.const, i32.sub
 	out = append(out, 0x23)
 	out = appendU32(out, s)
 	// i32.const 0; i32.lt_s; if; unreachable; end
@@ -235,13 +234,7 @@ func (m *module) stackEnter(out []byte, cost int32) []byte {
 
 // stackLeave appends: stack += cost.
 func (m *module) stackLeave(out []byte, cost int32) []byte {
-	s := m.stackIndex()
-	out = append(out, 0x23)
-	out = appendU32(out, s)
-	out = append(out, 0x41)
-	out = appendS64(out, int64(cost))
-	out = append(out, 0x6a, 0x24) // i32.add, global.set
-	return appendU32(out, s)
+	return adjustGlobal(out, m.stackIndex(), 0x41, int64(cost), 0x6a) // i32.const, i32.add
 }
 
 // scan decodes b.expr into instructions and computes the cost of each
