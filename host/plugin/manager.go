@@ -356,6 +356,10 @@ type PluginHealth struct {
 	EventsQueued             int
 	EventsDropped            uint64
 	LastError                string
+	// QuotaRefusals counts counter_incr and kv_set calls refused (with
+	// HostLimited) by the plugin's state quota (limits.counterKeys,
+	// kvEntries, kvBytes).
+	QuotaRefusals uint64
 }
 
 // Health returns the state of every plugin, sorted by tenant then chain
@@ -382,7 +386,7 @@ func (m *Manager) Health() Health {
 				BreakerRejects: p.stats.breakerRejects.Load(), Instantiations: p.stats.instantiations.Load(),
 				InstantiateFailures: p.stats.instFailures.Load(),
 				Evictions:           p.stats.evictions.Load(), GuestLogDrops: p.stats.logDrops.Load(),
-				EventsDropped: c.dropped.Load(),
+				EventsDropped: c.dropped.Load(), QuotaRefusals: p.stats.quotaRefusals.Load(),
 			}
 			if c.queue != nil {
 				ph.EventsQueued = len(c.queue)

@@ -84,6 +84,10 @@ type Limits struct {
 	KVBytes int64 `yaml:"kvBytes,omitempty" json:"kvBytes,omitempty"`
 }
 
+// quota is the state quota of l for a Scope.
+func (l Limits) quota() Quota {
+	return Quota{CounterKeys: l.CounterKeys, KVEntries: l.KVEntries, KVBytes: l.KVBytes}.withDefaults()
+}
 
 // DefaultLimits are the limits a zero field takes. The reasons are in
 // abi/RATIONALE-plugins.md: 256 pages (16 MiB) fits a Go guest (~2.2 MiB
