@@ -136,7 +136,9 @@ func Audit(ev *abi.Event) error {
 // returns its new value and the time left in the window. The window starts
 // at the first increment; delta 0 reads without creating. Counters live in
 // the host's Counters implementation: today in memory, per node and per
-// plugin set (a reload starts them afresh). Requires grant "counters".
+// plugin set (a reload starts them afresh). Creating a key when the
+// plugin holds limits.counterKeys live keys for this tenant returns
+// ErrLimited and creates nothing. Requires grant "counters".
 func CounterIncr(key string, delta int64, window time.Duration) (int64, time.Duration, error) {
 	var out [2]int64
 	st := hostCounterIncr(key, delta, window.Milliseconds(), unsafe.Pointer(&out))
@@ -165,7 +167,9 @@ func KVGet(key string) (val []byte, ok bool, err error) {
 }
 
 // KVSet stores val under the tenant-scoped key for ttl (> 0; the host caps
-// it). Requires grant "kv".
+// it). A write that would take the plugin's entries or bytes for this
+// tenant beyond limits.kvEntries or limits.kvBytes returns ErrLimited and
+// leaves the previous value in place. Requires grant "kv".
 func KVSet(key string, val []byte, ttl time.Duration) error {
 	return statusErr(hostKVSet(key, unsafe.Pointer(unsafe.SliceData(val)), uint32(len(val)), ttl.Milliseconds()))
 }

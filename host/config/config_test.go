@@ -258,3 +258,38 @@ func TestPluginsCacheDirPermissions(t *testing.T) {
 		t.Errorf("no plugins: %v", err)
 	}
 }
+
+// TestPluginStateQuotasPassThrough: the per-plugin state quotas decode
+// from tenants[].plugins[].limits and are validated under their full key.
+func TestPluginStateQuotasPassThrough(t *testing.T) {
+	plugins := func(limits string) string {
+		return minimal + `    plugins:
+      - name: rl
+        path: rl.wasm
+        sha256: ` + strings.Repeat("ab", 32) + `
+        hooks: [token]
+        grants: [counters, kv]
+        limits: {` + limits + `}
+`
+	}
+	cfg, err := Parse([]byte(plugins("counterKeys: 50000, kvEntries: 500, kvBytes: 1048576")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if l := cfg.Tenants[0].Plugins[0].Limits; l.CounterKeys != 50000 || l.KVEntries != 500 || l.KVBytes != 1<<20 {
+		t.Fatalf("limits %+v", l)
+	}
+	err = parseValidate(t, plugins("counterKeys: -1, kvEntries: 2000000, kvBytes: 2147483648"))
+	for _, key := range []string{
+		"tenants[0].plugins[0].limits.counterKeys:",
+		"tenants[0].plugins[0].limits.kvEntries:",
+		"tenants[0].plugins[0].limits.kvBytes:",
+	} {
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("error does not name %s:\n%v", key, err)
+		}
+	}
+}

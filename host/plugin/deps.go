@@ -2,6 +2,8 @@ package plugin
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"time"
@@ -21,23 +23,82 @@ type SystemClock struct{}
 // Now returns time.Now().
 func (SystemClock) Now() time.Time { return time.Now() }
 
+// Scope is the owner of a piece of plugin state: one plugin of one tenant.
+// Counters and KV keep every scope's keys apart (the same key in two
+// scopes names two entries) and account for each scope on its own, so one
+// scope can never use up the room of another.
+type Scope struct {
+	Tenant string
+	Plugin string
+	// Quota bounds the scope's live state. The host passes the plugin's
+	// limits; zero fields take the defaults of DefaultLimits.
+	Quota Quota
+}
+
+// Quota bounds the live (unexpired) state of one Scope. A zero field
+// takes its default from DefaultLimits (never "unlimited").
+type Quota struct {
+	// CounterKeys caps the live counter keys.
+	CounterKeys int
+	// KVEntries caps the live KV entries.
+	KVEntries int
+	// KVBytes caps the sum of len(key)+len(value) over the live KV entries.
+	KVBytes int64
+}
+
+// withDefaults returns q with every zero field set to its default.
+func (q Quota) withDefaults() Quota {
+	d := DefaultLimits()
+	if q.CounterKeys <= 0 {
+		q.CounterKeys = d.CounterKeys
+	}
+	if q.KVEntries <= 0 {
+		q.KVEntries = d.KVEntries
+	}
+	if q.KVBytes <= 0 {
+		q.KVBytes = d.KVBytes
+	}
+	return q
+}
+
+// ErrQuotaExceeded is the error (wrapped, naming the limit) of a write that
+// would take its Scope beyond its Quota. A refused write changes nothing:
+// the previous value of the key, if any, stays as it was. counter_incr and
+// kv_set answer it with abi.HostLimited; any other store error is
+// abi.HostUnavailable.
+var ErrQuotaExceeded = errors.New("plugin: state quota exceeded")
+
+// The quota errors, one per limit (no allocation on refusal).
+var (
+	errQuotaCounterKeys = fmt.Errorf("%w: limits.counterKeys", ErrQuotaExceeded)
+	errQuotaKVEntries   = fmt.Errorf("%w: limits.kvEntries", ErrQuotaExceeded)
+	errQuotaKVBytes     = fmt.Errorf("%w: limits.kvBytes", ErrQuotaExceeded)
+)
+
 // Counters backs counter_incr: fixed-window counters. An implementation on
 // a shared store (Redis) makes them common to every node; the memory one
 // is per node.
-// Keys arrive already scoped to tenant and plugin.
 type Counters interface {
-	// Incr adds delta to key and returns the new value and the time left in
-	// its window. The window (of length window) starts at the first
-	// increment of an absent or expired key. delta 0 reads without creating.
-	Incr(ctx context.Context, key string, delta int64, window time.Duration) (value int64, ttl time.Duration, err error)
+	// Incr adds delta to key of scope and returns the new value and the
+	// time left in its window. The window (of length window) starts at the
+	// first increment of an absent or expired key. delta 0 reads without
+	// creating. Creating a key when scope already holds Quota.CounterKeys
+	// live keys fails with ErrQuotaExceeded (and creates nothing);
+	// increments of live keys are never refused by the quota.
+	Incr(ctx context.Context, scope Scope, key string, delta int64, window time.Duration) (value int64, ttl time.Duration, err error)
 }
 
-// KV backs kv_get and kv_set. Keys arrive already scoped to tenant and plugin.
+// KV backs kv_get and kv_set.
 type KV interface {
-	// Get returns the value of key; ok is false when absent or expired.
-	Get(ctx context.Context, key string) (val []byte, ok bool, err error)
-	// Set stores a copy of val under key for ttl (> 0).
-	Set(ctx context.Context, key string, val []byte, ttl time.Duration) error
+	// Get returns the value of key in scope; ok is false when absent or
+	// expired.
+	Get(ctx context.Context, scope Scope, key string) (val []byte, ok bool, err error)
+	// Set stores a copy of val under key in scope for ttl (> 0). It fails
+	// with ErrQuotaExceeded, leaving the previous value in place, when the
+	// scope would then hold more than Quota.KVEntries entries or
+	// Quota.KVBytes bytes; an overwrite counts only the difference, so
+	// replacing a value with one of the same or a smaller size always fits.
+	Set(ctx context.Context, scope Scope, key string, val []byte, ttl time.Duration) error
 }
 
 // TenantSecrets holds the per-tenant keys of pseudonymize. The key never

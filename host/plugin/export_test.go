@@ -20,3 +20,11 @@ func (m *Manager) NewTestInstance(tenant string) (func(), uint32, error) {
 // GuestPaths maps test guest names to built modules; the external test
 // package's TestMain fills it.
 var GuestPaths = map[string]string{}
+
+// Usage returns the entries and bytes scope holds in c, expired or not yet
+// reaped.
+func (c *MemoryCounters) Usage(scope Scope) (int, int64) { return c.s.usage(scope) }
+
+// Usage returns the entries and bytes scope holds in k, expired or not yet
+// reaped.
+func (k *MemoryKV) Usage(scope Scope) (int, int64) { return k.s.usage(scope) }

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -138,7 +139,12 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 			status(stack, abi.HostInvalid)
 			return
 		}
-		v, ttl, err := inst.p.deps.Counters.Incr(ctx, inst.p.keyPrefix+key, delta, window)
+		v, ttl, err := inst.p.deps.Counters.Incr(ctx, inst.p.dataScope, key, delta, window)
+		if errors.Is(err, ErrQuotaExceeded) {
+			inst.p.quotaRefused(ctx, "counter_incr", err)
+			status(stack, abi.HostLimited)
+			return
+		}
 		if err != nil {
 			inst.p.hostError(ctx, "counter_incr", err)
 			status(stack, abi.HostUnavailable)
@@ -156,7 +162,7 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 			status(stack, abi.HostInvalid)
 			return
 		}
-		val, found, err := inst.p.deps.KV.Get(ctx, inst.p.keyPrefix+key)
+		val, found, err := inst.p.deps.KV.Get(ctx, inst.p.dataScope, key)
 		switch {
 		case err != nil:
 			inst.p.hostError(ctx, "kv_get", err)
@@ -188,7 +194,13 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 			status(stack, abi.HostInvalid)
 			return
 		}
-		if err := inst.p.deps.KV.Set(ctx, inst.p.keyPrefix+key, val, ttl); err != nil {
+		err := inst.p.deps.KV.Set(ctx, inst.p.dataScope, key, val, ttl)
+		if errors.Is(err, ErrQuotaExceeded) {
+			inst.p.quotaRefused(ctx, "kv_set", err)
+			status(stack, abi.HostLimited)
+			return
+		}
+		if err != nil {
 			inst.p.hostError(ctx, "kv_set", err)
 			status(stack, abi.HostUnavailable)
 			return

@@ -426,6 +426,10 @@ type PluginHealth struct {
 	// UnitsPerMillisecond); LastCallUnits what the last completed call
 	// used of it (see package meter).
 	CallBudget, LastCallUnits int64
+	// QuotaRefusals counts counter_incr and kv_set calls refused (with
+	// HostLimited) by the plugin's state quota (limits.counterKeys,
+	// kvEntries, kvBytes).
+	QuotaRefusals uint64
 }
 
 // Health returns the state of every plugin, sorted by tenant then chain
@@ -454,7 +458,7 @@ func (m *Manager) Health() Health {
 				InstantiateFailures: p.stats.instFailures.Load(),
 				Evictions:           p.stats.evictions.Load(), GuestLogDrops: p.stats.logDrops.Load(),
 				AuditLimited:  p.stats.auditLimited.Load(),
-				EventsDropped: c.dropped.Load(),
+				EventsDropped: c.dropped.Load(), QuotaRefusals: p.stats.quotaRefusals.Load(),
 			}
 			if c.queue != nil {
 				ph.EventsQueued = len(c.queue)

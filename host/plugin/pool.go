@@ -8,7 +8,6 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,7 +27,7 @@ type pool struct {
 	mod       *Module
 	grants    grantSet
 	config    []byte
-	keyPrefix string
+	dataScope Scope
 	deps      *Deps
 	opts      *RuntimeOptions
 	failMode  map[string]FailureMode
@@ -57,6 +56,7 @@ type poolStats struct {
 	calls, failures, timeouts, traps, outputs, breakerRejects atomic.Uint64
 	instantiations, instFailures, evictions, logDrops         atomic.Uint64
 	auditLimited                                              atomic.Uint64
+	quotaRefusals                                             atomic.Uint64
 	lastErr                                                   atomic.Pointer[string]
 	lastUnits                                                 atomic.Int64
 }
@@ -68,7 +68,7 @@ func newPool(tenant string, spec Spec, mod *Module, deps *Deps, opts *RuntimeOpt
 		bg:     bg,
 		tenant: tenant, name: spec.Name, spec: spec, mod: mod,
 		grants: newGrantSet(spec.Grants), deps: deps, opts: opts, failMode: spec.FailureMode,
-		keyPrefix: "plugin:" + strconv.Itoa(len(tenant)) + ":" + tenant + ":" + spec.Name + ":",
+		dataScope: Scope{Tenant: tenant, Plugin: spec.Name, Quota: spec.Limits.quota()},
 		wake:      make(chan struct{}),
 	}
 	if len(spec.Config) > 0 {
@@ -410,6 +410,19 @@ func (p *pool) metricName(name []byte) (string, bool) {
 	s := string(name)
 	p.metricNames[s] = s
 	return s, true
+}
+
+// quotaRefused counts a write refused by the plugin's state quota and logs
+// it within the plugin's own log budget (a plugin at its quota on every
+// request must not flood the host log).
+func (p *pool) quotaRefused(ctx context.Context, fn string, err error) {
+	p.stats.quotaRefusals.Add(1)
+	if !p.logs.allow(time.Now()) {
+		p.stats.logDrops.Add(1)
+		return
+	}
+	p.deps.Logger.LogAttrs(ctx, slog.LevelWarn, "authority.plugin.quota.exceeded", slog.String("tenant", p.tenant),
+		slog.String("plugin", p.name), slog.String("function", fn), slog.String("error", err.Error()))
 }
 
 func (p *pool) hostError(ctx context.Context, fn string, err error) {

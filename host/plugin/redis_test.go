@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -60,59 +61,85 @@ func TestStateContractRedis(t *testing.T) {
 		time.Sleep)
 }
 
+// rtScope is the scope of the Redis-specific tests; its keys are
+// "plugin:4:acme:rl:<key>".
+var rtScope = plugin.Scope{Tenant: "acme", Plugin: "rl"}
+
 func TestRedisKVSizeBound(t *testing.T) {
 	ctx := context.Background()
 	c := newTestRedis(t)
 	kv := plugin.NewRedisKV(c, testRedisPrefix(t, "plugin-kv-size"))
 	max := make([]byte, 64<<10)
 	max[len(max)-1] = 'z'
-	if err := kv.Set(ctx, "k", max, time.Minute); err != nil {
+	if err := kv.Set(ctx, rtScope, "k", max, time.Minute); err != nil {
 		t.Fatalf("64 KiB value refused: %v", err)
 	}
-	if v, ok, err := kv.Get(ctx, "k"); err != nil || !ok || len(v) != len(max) || v[len(v)-1] != 'z' {
+	if v, ok, err := kv.Get(ctx, rtScope, "k"); err != nil || !ok || len(v) != len(max) || v[len(v)-1] != 'z' {
 		t.Fatalf("64 KiB value read back as %d bytes, %v, %v", len(v), ok, err)
 	}
-	err := kv.Set(ctx, "k", make([]byte, 64<<10+1), time.Minute)
+	err := kv.Set(ctx, rtScope, "k", make([]byte, 64<<10+1), time.Minute)
 	if !errors.Is(err, plugin.ErrValueTooLarge) {
 		t.Fatalf("64 KiB + 1: error %v, want ErrValueTooLarge", err)
 	}
 	// The refused value did not replace the stored one.
-	if v, _, _ := kv.Get(ctx, "k"); len(v) != len(max) {
+	if v, _, _ := kv.Get(ctx, rtScope, "k"); len(v) != len(max) {
 		t.Fatalf("refused Set changed the value: %d bytes", len(v))
 	}
 }
 
-// TestRedisLayout pins the key layout (operators scan and expire by it)
-// and that every key carries its TTL.
+// TestRedisLayout pins the key layout (operators scan and expire by it;
+// the data keys are those of the releases before quotas, so an upgrade
+// keeps the state) and that every key, the quota's included, carries its
+// TTL.
 func TestRedisLayout(t *testing.T) {
 	ctx := context.Background()
 	c := newTestRedis(t)
 	prefix := testRedisPrefix(t, "plugin-layout")
 	counters, kv := plugin.NewRedisCounters(c, prefix), plugin.NewRedisKV(c, prefix)
-	const key = "plugin:4:acme:rl:k"
-	if _, _, err := counters.Incr(ctx, key, 1, 90*time.Second); err != nil {
+	if _, _, err := counters.Incr(ctx, rtScope, "k", 1, 90*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if err := kv.Set(ctx, key, []byte("v"), 2500*time.Microsecond); err != nil {
+	if err := kv.Set(ctx, rtScope, "k", []byte("v"), 2500*time.Microsecond); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Set(ctx, rtScope, "k2", []byte("value"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	long := strings.Repeat("L", 600)
-	if _, _, err := counters.Incr(ctx, long, 1, time.Minute); err != nil {
+	if _, _, err := counters.Incr(ctx, rtScope, long, 1, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if ttl := c.PTTL(ctx, prefix+"c:"+key).Val(); ttl <= 89*time.Second || ttl > 90*time.Second {
+	if ttl := c.PTTL(ctx, prefix+"c:plugin:4:acme:rl:k").Val(); ttl <= 89*time.Second || ttl > 90*time.Second {
 		t.Fatalf("counter key ttl %v", ttl)
 	}
-	if got := c.Get(ctx, prefix+"c:"+key).Val(); got != "1" {
+	if got := c.Get(ctx, prefix+"c:plugin:4:acme:rl:k").Val(); got != "1" {
 		t.Fatalf("counter key holds %q", got)
 	}
 	// 2.5 ms is rounded up to 3 ms.
-	if ttl := c.PTTL(ctx, prefix+"kv:"+key).Val(); ttl <= 0 || ttl > 3*time.Millisecond {
+	if ttl := c.PTTL(ctx, prefix+"kv:plugin:4:acme:rl:k").Val(); ttl <= 0 || ttl > 3*time.Millisecond {
 		t.Fatalf("kv key ttl %v", ttl)
 	}
 	keys, err := c.Keys(ctx, prefix+"c#*").Result()
 	if err != nil || len(keys) != 1 || len(keys[0]) != len(prefix)+2+64 {
 		t.Fatalf("long key stored as %v (%v), want one c#<sha256>", keys, err)
+	}
+	// The quota: counter keys (the long one as #<sha256>) and kv entries
+	// with their counted bytes, scored by expiry; the kv byte total.
+	members, err := c.ZRange(ctx, prefix+"cq:4:acme:rl", 0, -1).Result()
+	if err != nil || len(members) != 2 || !slices.Contains(members, "k") {
+		t.Fatalf("counter index %v (%v)", members, err)
+	}
+	members, err = c.ZRange(ctx, prefix+"kvq:4:acme:rl", 0, -1).Result()
+	if err != nil || !slices.Contains(members, "k2 7") {
+		t.Fatalf("kv index %v (%v), want a member \"k2 7\"", members, err)
+	}
+	if n, err := c.Get(ctx, prefix+"kvb:4:acme:rl").Int(); err != nil || n != 7 && n != 9 {
+		t.Fatalf("kv byte total %d (%v), want 7 (9 before k expired)", n, err)
+	}
+	for _, k := range []string{"cq:4:acme:rl", "kvq:4:acme:rl", "kvb:4:acme:rl"} {
+		if ttl := c.PTTL(ctx, prefix+k).Val(); ttl <= 50*time.Second || ttl > 90*time.Second {
+			t.Fatalf("%s ttl %v, want the longest member's", k, ttl)
+		}
 	}
 }
 
@@ -125,68 +152,194 @@ func TestRedisCounterEdges(t *testing.T) {
 	counters := plugin.NewRedisCounters(c, prefix)
 
 	big := int64(1<<53 + 1)
-	if v, _, err := counters.Incr(ctx, "big", big, time.Minute); err != nil || v != big {
+	if v, _, err := counters.Incr(ctx, rtScope, "big", big, time.Minute); err != nil || v != big {
 		t.Fatalf("Incr(2^53+1) = %d, %v", v, err)
 	}
-	if v, _, err := counters.Incr(ctx, "big", math.MaxInt64-big, time.Minute); err != nil || v != math.MaxInt64 {
+	if v, _, err := counters.Incr(ctx, rtScope, "big", math.MaxInt64-big, time.Minute); err != nil || v != math.MaxInt64 {
 		t.Fatalf("Incr to MaxInt64 = %d, %v", v, err)
 	}
-	if _, _, err := counters.Incr(ctx, "big", 1, time.Minute); err == nil {
+	if _, _, err := counters.Incr(ctx, rtScope, "big", 1, time.Minute); err == nil {
 		t.Fatal("overflow: no error")
 	}
 
 	// A persistent key (not written by us) gets the window as its TTL.
-	c.Set(ctx, prefix+"c:persist", "5", 0)
-	v, ttl, err := counters.Incr(ctx, "persist", 1, time.Minute)
+	c.Set(ctx, prefix+"c:plugin:4:acme:rl:persist", "5", 0)
+	v, ttl, err := counters.Incr(ctx, rtScope, "persist", 1, time.Minute)
 	if err != nil || v != 6 || ttl != time.Minute {
 		t.Fatalf("persistent key: (%d, %v, %v)", v, ttl, err)
 	}
-	if pttl := c.PTTL(ctx, prefix+"c:persist").Val(); pttl <= 0 {
+	if pttl := c.PTTL(ctx, prefix+"c:plugin:4:acme:rl:persist").Val(); pttl <= 0 {
 		t.Fatalf("persistent key still has pttl %v", pttl)
 	}
 
-	c.Set(ctx, prefix+"c:text", "abc", time.Minute)
-	if _, _, err := counters.Incr(ctx, "text", 1, time.Minute); err == nil || !strings.Contains(err.Error(), "plugin: redis counter") {
+	c.Set(ctx, prefix+"c:plugin:4:acme:rl:text", "abc", time.Minute)
+	if _, _, err := counters.Incr(ctx, rtScope, "text", 1, time.Minute); err == nil || !strings.Contains(err.Error(), "plugin: redis counter") {
 		t.Fatalf("non-integer value: error %v", err)
 	}
 
 	// A sub-millisecond window is rounded up, not dropped.
-	if v, ttl, err := counters.Incr(ctx, "tiny", 1, 300*time.Microsecond); err != nil || v != 1 || ttl != time.Millisecond {
+	if v, ttl, err := counters.Incr(ctx, rtScope, "tiny", 1, 300*time.Microsecond); err != nil || v != 1 || ttl != time.Millisecond {
 		t.Fatalf("sub-ms window: (%d, %v, %v)", v, ttl, err)
 	}
 
-	// A closed client is an error, not a zero value.
+	// A closed client is an error, not a zero value, and not a quota
+	// refusal.
 	dead := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
 	dead.Close()
-	if _, _, err := plugin.NewRedisCounters(dead, prefix).Incr(ctx, "k", 1, time.Minute); err == nil {
-		t.Fatal("closed client: no error")
+	if _, _, err := plugin.NewRedisCounters(dead, prefix).Incr(ctx, rtScope, "k", 1, time.Minute); err == nil || errors.Is(err, plugin.ErrQuotaExceeded) {
+		t.Fatalf("closed client: error %v", err)
 	}
-	if _, _, err := plugin.NewRedisKV(dead, prefix).Get(ctx, "k"); err == nil {
+	if _, _, err := plugin.NewRedisKV(dead, prefix).Get(ctx, rtScope, "k"); err == nil {
 		t.Fatal("closed client: kv get: no error")
+	}
+	if err := plugin.NewRedisKV(dead, prefix).Set(ctx, rtScope, "k", nil, time.Minute); err == nil || errors.Is(err, plugin.ErrQuotaExceeded) {
+		t.Fatalf("closed client: kv set: error %v", err)
 	}
 }
 
-// TestRedisCounterOneRoundTrip checks that an Incr is a single command on
-// the wire once the script is cached (EVALSHA).
+// TestRedisCounterOneRoundTrip checks that an Incr, a kv Set and a kv Get
+// are a single command each on the wire once the scripts are cached
+// (EVALSHA), quota refusals included.
 func TestRedisCounterOneRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	c := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
 	t.Cleanup(func() { _ = c.Close() })
 	var cmds atomic.Int64
 	c.AddHook(countHook{&cmds})
-	counters := plugin.NewRedisCounters(c, testRedisPrefix(t, "plugin-rt"))
-	if _, _, err := counters.Incr(ctx, "warm", 1, time.Minute); err != nil {
+	prefix := testRedisPrefix(t, "plugin-rt")
+	counters, kv := plugin.NewRedisCounters(c, prefix), plugin.NewRedisKV(c, prefix)
+	q := plugin.Scope{Tenant: "acme", Plugin: "rl", Quota: plugin.Quota{CounterKeys: 2, KVEntries: 2}}
+	if _, _, err := counters.Incr(ctx, q, "warm", 1, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Set(ctx, q, "warm", nil, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	cmds.Store(0)
 	for i := range 10 {
-		if _, _, err := counters.Incr(ctx, "k"+strconv.Itoa(i%3), 1, time.Minute); err != nil {
+		// k0 fits, k1 and k2 are refused by the quota of 2.
+		if _, _, err := counters.Incr(ctx, q, "k"+strconv.Itoa(i%3), 1, time.Minute); err != nil && !errors.Is(err, plugin.ErrQuotaExceeded) {
+			t.Fatal(err)
+		}
+		if err := kv.Set(ctx, q, "k"+strconv.Itoa(i%3), []byte("v"), time.Minute); err != nil && !errors.Is(err, plugin.ErrQuotaExceeded) {
+			t.Fatal(err)
+		}
+		if _, _, err := kv.Get(ctx, q, "k"+strconv.Itoa(i%3)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n := cmds.Load(); n != 10 {
-		t.Fatalf("10 increments sent %d commands", n)
+	if n := cmds.Load(); n != 30 {
+		t.Fatalf("10 increments, sets and gets sent %d commands", n)
 	}
+}
+
+// TestRedisQuotaAccountingHeals shows that losing a key to eviction (or
+// to a restart that kept some keys) never leaves the quota wrong for longer
+// than the lost entries would have lived.
+func TestRedisQuotaAccountingHeals(t *testing.T) {
+	ctx := context.Background()
+	c := newTestRedis(t)
+	prefix := testRedisPrefix(t, "plugin-heal")
+	counters, kv := plugin.NewRedisCounters(c, prefix), plugin.NewRedisKV(c, prefix)
+	q := plugin.Scope{Tenant: "acme", Plugin: "rl", Quota: plugin.Quota{CounterKeys: 2, KVEntries: 3, KVBytes: 20}}
+	quota := func(err error) bool { return errors.Is(err, plugin.ErrQuotaExceeded) }
+	set := func(key, val string, ttl time.Duration) error { return kv.Set(ctx, q, key, []byte(val), ttl) }
+
+	t.Run("KVByteTotalLost", func(t *testing.T) {
+		if err := errors.Join(set("a", "123456789", time.Minute), set("b", "123456789", time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		c.Del(ctx, prefix+"kvb:4:acme:rl")
+		// Rebuilt from the index: still 20 bytes, full.
+		if err := set("c", "", time.Minute); !quota(err) {
+			t.Fatalf("after losing the total: %v, want a quota refusal", err)
+		}
+		if n, _ := c.Get(ctx, prefix+"kvb:4:acme:rl").Int(); n != 20 {
+			t.Fatalf("rebuilt total %d, want 20", n)
+		}
+	})
+
+	t.Run("KVIndexLost", func(t *testing.T) {
+		c.Del(ctx, prefix+"kvq:4:acme:rl")
+		// The total goes with the index; a and b (alive) are not counted
+		// any more, which lasts only as long as they do.
+		if err := set("c", "123456789", time.Minute); err != nil {
+			t.Fatalf("after losing the index: %v", err)
+		}
+		if n, _ := c.Get(ctx, prefix+"kvb:4:acme:rl").Int(); n != 10 {
+			t.Fatalf("total %d, want 10 (c only)", n)
+		}
+		// Rewriting a lost key counts it again.
+		if err := set("a", "123456789", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := set("d", "1", time.Minute); !quota(err) {
+			t.Fatalf("a and c count again: %v, want a quota refusal", err)
+		}
+	})
+
+	t.Run("KVValueLost", func(t *testing.T) {
+		c.Del(ctx, prefix+"kvq:4:acme:rl", prefix+"kvb:4:acme:rl")
+		total := func() int { n, _ := c.Get(ctx, prefix+"kvb:4:acme:rl").Int(); return n }
+		if err := set("e", "1234", 2*scUnit); err != nil { // 5 bytes
+			t.Fatal(err)
+		}
+		// e's value is evicted; its index member stays until e's expiry,
+		// so a rewrite of another size counts both until then.
+		c.Del(ctx, prefix+"kv:plugin:4:acme:rl:e")
+		if err := set("e", "12345", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if n := total(); n != 11 {
+			t.Fatalf("total %d, want 11 (e's old 5 and new 6)", n)
+		}
+		// A rewrite of the same size finds its member: counted once.
+		if err := set("h", "12", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		c.Del(ctx, prefix+"kv:plugin:4:acme:rl:h")
+		if err := set("h", "12", time.Minute); err != nil {
+			t.Fatalf("same-size rewrite of an evicted value at the entries quota: %v", err)
+		}
+		if n := total(); n != 14 {
+			t.Fatalf("total %d, want 14 (h once)", n)
+		}
+		time.Sleep(2*scUnit + scUnit/3)
+		if err := set("f", "", time.Minute); err != nil { // trims e's old member
+			t.Fatal(err)
+		}
+		if n := total(); n != 10 {
+			t.Fatalf("total %d, want 10 (e, h, f)", n)
+		}
+	})
+
+	t.Run("CounterIndexLost", func(t *testing.T) {
+		for _, k := range []string{"a", "b"} {
+			if _, _, err := counters.Incr(ctx, q, k, 1, 2*scUnit); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, _, err := counters.Incr(ctx, q, "c", 1, time.Minute); !quota(err) {
+			t.Fatalf("third key: %v, want a quota refusal", err)
+		}
+		c.Del(ctx, prefix+"cq:4:acme:rl")
+		// a and b are uncounted while they live...
+		for _, k := range []string{"c", "d"} {
+			if _, _, err := counters.Incr(ctx, q, k, 1, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// ...and the quota holds again for new keys.
+		if _, _, err := counters.Incr(ctx, q, "e", 1, time.Minute); !quota(err) {
+			t.Fatalf("fifth key: %v, want a quota refusal", err)
+		}
+		// A counter whose value was evicted is not counted twice when
+		// it starts again.
+		c.Del(ctx, prefix+"c:plugin:4:acme:rl:d")
+		if _, _, err := counters.Incr(ctx, q, "d", 1, time.Minute); err != nil {
+			t.Fatalf("restarting an evicted counter: %v", err)
+		}
+	})
 }
 
 type countHook struct{ n *atomic.Int64 }
@@ -211,12 +364,12 @@ func BenchmarkRedisCountersIncr(b *testing.B) {
 	counters := plugin.NewRedisCounters(c, testRedisPrefix(b, "plugin-bench"))
 	keys := make([]string, 64)
 	for i := range keys {
-		keys[i] = "plugin:4:acme:ratelimit:client-" + strconv.Itoa(i)
+		keys[i] = "client-" + strconv.Itoa(i)
 	}
 	b.Run("serial", func(b *testing.B) {
 		i := 0
 		for b.Loop() {
-			if _, _, err := counters.Incr(ctx, keys[i%len(keys)], 1, time.Minute); err != nil {
+			if _, _, err := counters.Incr(ctx, rtScope, keys[i%len(keys)], 1, time.Minute); err != nil {
 				b.Fatal(err)
 			}
 			i++
@@ -227,7 +380,7 @@ func BenchmarkRedisCountersIncr(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			i := int(next.Add(1))
 			for pb.Next() {
-				if _, _, err := counters.Incr(ctx, keys[i%len(keys)], 1, time.Minute); err != nil {
+				if _, _, err := counters.Incr(ctx, rtScope, keys[i%len(keys)], 1, time.Minute); err != nil {
 					b.Error(err)
 					return
 				}

@@ -31,7 +31,7 @@ const (
 //	    sha256: 3f1c...
 //	    hooks: [token, events]
 //	    failureMode: {token: closed}
-//	    limits: {callTimeout: 20ms, poolSize: 4}
+//	    limits: {callTimeout: 20ms, poolSize: 4, counterKeys: 50000}
 //	    grants: [counters, clock, config, log]
 //	    config: {permitLimit: 10, window: 1m}
 //	    requireSignature: true   # plugins/sec3.wasm.sig by a guild key
@@ -79,6 +79,20 @@ type Limits struct {
 	PoolSize int `yaml:"poolSize,omitempty" json:"poolSize,omitempty"`
 	// IdleTimeout closes instances unused for that long.
 	IdleTimeout time.Duration `yaml:"idleTimeout,omitempty" json:"idleTimeout,omitempty"`
+	// CounterKeys caps the live counter_incr keys of this plugin for this
+	// tenant; creating one more answers HostLimited.
+	CounterKeys int `yaml:"counterKeys,omitempty" json:"counterKeys,omitempty"`
+	// KVEntries caps the live kv_set entries of this plugin for this
+	// tenant; a write beyond it answers HostLimited.
+	KVEntries int `yaml:"kvEntries,omitempty" json:"kvEntries,omitempty"`
+	// KVBytes caps the sum of key and value lengths over those entries; a
+	// write beyond it answers HostLimited.
+	KVBytes int64 `yaml:"kvBytes,omitempty" json:"kvBytes,omitempty"`
+}
+
+// quota is the state quota of l for a Scope.
+func (l Limits) quota() Quota {
+	return Quota{CounterKeys: l.CounterKeys, KVEntries: l.KVEntries, KVBytes: l.KVBytes}.withDefaults()
 }
 
 // DefaultLimits are the limits a zero field takes. The reasons are in
@@ -88,9 +102,14 @@ type Limits struct {
 // fires while the call waits to be scheduled discards a healthy instance),
 // so only a runaway guest reaches it; 16 KiB holds any valid Decision;
 // 4 instances keep ~15 MiB per busy tenant; 5 minutes of idleness frees a
-// quiet tenant's memory.
+// quiet tenant's memory. The state quotas (per tenant and plugin, on every
+// node for the memory store and in Redis for the shared one) hold a rate
+// limiter's keys for 100,000 distinct clients, and 10,000 KV entries or
+// 16 MiB of keys and values: enough for lockout and session state, small
+// enough that a thousand (tenant, plugin) scopes cannot take a node's heap.
 func DefaultLimits() Limits {
-	return Limits{MemoryPages: 256, CallTimeout: 250 * time.Millisecond, MaxModuleBytes: 8 << 20, MaxOutputBytes: 16 << 10, PoolSize: 4, IdleTimeout: 5 * time.Minute}
+	return Limits{MemoryPages: 256, CallTimeout: 250 * time.Millisecond, MaxModuleBytes: 8 << 20, MaxOutputBytes: 16 << 10, PoolSize: 4, IdleTimeout: 5 * time.Minute,
+		CounterKeys: 100_000, KVEntries: 10_000, KVBytes: 16 << 20}
 }
 
 // Upper bounds enforced by Validate.
@@ -103,6 +122,9 @@ const (
 	maxConfigBytes    = 64 << 10
 	minIdleTimeout    = time.Second
 	maxPluginNameSize = 64
+	maxCounterKeys    = 10_000_000
+	maxKVEntries      = 1_000_000
+	maxKVBytes        = 1 << 30
 )
 
 // WithDefaults returns s with every zero limit and failure mode set to its
@@ -126,6 +148,15 @@ func (s Spec) WithDefaults() Spec {
 	}
 	if s.Limits.IdleTimeout == 0 {
 		s.Limits.IdleTimeout = d.IdleTimeout
+	}
+	if s.Limits.CounterKeys == 0 {
+		s.Limits.CounterKeys = d.CounterKeys
+	}
+	if s.Limits.KVEntries == 0 {
+		s.Limits.KVEntries = d.KVEntries
+	}
+	if s.Limits.KVBytes == 0 {
+		s.Limits.KVBytes = d.KVBytes
 	}
 	fm := make(map[string]FailureMode, len(s.Hooks))
 	for _, h := range s.Hooks {
@@ -212,6 +243,21 @@ func (s Spec) Validate(path string) error {
 		bad("limits.idleTimeout", "must be > 0")
 	} else if l.IdleTimeout != 0 && l.IdleTimeout < minIdleTimeout {
 		bad("limits.idleTimeout", "must be >= %s", minIdleTimeout)
+	}
+	if l.CounterKeys < 0 {
+		bad("limits.counterKeys", "must be > 0")
+	} else if l.CounterKeys > maxCounterKeys {
+		bad("limits.counterKeys", "must be <= %d", maxCounterKeys)
+	}
+	if l.KVEntries < 0 {
+		bad("limits.kvEntries", "must be > 0")
+	} else if l.KVEntries > maxKVEntries {
+		bad("limits.kvEntries", "must be <= %d", maxKVEntries)
+	}
+	if l.KVBytes < 0 {
+		bad("limits.kvBytes", "must be > 0")
+	} else if l.KVBytes > maxKVBytes {
+		bad("limits.kvBytes", "must be <= %d", maxKVBytes)
 	}
 	granted := map[string]bool{}
 	for i, g := range s.Grants {

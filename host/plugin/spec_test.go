@@ -35,6 +35,15 @@ func TestSpecValidateNamesKey(t *testing.T) {
 		{"pages", func(s *Spec) { s.Limits.MemoryPages = 70000 }, "limits.memoryPages: "},
 		{"idle", func(s *Spec) { s.Limits.IdleTimeout = time.Millisecond }, "limits.idleTimeout: "},
 		{"output", func(s *Spec) { s.Limits.MaxOutputBytes = -5 }, "limits.maxOutputBytes: must be > 0"},
+		{"counter keys", func(s *Spec) { s.Limits.CounterKeys = -1 }, "tenants[2].plugins[0].limits.counterKeys: must be > 0"},
+		{"counter keys max", func(s *Spec) { s.Limits.CounterKeys = 10_000_001 }, "limits.counterKeys: must be <= 10000000"},
+		{"kv entries", func(s *Spec) { s.Limits.KVEntries = -1 }, "tenants[2].plugins[0].limits.kvEntries: must be > 0"},
+		{"kv entries max", func(s *Spec) { s.Limits.KVEntries = 1_000_001 }, "limits.kvEntries: must be <= 1000000"},
+		{"kv bytes", func(s *Spec) { s.Limits.KVBytes = -1 }, "tenants[2].plugins[0].limits.kvBytes: must be > 0"},
+		{"kv bytes max", func(s *Spec) { s.Limits.KVBytes = 1<<30 + 1 }, "limits.kvBytes: must be <= 1073741824"},
+		{"quotas at their max", func(s *Spec) {
+			s.Limits.CounterKeys, s.Limits.KVEntries, s.Limits.KVBytes = 10_000_000, 1_000_000, 1<<30
+		}, ""},
 		{"grant", func(s *Spec) { s.Grants = []string{"network"} }, `tenants[2].plugins[0].grants[0]: unknown grant "network"`},
 		{"config", func(s *Spec) { s.Config = map[string]any{"f": func() {}} }, "tenants[2].plugins[0].config: "},
 	}
@@ -68,6 +77,17 @@ func TestWithDefaults(t *testing.T) {
 	if s.Limits != DefaultLimits() || s.FailureMode["token"] != FailClosed || s.FailureMode["events"] != FailOpen {
 		t.Fatalf("%+v", s)
 	}
+	// The state quotas of the security review: 100,000 counter keys,
+	// 10,000 KV entries, 16 MiB of KV keys and values per (tenant, plugin).
+	if d := DefaultLimits(); d.CounterKeys != 100_000 || d.KVEntries != 10_000 || d.KVBytes != 16<<20 {
+		t.Fatalf("state quotas %+v", d)
+	}
+	if q := (Limits{}).quota(); q != (Quota{CounterKeys: 100_000, KVEntries: 10_000, KVBytes: 16 << 20}) {
+		t.Fatalf("zero limits give quota %+v", q)
+	}
+	if q := (Limits{KVEntries: 7}).quota(); q.KVEntries != 7 || q.CounterKeys != 100_000 {
+		t.Fatalf("quota %+v", q)
+	}
 }
 
 func TestClassifyImport(t *testing.T) {
@@ -98,7 +118,8 @@ path: plugins/sec3.wasm
 sha256: ` + strings.Repeat("ab", 32) + `
 hooks: [token, events]
 failureMode: {token: open}
-limits: {callTimeout: 20ms, poolSize: 2, idleTimeout: 10m, memoryPages: 128, maxOutputBytes: 4096}
+limits: {callTimeout: 20ms, poolSize: 2, idleTimeout: 10m, memoryPages: 128, maxOutputBytes: 4096,
+  counterKeys: 50000, kvEntries: 500, kvBytes: 1048576}
 grants: [counters, config]
 config:
   permitLimit: 10
@@ -114,6 +135,9 @@ config:
 	}
 	if s.Limits.CallTimeout != 20*time.Millisecond || s.Limits.IdleTimeout != 10*time.Minute || s.FailureMode["token"] != FailOpen {
 		t.Fatalf("%+v", s)
+	}
+	if s.Limits.CounterKeys != 50000 || s.Limits.KVEntries != 500 || s.Limits.KVBytes != 1<<20 {
+		t.Fatalf("state quotas %+v", s.Limits)
 	}
 	if b, err := json.Marshal(s.Config); err != nil || !strings.Contains(string(b), `"nested":{"window":"1m"}`) {
 		t.Fatalf("config %s %v", b, err)

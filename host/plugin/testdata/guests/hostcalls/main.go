@@ -31,7 +31,9 @@ func init() {
 		if ok {
 			add("kv.prev", string(prev))
 		}
-		_ = sdk.KVSet("last", []byte(in.Client), time.Hour)
+		if err := sdk.KVSet("last", []byte(in.Client), time.Hour); err != nil {
+			add("kvset.err", err.Error())
+		}
 		p, err := sdk.Pseudonymize(in.Subject)
 		if err != nil {
 			add("pseudonym.err", err.Error())
