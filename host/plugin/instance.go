@@ -57,6 +57,7 @@ type instKey struct{}
 // nothing arms no timer.
 type callCtx struct {
 	inst     *instance
+	start    time.Time
 	deadline time.Time
 	done     chan struct{}
 	timer    *time.Timer
@@ -93,7 +94,10 @@ func (c *callCtx) Value(k any) any {
 }
 
 // arm starts the deadline of one call.
-func (c *callCtx) arm(d time.Duration) { c.deadline = time.Now().Add(d) }
+func (c *callCtx) arm(d time.Duration) {
+	c.start = time.Now()
+	c.deadline = c.start.Add(d)
+}
 
 // disarm ends the call: it releases the Done timer if one was made.
 func (c *callCtx) disarm() {

@@ -211,33 +211,42 @@ func (m *Manager) Decide(ctx context.Context, tenant string, in *abi.DecisionInp
 	}
 	cp := *in
 	cp.Tenant = tenant
-	bp := m.bufs.Get().(*[]byte)
-	payload := abi.AppendDecisionInput((*bp)[:0], &cp)
-	defer func() { *bp = payload[:0]; m.bufs.Put(bp) }()
-	// A plugin without the clock grant gets the input with time unset
-	// (abi/SPEC.md §6), encoded once when the chain first needs it.
-	var clockless []byte
-	var cbp *[]byte
+	// Two encodings at most, each made when the chain first needs it: with
+	// the time for plugins granted the clock, without it for the others
+	// (abi/SPEC.md §6).
+	var enc [2]struct {
+		bp      *[]byte
+		payload []byte
+	}
 	defer func() {
-		if cbp != nil {
-			*cbp = clockless[:0]
-			m.bufs.Put(cbp)
+		for _, e := range enc {
+			if e.bp != nil {
+				*e.bp = e.payload[:0]
+				m.bufs.Put(e.bp)
+			}
 		}
 	}()
+	encoded := func(clock bool) []byte {
+		i := 0
+		if !clock && !cp.Time.IsZero() {
+			i = 1
+		}
+		e := &enc[i]
+		if e.bp == nil {
+			in := cp
+			if i == 1 {
+				in.Time = time.Time{}
+			}
+			e.bp = m.bufs.Get().(*[]byte)
+			e.payload = abi.AppendDecisionInput((*e.bp)[:0], &in)
+		}
+		return e.payload
+	}
 
 	var ann []abi.KV
 	var errs []error
 	for _, p := range pools {
-		pl := payload
-		if p.grants&bitClock == 0 && !cp.Time.IsZero() {
-			if cbp == nil {
-				nc := cp
-				nc.Time = time.Time{}
-				cbp = m.bufs.Get().(*[]byte)
-				clockless = abi.AppendDecisionInput((*cbp)[:0], &nc)
-			}
-			pl = clockless
-		}
+		pl := encoded(p.grants&bitClock != 0)
 		var d abi.Decision
 		if f := p.decide(ctx, in.Endpoint, pl, &d); f != nil {
 			errs = append(errs, f)

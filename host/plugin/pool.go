@@ -152,7 +152,7 @@ func (p *pool) signalLocked() {
 
 // put returns a healthy instance.
 func (p *pool) put(inst *instance) {
-	inst.lastUsed = time.Now()
+	inst.lastUsed = inst.cc.start // the call's start: no clock read of its own
 	p.mu.Lock()
 	if p.closed {
 		p.live--
@@ -321,8 +321,7 @@ func failureKind(f *Failure) FailureKind {
 }
 
 func (p *pool) decideOnce(ctx context.Context, hook string, payload []byte, out *abi.Decision) *Failure {
-	now := p.deps.Clock.Now()
-	if !p.breaker.allow(now) {
+	if !p.breaker.allow(p.deps.Clock) {
 		p.stats.breakerRejects.Add(1)
 		return &Failure{Tenant: p.tenant, Plugin: p.name, Hook: hook, Kind: KindBreakerOpen, Err: errors.New("circuit breaker open")}
 	}
@@ -358,7 +357,7 @@ func (p *pool) event(ctx context.Context, payload []byte) *Failure {
 }
 
 func (p *pool) eventOnce(ctx context.Context, payload []byte) *Failure {
-	if !p.breaker.allow(p.deps.Clock.Now()) {
+	if !p.breaker.allow(p.deps.Clock) {
 		p.stats.breakerRejects.Add(1)
 		return &Failure{Tenant: p.tenant, Plugin: p.name, Hook: abi.HookEvents, Kind: KindBreakerOpen, Err: errors.New("circuit breaker open")}
 	}
@@ -475,12 +474,14 @@ type breaker struct {
 	trial     bool
 }
 
-func (b *breaker) allow(now time.Time) bool {
+// allow reads the clock only when the breaker is open: a closed breaker,
+// the steady state, costs a lock and no clock read.
+func (b *breaker) allow(clock Clock) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch b.state {
 	case BreakerOpen:
-		if now.Sub(b.openedAt) < b.cooldown {
+		if clock.Now().Sub(b.openedAt) < b.cooldown {
 			return false
 		}
 		b.state, b.trial = BreakerHalfOpen, true
