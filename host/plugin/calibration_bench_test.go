@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
@@ -18,16 +19,25 @@ import (
 // proportion to the CPU it gets.
 func BenchmarkBudgetCalibration(b *testing.B) {
 	loop := []byte{0x03, 0x40, 0x0c, 0x00, 0x0b}
+	goSpin := func(t *testing.T) Spec {
+		path := GuestPaths["misbehave"]
+		if path == "" {
+			t.Skip("guest not built")
+		}
+		b, _ := os.ReadFile(path)
+		return Spec{Name: "spin", Path: path, SHA256: Digest(b), Hooks: []string{abi.HookToken}}
+	}
 	cases := []struct {
 		name   string
 		spec   func(t *testing.T) Spec
-		grants []string
+		client string
 	}{
-		{"tight-loop", mod(abiModule(1, cat(loop, i64c(0)))), nil},
-		{"binary-recursion", file("binrec", nil), nil},
-		{"memory-fill", file("bulkfill", nil), nil},
-		{"host-calls", file("hostloop", []string{GrantClock}), nil},
-		{"cache-miss-and-divide", file("chase", nil), nil},
+		{"go-guest-spin", goSpin, "spin"},
+		{"tight-loop", mod(abiModule(1, cat(loop, i64c(0)))), ""},
+		{"binary-recursion", file("binrec", nil), ""},
+		{"memory-fill", file("bulkfill", nil), ""},
+		{"host-calls", file("hostloop", []string{GrantClock}), ""},
+		{"cache-miss-and-divide", file("chase", nil), ""},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
@@ -43,7 +53,7 @@ func BenchmarkBudgetCalibration(b *testing.B) {
 			var total time.Duration
 			for b.Loop() {
 				t0 := time.Now()
-				if _, err := m.Decide(context.Background(), "a", &abi.DecisionInput{Endpoint: abi.HookToken}); err == nil {
+				if _, err := m.Decide(context.Background(), "a", &abi.DecisionInput{Endpoint: abi.HookToken, Client: c.client}); err == nil {
 					b.Fatal("runaway not stopped")
 				}
 				total += time.Since(t0)

@@ -2,8 +2,9 @@ package meter
 
 // Instruction kinds the rewriter acts on.
 const (
-	kPlain = iota
-	kLoop
+	kPlain        = iota
+	kLoop         // loop header: charges its scope (seg)
+	kCont         // continuation after else or a block's end, in scope seg: charges region if seg is fine
 	kCall         // arg: function index
 	kCallIndirect // arg: type index
 	kGrow         // memory.grow: pages on the stack
@@ -15,7 +16,8 @@ type ins struct {
 	start, end int
 	kind       int
 	arg        uint32
-	seg        int // for kLoop: the segment the loop body charges
+	seg        int // kLoop: the loop's scope; kCont: the scope it continues
+	region     int // kCont: the region it starts
 }
 
 type body struct {
@@ -124,21 +126,27 @@ func itoa(n int) string {
 // rewriteBody appends the rewritten body (locals and expression, without
 // its size) to out.
 func (m *module) rewriteBody(out []byte, b *body, params uint32, opts Options, res *Result) ([]byte, error) {
-	list, segs, err := m.scan(b, params, opts)
+	list, sc, err := m.scan(b, params, opts)
 	if err != nil {
 		return nil, err
 	}
-	scratch := params + b.locals
+	// Added locals: an i64 that carries the fuel from its update to its
+	// check (no second global read), and an i32 for dynamic charges.
+	t64 := params + b.locals
+	scratch := t64 + 1
+	dr := &reader{b: b.decls}
+	groups, _ := dr.u32()
 	if b.scratch {
-		dr := &reader{b: b.decls}
-		groups, _ := dr.u32()
+		out = appendU32(out, groups+2)
+		out = append(out, b.decls[dr.off:]...)
+		out = append(out, 1, 0x7e, 1, 0x7f)
+	} else {
 		out = appendU32(out, groups+1)
 		out = append(out, b.decls[dr.off:]...)
-		out = append(out, 1, 0x7f)
-	} else {
-		out = append(out, b.decls...)
+		out = append(out, 1, 0x7e)
 	}
-	out = m.charge(out, segs[0])
+	m.t64 = t64
+	out = m.charge(out, sc.startCost(0))
 	res.ChargePoints++
 	e := b.expr
 	for _, in := range list {
@@ -147,8 +155,17 @@ func (m *module) rewriteBody(out []byte, b *body, params uint32, opts Options, r
 			out = append(out, e[in.start:in.end]...)
 		case kLoop:
 			out = append(out, e[in.start:in.end]...)
-			out = m.charge(out, segs[in.seg])
+			out = m.charge(out, sc.startCost(in.seg))
 			res.ChargePoints++
+		case kCont:
+			out = append(out, e[in.start:in.end]...)
+			if sc.fine(in.seg) {
+				// Charged, not checked: the next loop header or function
+				// entry checks, so a spent budget overshoots by at most
+				// one scope's own code before it traps.
+				out = adjustGlobal(out, m.fuelIndex(), 0x42, sc.regions[in.region], 0x7d)
+				res.ChargePoints++
+			}
 		case kCall, kCallIndirect:
 			cost := int32(0)
 			if in.kind == kCall {
@@ -179,8 +196,25 @@ func (m *module) rewriteBody(out []byte, b *body, params uint32, opts Options, r
 
 // charge appends: fuel -= cost; if fuel < 0 { unreachable }.
 func (m *module) charge(out []byte, cost int64) []byte {
-	out = adjustGlobal(out, m.fuelIndex(), 0x42, cost, 0x7d) // i64.const, i64.sub
-	return m.trapIfNegative(out)
+	out = append(out, 0x23) // global.get fuel
+	out = appendU32(out, m.fuelIndex())
+	out = append(out, 0x42) // i64.const cost
+	out = appendS64(out, cost)
+	out = append(out, 0x7d) // i64.sub
+	return m.storeAndCheck(out)
+}
+
+// storeAndCheck stores the i64 on top of the stack into the fuel global
+// and traps if it is negative.
+func (m *module) storeAndCheck(out []byte) []byte {
+	out = append(out, 0x22) // local.tee t64
+	out = appendU32(out, m.t64)
+	out = append(out, 0x24) // global.set fuel
+	out = appendU32(out, m.fuelIndex())
+	out = append(out, 0x20) // local.get t64
+	out = appendU32(out, m.t64)
+	// i64.const 0; i64.lt_s; if; unreachable; end
+	return append(out, 0x42, 0x00, 0x53, 0x04, 0x40, 0x00, 0x0b)
 }
 
 // adjustGlobal appends: global.get g; <constOp> k; <op>; global.set g.
@@ -191,13 +225,6 @@ func adjustGlobal(out []byte, g uint32, constOp byte, k int64, op byte) []byte {
 	out = appendS64(out, k)
 	out = append(out, op, 0x24)
 	return appendU32(out, g)
-}
-
-func (m *module) trapIfNegative(out []byte) []byte {
-	out = append(out, 0x23)
-	out = appendU32(out, m.fuelIndex())
-	// i64.const 0; i64.lt_s; if; unreachable; end
-	return append(out, 0x42, 0x00, 0x53, 0x04, 0x40, 0x00, 0x0b)
 }
 
 // chargeDynamic charges the i32 on top of the stack, leaving it there:
@@ -217,9 +244,8 @@ func (m *module) chargeDynamic(out []byte, scratch uint32, op byte, k int64) []b
 		out = append(out, op)
 	}
 	out = append(out, 0x42, 0x01, 0x7c) // + 1: a zero-length operation still costs
-	out = append(out, 0x7d, 0x24)       // i64.sub, global.set
-	out = appendU32(out, f)
-	return m.trapIfNegative(out)
+	out = append(out, 0x7d)             // i64.sub
+	return m.storeAndCheck(out)
 }
 
 // stackEnter appends: stack -= cost; if stack < 0 { unreachable }.
@@ -237,13 +263,53 @@ func (m *module) stackLeave(out []byte, cost int32) []byte {
 	return adjustGlobal(out, m.stackIndex(), 0x41, int64(cost), 0x6a) // i32.const, i32.add
 }
 
-// scan decodes b.expr into instructions and computes the cost of each
-// segment: segs[0] is the code outside every loop, segs[k] a loop's own
-// code (nested loops excluded). Each cost includes one unit for the
-// charge itself.
-func (m *module) scan(b *body, params uint32, opts Options) ([]ins, []int64, error) {
+// fineScope is the own cost (instructions) above which a scope is charged
+// per region rather than whole at its start.
+const fineScope = 48
+
+// scopes is what scan learns of a body's costs. A scope is the function
+// (0) or a loop; its own code excludes nested loops. A coarse scope (own
+// cost ≤ fineScope) is charged its whole own code at its start: that code
+// runs at most once per call or iteration. A fine scope is charged per
+// region: its start charges the code up to its first continuation point
+// (after an else or a block's end), and each continuation point charges the
+// code up to the next one. Forward branches only land on continuation
+// points and backward ones on loop headers, so every path between two
+// charges stays inside one region: its cost bounds what runs. Go's wasm
+// backend compiles every function into one loop with a br_table over its
+// blocks, so a Go function is a fine scope and pays for the blocks it
+// runs, not for its whole body at every jump. Costs include one unit for
+// the charge itself.
+type scopes struct {
+	own     []int64 // per scope
+	first   []int   // per scope: its first region
+	cur     []int   // per scope: the region being counted
+	regions []int64
+}
+
+func (s *scopes) add() int {
+	s.own = append(s.own, 1)
+	s.regions = append(s.regions, 1)
+	s.first = append(s.first, len(s.regions)-1)
+	s.cur = append(s.cur, len(s.regions)-1)
+	return len(s.own) - 1
+}
+
+func (s *scopes) fine(k int) bool { return s.own[k] > fineScope }
+
+func (s *scopes) startCost(k int) int64 {
+	if s.fine(k) {
+		return s.regions[s.first[k]]
+	}
+	return s.own[k]
+}
+
+// scan decodes b.expr into instructions and computes the costs of its
+// scopes and regions (see scopes).
+func (m *module) scan(b *body, params uint32, opts Options) ([]ins, *scopes, error) {
 	r := &reader{b: b.expr}
-	segs := []int64{1}
+	sc := &scopes{}
+	sc.add()
 	type frame struct {
 		loop bool
 		seg  int
@@ -258,16 +324,17 @@ func (m *module) scan(b *body, params uint32, opts Options) ([]ins, []int64, err
 			if !r.done() {
 				return nil, nil, refuse("", "instructions after the final end")
 			}
-			return list, segs, nil
+			return list, sc, nil
 		}
 		if r.done() {
 			return nil, nil, refuse("", "missing end")
 		}
 		in := ins{start: r.off, kind: kPlain}
 		seg := ctl[len(ctl)-1].seg
+		newScope := -1
 		op, _ := r.byte()
 		var err error
-		bad := func(format string, args ...any) ([]ins, []int64, error) {
+		bad := func(format string, args ...any) ([]ins, *scopes, error) {
 			return nil, nil, refuse("", "offset %d: "+format, append([]any{in.start}, args...)...)
 		}
 		switch {
@@ -281,17 +348,21 @@ func (m *module) scan(b *body, params uint32, opts Options) ([]ins, []int64, err
 			}
 			f := frame{seg: seg, isIf: op == 0x04}
 			if op == 0x03 {
-				segs = append(segs, 1)
-				f.loop, f.seg = true, len(segs)-1
-				in.kind, in.seg = kLoop, f.seg
+				newScope = sc.add()
+				f.loop, f.seg = true, newScope
+				in.kind, in.seg = kLoop, newScope
 			}
 			ctl = append(ctl, f)
 		case op == 0x05:
 			if !ctl[len(ctl)-1].isIf {
 				return bad("else outside if")
 			}
+			in.kind = kCont
 		case op == 0x0b:
 			ctl = ctl[:len(ctl)-1]
+			if len(ctl) > 0 {
+				in.kind = kCont
+			}
 		case op == 0x0c || op == 0x0d:
 			_, err = r.u32()
 		case op == 0x0e:
@@ -434,7 +505,22 @@ func (m *module) scan(b *body, params uint32, opts Options) ([]ins, []int64, err
 			return bad("%v", err)
 		}
 		in.end = r.off
-		segs[seg]++
+		// The instruction itself belongs to the scope it appears in (a
+		// loop's end to the loop, the loop opcode to its parent).
+		// Structure (block, loop, else, end, nop) compiles to no code and
+		// costs nothing; every other instruction one unit.
+		if op != 0x01 && op != 0x02 && op != 0x03 && op != 0x05 && op != 0x0b {
+			sc.own[seg]++
+			sc.regions[sc.cur[seg]]++
+		}
+		if in.kind == kCont {
+			// What follows continues the scope now on top (after an end,
+			// the parent's; after an else, the if's own).
+			k := ctl[len(ctl)-1].seg
+			sc.regions = append(sc.regions, 1)
+			sc.cur[k] = len(sc.regions) - 1
+			in.seg, in.region = k, sc.cur[k]
+		}
 		list = append(list, in)
 	}
 }

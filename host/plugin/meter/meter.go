@@ -3,11 +3,13 @@
 // for any module, whatever its code does, without wall-clock interruption:
 //
 //   - Work metering. The rewriter appends a mutable i64 global (exported as
-//     FuelExport) and charges it, counting down, at every function entry
-//     and every loop header: each charge point pays, in advance, the
-//     instruction count of the code it can reach before the next charge
-//     point (a function's code outside its loops runs at most once per
-//     call; a loop's own code at most once per iteration). Bulk memory and
+//     FuelExport) and charges it, counting down, in advance of the code it
+//     pays for: a small function or loop pays its whole own code at entry
+//     or at each iteration (it runs at most once per call or iteration); a
+//     large one pays per region between block boundaries, so a function
+//     that runs few of its blocks pays for those (see scopes in code.go).
+//     The guest traps at the first function entry, loop header or dynamic
+//     charge that finds the global negative. Bulk memory and
 //     table operations are charged by their length, memory.grow by the
 //     pages it asks for (table.grow is bounded by the table's maximum). When
 //     the global goes negative the guest traps. The host sets the global

@@ -141,11 +141,12 @@ func testOptions() Options {
 // TestChargeAtEntryCoversStraightLineCode: a loop-free function pays its
 // instruction count once, at entry, whatever path it takes.
 func TestChargeAtEntryCoversStraightLineCode(t *testing.T) {
-	// (i32.add (i32.const 1) (i32.const 2)) end: 4 instructions + 1 for the charge.
+	// (i32.add (i32.const 1) (i32.const 2)) end: 3 instructions (end is
+	// structure, free) + 1 for the charge.
 	inst := run(t, testModule(typesI32, []testFunc{{typ: 1, body: []byte{0x41, 1, 0x41, 2, 0x6a}}}, 0), testOptions())
 	v, used, err := inst.call("f0", 1000)
-	if err != nil || v != 3 || used != 5 {
-		t.Fatalf("got %d, used %d, err %v; want 3, 5, nil", v, used, err)
+	if err != nil || v != 3 || used != 4 {
+		t.Fatalf("got %d, used %d, err %v; want 3, 4, nil", v, used, err)
 	}
 }
 
@@ -161,18 +162,41 @@ func TestChargeAtLoopHeaderPerIteration(t *testing.T) {
 		0x20, 0, // local.get 0
 	}
 	inst := run(t, testModule(typesI32, []testFunc{{typ: 0, body: body}}, 0), testOptions())
-	// Outside: loop, local.get, end (function) + 1 = 4. Inside: five, end, + 1 = 7 per iteration.
+	// Outside: local.get + 1 = 2 (loop and end are structure). Inside: five + 1 = 6 per iteration.
 	for _, n := range []uint64{1, 10, 1000} {
 		v, used, err := inst.call("f0", 1<<20, n)
-		if want := 4 + 7*int64(n); err != nil || v != 0 || used != want {
+		if want := 2 + 6*int64(n); err != nil || v != 0 || used != want {
 			t.Fatalf("n=%d: got %d, used %d, err %v; want 0, %d", n, v, used, err, want)
 		}
 	}
 	// A budget one unit short of what n iterations cost traps, with the
 	// budget negative.
-	_, used, err := inst.call("f0", 4+7*100-1, 100)
-	if err == nil || !strings.Contains(err.Error(), "unreachable") || used <= 4+7*100-1 {
+	_, used, err := inst.call("f0", 2+6*100-1, 100)
+	if err == nil || !strings.Contains(err.Error(), "unreachable") || used <= 2+6*100-1 {
 		t.Fatalf("short budget: used %d, err %v", used, err)
+	}
+}
+
+// TestLargeScopesPayPerRegion: a function with more than fineScope
+// instructions of its own pays per region between block boundaries, so a
+// branch that skips a region skips its charge (Go's wasm functions are one
+// loop around a br_table: without this every jump paid the whole body).
+func TestLargeScopesPayPerRegion(t *testing.T) {
+	// block A { block B { br_if A (local 0) } 30 × (i32.const 0; drop) } i32.const 7
+	body := []byte{0x02, 0x40, 0x02, 0x40, 0x20, 0, 0x0d, 1, 0x0b}
+	body = append(body, bytes.Repeat([]byte{0x41, 0, 0x1a}, 30)...)
+	body = append(body, 0x0b, 0x41, 7)
+	inst := run(t, testModule(typesI32, []testFunc{{typ: 0, body: body}}, 0), testOptions())
+	// Regions (each + 1 for its charge; blocks and ends are free): up to B's
+	// end 2+1; the 60 instructions to A's end 60+1; i32.const 1+1.
+	for _, c := range []struct {
+		arg  uint64
+		want int64
+	}{{1, 3 + 2}, {0, 3 + 61 + 2}} {
+		v, used, err := inst.call("f0", 1000, c.arg)
+		if err != nil || v != 7 || used != c.want {
+			t.Fatalf("arg %d: got %d, used %d, err %v; want 7, %d", c.arg, v, used, err, c.want)
+		}
 	}
 }
 

@@ -46,6 +46,7 @@ type module struct {
 	globals     uint32   // defined globals
 	tables      []Table
 	frameCost   []int32 // per function index (imports: 0)
+	t64         uint32  // the i64 scratch local of the body being rewritten
 	typeCost    []int32 // per type: the most a defined function of it costs
 }
 
