@@ -20,15 +20,20 @@ package plugin
 // (RuntimeOptions.CacheKeyFile, mode 0600, created when missing).
 //
 // NewRuntime creates a private directory (os.MkdirTemp: mode 0700, a
-// fresh random name per runtime) and points wazero at it; it copies every
-// entry of CacheDir whose digest verifies into it, computing the digest
-// over the very bytes it writes (no window between check and use), and
-// discards the others: they are removed from CacheDir, logged
-// (authority.plugin.cache.discarded) and counted (CacheStats.Discarded),
-// never run, and the module is compiled again from its verified bytes.
-// After the set is loaded (NewManager) and at Close, entries wazero wrote
-// into the private directory are sealed and stored back into CacheDir;
-// Close then removes the private directory.
+// fresh random name per runtime) and points wazero at it. Just before
+// wazero compiles a module, the entry the cache index names for that
+// module (by the sha256 of the rewritten bytes) is copied into it if its
+// digest verifies, computing the digest over the very bytes it writes (no
+// window between check and use); an entry that does not verify is removed
+// from CacheDir, logged (authority.plugin.cache.discarded) and counted
+// (CacheStats.Discarded), never run, and the module is compiled again from
+// its verified bytes. Only entries of modules being compiled are read, so
+// a start costs what the configured modules need, whatever else the
+// directory holds. After the set is loaded (NewManager) and at Close,
+// entries wazero wrote into the private directory are sealed and stored
+// back, the index (itself sealed) is rewritten, and entries no index
+// record names, or unused for cacheRetention, are removed; Close then
+// removes the private directory.
 //
 // The reasons, and what the cache is trusted for, are in
 // abi/RATIONALE-plugins.md ("Compilation cache").
@@ -46,6 +51,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -59,7 +65,17 @@ const (
 	// a planted huge file is refused instead of copied.
 	maxCacheEntryBytes = 256 << 20
 	cacheKeyBytes      = 32
+	// cacheRetention: an entry no module used for that long is removed.
+	cacheRetention = 30 * 24 * time.Hour
+	indexMagic     = "authority-plugin-cache-index-v1\n"
 )
+
+// indexRecord names the entry of one module (by the sha256 of the bytes
+// wazero compiles) and when a runtime last used it.
+type indexRecord struct {
+	entry string
+	used  int64 // unix seconds
+}
 
 // CacheStats counts what a Runtime did with RuntimeOptions.CacheDir.
 type CacheStats struct {
@@ -178,6 +194,8 @@ type diskCache struct {
 
 	mu    sync.Mutex
 	known map[string]fs.FileInfo // entry name → private file as copied in or stored back
+	index map[string]indexRecord // module tag → its entry
+	used  map[string]bool        // module tags compiled by this runtime
 	stats CacheStats
 }
 
@@ -219,7 +237,8 @@ func openDiskCache(opts RuntimeOptions) (*diskCache, wazero.CompilationCache, er
 	if err != nil {
 		return fail(err)
 	}
-	d := &diskCache{dir: dir, private: private, key: key, log: opts.Logger, known: map[string]fs.FileInfo{}}
+	d := &diskCache{dir: dir, private: private, key: key, log: opts.Logger, known: map[string]fs.FileInfo{},
+		index: map[string]indexRecord{}, used: map[string]bool{}}
 	c, err := wazero.NewCompilationCacheWithDir(private)
 	if err == nil {
 		d.sub, err = wazeroSubdir(private)
@@ -266,8 +285,8 @@ func (d *diskCache) newMAC(name string) hash.Hash {
 	return m
 }
 
-// load copies the entries of CacheDir that verify into the private
-// directory and discards the others.
+// load removes interrupted stores and reads the index; entries are copied
+// in only when their module is compiled (before).
 func (d *diskCache) load() {
 	src := filepath.Join(d.dir, d.sub)
 	ents, err := os.ReadDir(src)
@@ -279,21 +298,108 @@ func (d *diskCache) load() {
 	}
 	for _, e := range ents {
 		name := e.Name()
-		path := filepath.Join(src, name)
 		if strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp-") {
 			// An interrupted store; a recent one may be another runtime's
 			// store in progress (a reload, a second process).
 			if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > time.Hour {
-				_ = os.Remove(path)
+				_ = os.Remove(filepath.Join(src, name))
 			}
+		}
+	}
+	d.readIndex()
+}
+
+func (d *diskCache) indexPath() string { return filepath.Join(d.dir, d.sub+".index") }
+
+// indexMAC is the keyed digest of an index body.
+func (d *diskCache) indexMAC(body []byte) []byte {
+	m := hmac.New(sha256.New, d.key)
+	io.WriteString(m, indexMagic+d.sub+"\n")
+	m.Write(body)
+	return m.Sum(nil)
+}
+
+// readIndex loads the sealed index ("magic, hex digest, then one
+// "tag entry unix-seconds" line per module"); an index that does not
+// verify is discarded like an entry (its entries then go unused and age out).
+func (d *diskCache) readIndex() {
+	path := d.indexPath()
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	head := len(indexMagic) + 2*sha256.Size + 1
+	if err != nil || len(raw) < head || string(raw[:len(indexMagic)]) != indexMagic {
+		d.discardIndex(path, "not sealed by this host")
+		return
+	}
+	want, err := hex.DecodeString(string(raw[len(indexMagic) : head-1]))
+	body := raw[head:]
+	if err != nil || !hmac.Equal(want, d.indexMAC(body)) {
+		d.discardIndex(path, "keyed digest does not verify")
+		return
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		var rec indexRecord
+		var tag string
+		if _, err := fmt.Sscanf(line, "%s %s %d", &tag, &rec.entry, &rec.used); err == nil && isEntryName(rec.entry) {
+			d.index[tag] = rec
+		}
+	}
+}
+
+func (d *diskCache) discardIndex(path, reason string) {
+	d.log.Warn("authority.plugin.cache.discarded", "path", path, "reason", reason)
+	d.stats.Discarded++
+	_ = os.Remove(path)
+}
+
+// before offers wazero the entry of the module whose compiled bytes have
+// digest tag, when the index names one and it verifies.
+func (d *diskCache) before(tag string) {
+	d.mu.Lock()
+	rec, ok := d.index[tag]
+	_, have := d.known[rec.entry]
+	d.used[tag] = true
+	d.mu.Unlock()
+	if !ok || have {
+		return
+	}
+	path := filepath.Join(d.dir, d.sub, rec.entry)
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	if fi, reason := d.copyIn(rec.entry, path); reason != "" {
+		d.discard(path, fi, reason)
+	}
+}
+
+// after learns which entry wazero wrote for tag (compilations are
+// serialized by the Runtime, so a new file is this module's).
+func (d *diskCache) after(tag string) {
+	ents, err := os.ReadDir(filepath.Join(d.private, d.sub))
+	if err != nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, e := range ents {
+		name := e.Name()
+		if !isEntryName(name) {
 			continue
 		}
-		if !isEntryName(name) {
-			continue // never copied, so wazero cannot read it
+		if _, seen := d.known[name]; seen {
+			continue
 		}
-		fi, reason := d.copyIn(name, path)
-		if reason != "" {
-			d.discard(path, fi, reason)
+		taken := false
+		for _, rec := range d.index {
+			if rec.entry == name {
+				taken = true
+				break
+			}
+		}
+		if !taken {
+			d.index[tag] = indexRecord{entry: name, used: time.Now().Unix()}
 		}
 	}
 }
@@ -402,6 +508,87 @@ func (d *diskCache) save() {
 		d.stats.Written++
 		d.mu.Unlock()
 	}
+	d.writeIndex()
+}
+
+// writeIndex rewrites the sealed index: the modules this runtime compiled
+// (used now) and the others still recent and present, then removes the
+// entries it no longer names (unless written within the hour: another
+// runtime's store in progress). Failures are logged; the cost is at most a
+// recompilation.
+func (d *diskCache) writeIndex() {
+	now := time.Now()
+	sub := filepath.Join(d.dir, d.sub)
+	d.mu.Lock()
+	keep := map[string]bool{}
+	var body strings.Builder
+	tags := make([]string, 0, len(d.index))
+	for tag := range d.index {
+		tags = append(tags, tag)
+	}
+	sort.Strings(tags)
+	for _, tag := range tags {
+		rec := d.index[tag]
+		if d.used[tag] {
+			rec.used = now.Unix()
+			d.index[tag] = rec
+		}
+		if now.Sub(time.Unix(rec.used, 0)) > cacheRetention {
+			delete(d.index, tag)
+			continue
+		}
+		if _, err := os.Lstat(filepath.Join(sub, rec.entry)); err != nil {
+			delete(d.index, tag)
+			continue
+		}
+		keep[rec.entry] = true
+		fmt.Fprintf(&body, "%s %s %d\n", tag, rec.entry, rec.used)
+	}
+	d.mu.Unlock()
+	b := []byte(body.String())
+	out := []byte(indexMagic + hex.EncodeToString(d.indexMAC(b)) + "\n")
+	out = append(out, b...)
+	if err := writeFileAtomic(d.indexPath(), out); err != nil {
+		d.log.Warn("authority.plugin.cache.store_failed", "path", d.indexPath(), "error", err.Error())
+		return
+	}
+	ents, err := os.ReadDir(sub)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		name := e.Name()
+		if !isEntryName(name) || keep[name] {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && now.Sub(fi.ModTime()) > time.Hour {
+			_ = os.Remove(filepath.Join(sub, name))
+			d.log.Debug("authority.plugin.cache.pruned", "path", filepath.Join(sub, name))
+		}
+	}
+}
+
+// writeFileAtomic writes b to path through a temporary file and a rename.
+func writeFileAtomic(path string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }
 
 // store seals the private entry at src into CacheDir (temporary file,

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 
@@ -255,6 +256,60 @@ func TestVerifiedCacheEntryReused(t *testing.T) {
 	second.m.Close(context.Background())
 	if st := second.m.Runtime().CacheStats(); st != (CacheStats{Verified: 1}) {
 		t.Fatalf("second start: %+v, want the entry verified and reused, none written", st)
+	}
+}
+
+// TestCacheReadsOnlyConfiguredModules: a start copies only the entries of
+// the modules it compiles (named by the sealed index), so entries of
+// modules no longer configured cost nothing, and they are removed once no
+// index names them (here: aged past the hour a concurrent store may take).
+// A tampered index is discarded like an entry: the module is compiled again.
+func TestCacheReadsOnlyConfiguredModules(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cache")
+	opts := RuntimeOptions{CacheDir: dir}
+	old := startCached(t, opts, writeModule(t, allowAll))
+	old.m.Close(context.Background())
+	oldEntry := onlyEntry(t, dir)
+
+	s := writeModule(t, denyAll)
+	first := startCached(t, opts, s)
+	first.m.Close(context.Background())
+	if st := first.m.Runtime().CacheStats(); st != (CacheStats{Written: 1}) {
+		t.Fatalf("first start: %+v, want the old module's entry left unread", st)
+	}
+	// Not yet pruned: written within the hour.
+	if _, err := os.Stat(oldEntry); err != nil {
+		t.Fatalf("recent entry pruned: %v", err)
+	}
+	past := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(oldEntry, past, past); err != nil {
+		t.Fatal(err)
+	}
+	second := startCached(t, opts, s)
+	second.m.Close(context.Background())
+	if st := second.m.Runtime().CacheStats(); st != (CacheStats{Verified: 1}) {
+		t.Fatalf("second start: %+v", st)
+	}
+	// The old module's record stays in the index until cacheRetention
+	// without use, so its entry is kept meanwhile (still unread). Tampering
+	// with the index discards it: the configured module is compiled again,
+	// and the old entry, named by no record now, is pruned.
+	index := second.m.Runtime().disk.indexPath()
+	b := readFile(t, index)
+	b[len(b)-2] ^= 1
+	if err := os.WriteFile(index, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	third := startCached(t, opts, s)
+	if d := third.decide(t); d.Allow {
+		t.Fatalf("decision %+v", d)
+	}
+	third.m.Close(context.Background())
+	if st := third.m.Runtime().CacheStats(); st.Discarded != 1 || st.Verified != 0 || st.Written != 1 {
+		t.Fatalf("tampered index: %+v, want it discarded and the module compiled again", st)
+	}
+	if _, err := os.Stat(oldEntry); !os.IsNotExist(err) {
+		t.Fatalf("entry no index names, older than an hour, not pruned: %v", err)
 	}
 }
 

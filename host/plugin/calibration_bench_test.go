@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"stellaops.org/authority/abi"
+	"stellaops.org/authority/host/plugin/meter"
 )
 
 // BenchmarkBudgetCalibration runs each runaway pattern of the hostile
@@ -63,5 +64,20 @@ func BenchmarkBudgetCalibration(b *testing.B) {
 			b.ReportMetric(per/float64(budget), "ns/unit")
 			b.ReportMetric(per/float64(s.Limits.CallTimeout.Nanoseconds()), "deadline-ratio")
 		})
+	}
+}
+
+// BenchmarkRewriteGoGuest is the metering pass over the realistic Go guest
+// (~3.4 MB): a cost every start and reload pays per distinct module.
+func BenchmarkRewriteGoGuest(b *testing.B) {
+	wasm, err := os.ReadFile(GuestPaths["realistic"])
+	if err != nil {
+		b.Skip("guest not built")
+	}
+	b.SetBytes(int64(len(wasm)))
+	for b.Loop() {
+		if _, err := meter.Rewrite(wasm, meter.DefaultOptions()); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

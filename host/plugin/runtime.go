@@ -312,9 +312,16 @@ func (r *Runtime) Compile(ctx context.Context, wasm []byte, memoryPages uint32) 
 	if err != nil {
 		return nil, &ABIError{SHA256: key.sha, Reason: "refused by the metering pass: " + err.Error()}
 	}
+	tag := Digest(rw.Wasm)
+	if r.disk != nil {
+		r.disk.before(tag)
+	}
 	cm, err := e.rt.CompileModule(ctx, rw.Wasm)
 	if err != nil {
 		return nil, &ABIError{SHA256: key.sha, Reason: "compile: " + err.Error()}
+	}
+	if r.disk != nil {
+		r.disk.after(tag)
 	}
 	m, err := newModule(key.sha, len(wasm), cm, e)
 	if err != nil {

@@ -149,10 +149,11 @@ func (m *module) rewriteBody(out []byte, b *body, params uint32, opts Options, r
 	out = m.charge(out, sc.startCost(0))
 	res.ChargePoints++
 	e := b.expr
+	prev := 0 // plain instructions are not listed: copied in runs
 	for _, in := range list {
+		out = append(out, e[prev:in.start]...)
+		prev = in.end
 		switch in.kind {
-		case kPlain:
-			out = append(out, e[in.start:in.end]...)
 		case kLoop:
 			out = append(out, e[in.start:in.end]...)
 			out = m.charge(out, sc.startCost(in.seg))
@@ -191,6 +192,7 @@ func (m *module) rewriteBody(out []byte, b *body, params uint32, opts Options, r
 			out = append(out, e[in.start:in.end]...)
 		}
 	}
+	out = append(out, e[prev:]...)
 	return out, nil
 }
 
@@ -316,7 +318,8 @@ func (m *module) scan(b *body, params uint32, opts Options) ([]ins, *scopes, err
 		isIf bool
 	}
 	ctl := []frame{{seg: 0}}
-	var list []ins
+	list := m.list[:0]
+	defer func() { m.list = list[:0] }()
 	nLocals := uint64(params) + uint64(b.locals)
 	nFuncs := m.importFuncs + uint32(len(m.funcTypes))
 	for {
@@ -521,7 +524,9 @@ func (m *module) scan(b *body, params uint32, opts Options) ([]ins, *scopes, err
 			sc.cur[k] = len(sc.regions) - 1
 			in.seg, in.region = k, sc.cur[k]
 		}
-		list = append(list, in)
+		if in.kind != kPlain {
+			list = append(list, in)
+		}
 	}
 }
 

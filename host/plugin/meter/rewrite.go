@@ -47,6 +47,7 @@ type module struct {
 	tables      []Table
 	frameCost   []int32 // per function index (imports: 0)
 	t64         uint32  // the i64 scratch local of the body being rewritten
+	list        []ins   // scan's buffer, reused across bodies
 	typeCost    []int32 // per type: the most a defined function of it costs
 }
 
