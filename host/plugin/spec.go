@@ -216,6 +216,15 @@ func (s Spec) Validate(path string) error {
 		}
 	}
 	l := s.Limits
+	// count checks a count limit: 0 takes the default, negative or above
+	// max is an error.
+	count := func(key string, v int64, max int64) {
+		if v < 0 {
+			bad(key, "must be > 0")
+		} else if v > max {
+			bad(key, "must be <= %d", max)
+		}
+	}
 	if l.MemoryPages > maxMemoryPages {
 		bad("limits.memoryPages", "must be <= %d", maxMemoryPages)
 	}
@@ -224,41 +233,17 @@ func (s Spec) Validate(path string) error {
 	} else if l.CallTimeout > maxCallTimeout {
 		bad("limits.callTimeout", "must be <= %s", maxCallTimeout)
 	}
-	if l.MaxOutputBytes < 0 {
-		bad("limits.maxOutputBytes", "must be > 0")
-	} else if l.MaxOutputBytes > maxOutputBytes {
-		bad("limits.maxOutputBytes", "must be <= %d", maxOutputBytes)
-	}
-	if l.MaxModuleBytes < 0 {
-		bad("limits.maxModuleBytes", "must be > 0")
-	} else if l.MaxModuleBytes > maxModuleBytes {
-		bad("limits.maxModuleBytes", "must be <= %d", maxModuleBytes)
-	}
-	if l.PoolSize < 0 {
-		bad("limits.poolSize", "must be > 0")
-	} else if l.PoolSize > maxPoolSize {
-		bad("limits.poolSize", "must be <= %d", maxPoolSize)
-	}
+	count("limits.maxOutputBytes", int64(l.MaxOutputBytes), maxOutputBytes)
+	count("limits.maxModuleBytes", int64(l.MaxModuleBytes), maxModuleBytes)
+	count("limits.poolSize", int64(l.PoolSize), maxPoolSize)
 	if l.IdleTimeout < 0 {
 		bad("limits.idleTimeout", "must be > 0")
 	} else if l.IdleTimeout != 0 && l.IdleTimeout < minIdleTimeout {
 		bad("limits.idleTimeout", "must be >= %s", minIdleTimeout)
 	}
-	if l.CounterKeys < 0 {
-		bad("limits.counterKeys", "must be > 0")
-	} else if l.CounterKeys > maxCounterKeys {
-		bad("limits.counterKeys", "must be <= %d", maxCounterKeys)
-	}
-	if l.KVEntries < 0 {
-		bad("limits.kvEntries", "must be > 0")
-	} else if l.KVEntries > maxKVEntries {
-		bad("limits.kvEntries", "must be <= %d", maxKVEntries)
-	}
-	if l.KVBytes < 0 {
-		bad("limits.kvBytes", "must be > 0")
-	} else if l.KVBytes > maxKVBytes {
-		bad("limits.kvBytes", "must be <= %d", maxKVBytes)
-	}
+	count("limits.counterKeys", int64(l.CounterKeys), maxCounterKeys)
+	count("limits.kvEntries", int64(l.KVEntries), maxKVEntries)
+	count("limits.kvBytes", int64(l.KVBytes), maxKVBytes)
 	granted := map[string]bool{}
 	for i, g := range s.Grants {
 		switch {

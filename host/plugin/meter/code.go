@@ -313,7 +313,6 @@ func (m *module) scan(b *body, params uint32, opts Options) ([]ins, *scopes, err
 	sc := &scopes{}
 	sc.add()
 	type frame struct {
-		loop bool
 		seg  int
 		isIf bool
 	}
@@ -334,7 +333,6 @@ func (m *module) scan(b *body, params uint32, opts Options) ([]ins, *scopes, err
 		}
 		in := ins{start: r.off, kind: kPlain}
 		seg := ctl[len(ctl)-1].seg
-		newScope := -1
 		op, _ := r.byte()
 		var err error
 		bad := func(format string, args ...any) ([]ins, *scopes, error) {
@@ -351,9 +349,8 @@ func (m *module) scan(b *body, params uint32, opts Options) ([]ins, *scopes, err
 			}
 			f := frame{seg: seg, isIf: op == 0x04}
 			if op == 0x03 {
-				newScope = sc.add()
-				f.loop, f.seg = true, newScope
-				in.kind, in.seg = kLoop, newScope
+				f.seg = sc.add()
+				in.kind, in.seg = kLoop, f.seg
 			}
 			ctl = append(ctl, f)
 		case op == 0x05:
