@@ -220,7 +220,7 @@ func TestRFC7009Revocation(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	tok := e.mustToken("demo-bearer")
 	// §2.1: a token of another client of the tenant is refused.
-	r := e.do("/revoke", reqOpts{basic: basic("demo-bearer-2"), form: url.Values{"token": {tok}}})
+	r := e.do("/revoke", e.authed("demo-bearer-2", url.Values{"token": {tok}}))
 	if r.status != 400 || r.str("error") != "unauthorized_client" {
 		t.Fatalf("foreign client revoke: %d %s", r.status, r.raw)
 	}

@@ -336,6 +336,25 @@ func (e *env) do(path string, o reqOpts) response {
 
 func basic(id string) [2]string { return [2]string{id, secrets[id]} }
 
+// authed returns request options that authenticate secret client id with
+// its registered method (Basic, or client_id and client_secret in the
+// form) and send form.
+func (e *env) authed(id string, form url.Values) reqOpts {
+	e.t.Helper()
+	for _, t := range e.cfg.Tenants {
+		for _, cl := range t.Clients {
+			if cl.ID == id && cl.AuthMethod == "client_secret_post" {
+				f := url.Values{"client_id": {id}, "client_secret": {secrets[id]}}
+				for k, v := range form {
+					f[k] = v
+				}
+				return reqOpts{form: f}
+			}
+		}
+	}
+	return reqOpts{basic: basic(id), form: form}
+}
+
 // token gets a client_credentials token for a secret client.
 func (e *env) token(id string, extra url.Values) response {
 	e.t.Helper()
@@ -343,7 +362,7 @@ func (e *env) token(id string, extra url.Values) response {
 	for k, v := range extra {
 		f[k] = v
 	}
-	return e.do("/token", reqOpts{basic: basic(id), form: f})
+	return e.do("/token", e.authed(id, f))
 }
 
 func (e *env) mustToken(id string) string {
@@ -357,7 +376,7 @@ func (e *env) mustToken(id string) string {
 
 func (e *env) introspect(caller, tok string) response {
 	e.t.Helper()
-	return e.do("/introspect", reqOpts{basic: basic(caller), form: url.Values{"token": {tok}}})
+	return e.do("/introspect", e.authed(caller, url.Values{"token": {tok}}))
 }
 
 func (e *env) metrics() string {

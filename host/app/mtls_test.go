@@ -72,14 +72,14 @@ func TestRFC8705ClientCertificateRefusals(t *testing.T) {
 				tc = &c.TLS
 			}
 			r := e.mtlsToken("demo-mtls", tc, nil)
-			if r.status != 401 || r.str("error") != "invalid_client" {
+			if r.status != 400 || r.str("error") != "invalid_client" || r.header.Get("WWW-Authenticate") != "" {
 				t.Fatalf("%d %s", r.status, r.raw)
 			}
 		})
 	}
 	t.Run("PlainListenerHasNoCertificate", func(t *testing.T) {
 		r := e.do("/token", reqOpts{form: url.Values{"grant_type": {"client_credentials"}, "client_id": {"demo-mtls"}}})
-		if r.status != 401 || r.str("error") != "invalid_client" {
+		if r.status != 400 || r.str("error") != "invalid_client" || r.header.Get("WWW-Authenticate") != "" {
 			t.Fatalf("%d %s", r.status, r.raw)
 		}
 	})
@@ -96,7 +96,7 @@ func TestRFC8705SelfSignedTLSClientAuth(t *testing.T) {
 		t.Fatal("self-signed client tokens are bound too")
 	}
 	stranger := mtlstest.SelfSigned(t, mtlstest.Options{CommonName: "self-signed"})
-	if r := e.mtlsToken("self-signed", &stranger.TLS, nil); r.status != 401 || r.str("error") != "invalid_client" {
+	if r := e.mtlsToken("self-signed", &stranger.TLS, nil); r.status != 400 || r.str("error") != "invalid_client" || r.header.Get("WWW-Authenticate") != "" {
 		t.Fatalf("unregistered self-signed: %d %s", r.status, r.raw)
 	}
 }
@@ -217,7 +217,7 @@ func TestRFC9440ClientCertHeaderFromTrustedProxyOnly(t *testing.T) {
 	// From an untrusted peer the same header is ignored and counted.
 	u := newEnv(t, envOptions{})
 	r = u.do("/token", reqOpts{form: url.Values{"grant_type": {"client_credentials"}, "client_id": {"demo-mtls"}}, headers: hdr})
-	if r.status != 401 || r.str("error") != "invalid_client" {
+	if r.status != 400 || r.str("error") != "invalid_client" || r.header.Get("WWW-Authenticate") != "" {
 		t.Fatalf("untrusted header: %d %s", r.status, r.raw)
 	}
 	if !strings.Contains(u.metrics(), "authority_mtls_untrusted_cert_header_total 1") {
@@ -292,7 +292,7 @@ func TestRFC8705TLSClientAuthAtRevocation(t *testing.T) {
 	tok := e.mtlsToken("demo-mtls", &cert.TLS, nil).str("access_token")
 	other := mtlstest.NewCA(t, "other").Leaf(t, mtlstest.Options{URIs: []string{"urn:stellaops:client:demo-mtls"}})
 	r := e.do("/revoke", reqOpts{client: e.tlsClient(&other.TLS), base: e.secure.URL, form: url.Values{"token": {tok}, "client_id": {"demo-mtls"}}})
-	if r.status != 401 || r.str("error") != "invalid_client" {
+	if r.status != 400 || r.str("error") != "invalid_client" || r.header.Get("WWW-Authenticate") != "" {
 		t.Fatalf("untrusted certificate at /revoke: %d %s", r.status, r.raw)
 	}
 	r = e.do("/revoke", reqOpts{client: e.tlsClient(&cert.TLS), base: e.secure.URL, form: url.Values{"token": {tok}, "client_id": {"demo-mtls"}}})

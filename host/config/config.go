@@ -195,6 +195,13 @@ type Security struct {
 	// client address (X-Forwarded-For, used for logs, plugins and rate
 	// limits). Nobody else's are.
 	TrustedProxies []string `yaml:"trustedProxies"`
+	// TrustProxyHeadersOnHTTPS makes the HTTPS listener believe those
+	// headers from TrustedProxies too. Off (the default), a request that
+	// arrived over TLS presents only what its own handshake proved, and
+	// its client address is the TCP peer's; turn it on only behind a
+	// proxy that terminates the client's TLS and re-encrypts to this
+	// listener.
+	TrustProxyHeadersOnHTTPS bool `yaml:"trustProxyHeadersOnHTTPS"`
 }
 
 // SenderConstraints is security.senderConstraints.

@@ -293,3 +293,80 @@ func TestPluginStateQuotasPassThrough(t *testing.T) {
 		}
 	}
 }
+
+// TestRFC8705CertificateClientSecretDigestIsAConfigError: a tls_client_auth
+// or self_signed_tls_client_auth client authenticates with its certificate
+// only, so a secretDigest on one (from the file or from its
+// AUTHORITY_CLIENT_SECRET_<ID> variable) is refused, naming the key.
+func TestRFC8705CertificateClientSecretDigestIsAConfigError(t *testing.T) {
+	doc := `
+listen: {https: "127.0.0.1:8443"}
+tls: {devPki: pki}
+mtlsIssuer: https://mtls.test
+signing:
+  keys: [{file: k.pem, active: true}]
+tenants:
+  - id: t1
+    trustRoots: [ca.pem]
+    clients:
+      - id: svc-a
+        authMethod: tls_client_auth
+        tls: {sanDns: svc-a.test}
+        grants: [client_credentials]
+`
+	cfg, err := Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("certificate client without a secret: %v", err)
+	}
+	env := map[string]string{"AUTHORITY_CLIENT_SECRET_SVC_A": "a-secret-meant-for-someone-else"}
+	if err := cfg.ApplyEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	err = cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), "tenants[0].clients[0].secretDigest:") ||
+		!strings.Contains(err.Error(), "AUTHORITY_CLIENT_SECRET_SVC_A") {
+		t.Fatalf("err = %v", err)
+	}
+	for _, m := range []string{"tls_client_auth", "self_signed_tls_client_auth"} {
+		d := strings.Replace(doc, "authMethod: tls_client_auth", "authMethod: "+m+"\n        secretDigest: "+DigestSecret("s"), 1)
+		err := parseValidate(t, d)
+		if err == nil || !strings.Contains(err.Error(), "tenants[0].clients[0].secretDigest:") {
+			t.Fatalf("%s with secretDigest in the file: %v", m, err)
+		}
+	}
+}
+
+// TestClientIDsSharingASecretVariableAreAConfigError: svc-a, svc_a, svc.a
+// and SVC-A all map to AUTHORITY_CLIENT_SECRET_SVC_A, so one tenant's secret
+// would become another tenant's client's credential. Two such clients are a
+// config error naming both.
+func TestClientIDsSharingASecretVariableAreAConfigError(t *testing.T) {
+	for _, other := range []string{"svc_a", "svc.a", "SVC-A"} {
+		doc := `
+signing:
+  keys: [{file: k.pem, active: true}]
+tenants:
+  - id: t1
+    clients:
+      - id: svc-a
+        secretDigest: ` + DigestSecret("one") + `
+        authMethod: client_secret_basic
+        grants: [client_credentials]
+  - id: t2
+    clients:
+      - id: ` + other + `
+        secretDigest: ` + DigestSecret("two") + `
+        authMethod: client_secret_post
+        grants: [client_credentials]
+`
+		err := parseValidate(t, doc)
+		if err == nil || !strings.Contains(err.Error(), "tenants[1].clients[0].id:") ||
+			!strings.Contains(err.Error(), `"svc-a"`) || !strings.Contains(err.Error(), `"`+other+`"`) ||
+			!strings.Contains(err.Error(), "AUTHORITY_CLIENT_SECRET_SVC_A") {
+			t.Fatalf("%s: err = %v", other, err)
+		}
+	}
+}

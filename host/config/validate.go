@@ -283,6 +283,7 @@ func (c *Config) Validate() error {
 	}
 	tenantIDs := map[string]int{}
 	clientIDs := map[string]string{}
+	secretEnvs := map[string]struct{ id, key string }{} // AUTHORITY_CLIENT_SECRET_<ID> -> first client
 	for ti, t := range c.Tenants {
 		tk := fmt.Sprintf("tenants[%d]", ti)
 		if !validID(t.ID) {
@@ -323,6 +324,17 @@ func (c *Config) Validate() error {
 				if !validDigest(cl.SecretDigest) {
 					bad(ck+".secretDigest", "must be \"sha256:\" followed by 64 hex digits (or set %s)", ClientSecretEnv(cl.ID))
 				}
+			case "tls_client_auth", "self_signed_tls_client_auth":
+				if cl.SecretDigest != "" {
+					bad(ck+".secretDigest", "not allowed for %s: a certificate client authenticates with its certificate only (remove the key, and unset %s if it is set)", cl.AuthMethod, ClientSecretEnv(cl.ID))
+				}
+			}
+			if prev, dup := secretEnvs[ClientSecretEnv(cl.ID)]; dup {
+				bad(ck+".id", "client ids %q (%s) and %q map to the same environment variable %s: rename one", prev.id, prev.key, cl.ID, ClientSecretEnv(cl.ID))
+			} else {
+				secretEnvs[ClientSecretEnv(cl.ID)] = struct{ id, key string }{cl.ID, ck}
+			}
+			switch cl.AuthMethod {
 			case "tls_client_auth":
 				if c.Listen.HTTPS == "" {
 					bad(ck+".authMethod", "tls_client_auth needs listen.https")

@@ -86,6 +86,13 @@ type Extractor struct {
 	// direct peer address (r.RemoteAddr) only, never on X-Forwarded-For, so
 	// RemoteAddr must not be rewritten before FromRequest runs.
 	TrustedProxies []netip.Prefix
+	// TrustOverTLS makes TrustedProxies' headers count on requests that
+	// arrived over TLS too. Off (the default), a request on a TLS connection
+	// presents only what its own handshake proved: a direct TLS client
+	// inside a proxy network cannot name a certificate it does not hold by
+	// sending it in a header. Set it only for a proxy that terminates the
+	// client's TLS and re-encrypts to this listener.
+	TrustOverTLS bool
 	// MaxHeaderBytes, when > 0, lowers the per-header size cap below
 	// MaxCertificateHeaderBytes / MaxChainHeaderBytes. It cannot raise them.
 	MaxHeaderBytes int
@@ -95,7 +102,8 @@ type Extractor struct {
 //
 //  1. the peer certificates of this server's TLS connection
 //     (r.TLS.PeerCertificates), when there are any;
-//  2. only when r.RemoteAddr is inside TrustedProxies: the RFC 9440
+//  2. only when r.RemoteAddr is inside TrustedProxies and r came over
+//     plain HTTP (or TrustOverTLS is set): the RFC 9440
 //     Client-Cert header with the optional Client-Cert-Chain, or else the
 //     X-SSL-Client-Cert header (URL-encoded or space-folded PEM);
 //  3. nothing.
@@ -119,7 +127,7 @@ func (e *Extractor) FromRequest(r *http.Request) (Presented, error) {
 	if !hasHeader {
 		return p, nil
 	}
-	if !e.trusted(r.RemoteAddr) {
+	if !e.TrustsPeer(r) {
 		p.IgnoredUntrustedHeader = true
 		return p, nil
 	}
@@ -196,6 +204,18 @@ func (e *Extractor) checkSize(name, v string, limit int) error {
 		return &HeaderError{Header: name, Err: fmt.Errorf("%w: %d bytes > %d", ErrHeaderTooLarge, len(v), limit)}
 	}
 	return nil
+}
+
+// TrustsPeer reports whether r's forwarded headers may be believed: its
+// direct peer is one of TrustedProxies, and r did not arrive over TLS
+// unless TrustOverTLS is set. The same rule decides whose X-Forwarded-For
+// is believed, so one listener never trusts a peer for one header and not
+// for another.
+func (e *Extractor) TrustsPeer(r *http.Request) bool {
+	if r.TLS != nil && !e.TrustOverTLS {
+		return false
+	}
+	return e.trusted(r.RemoteAddr)
 }
 
 // trusted reports whether the direct peer is a configured proxy.

@@ -139,13 +139,13 @@ func TestRFC9440_HeaderIgnoredFromUntrustedPeer(t *testing.T) {
 
 // TestRFC9440_2_4_TLSPeerCertificateOutranksProxyHeader: when the
 // connection itself carries a client certificate, even a trusted peer's
-// header is not consulted.
+// header is not consulted (even where headers over TLS are trusted).
 func TestRFC9440_2_4_TLSPeerCertificateOutranksProxyHeader(t *testing.T) {
 	other := mtlstest.SelfSigned(t, mtlstest.Options{})
 	own := mtlstest.SelfSigned(t, mtlstest.Options{})
 	h := newTLSHarness(t, &mtls.Extractor{TrustedProxies: []netip.Prefix{
 		netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128"),
-	}})
+	}, TrustOverTLS: true})
 	p, err := h.present(t, own, http.Header{"Client-Cert": {mtls.FormatClientCertHeader(other.Cert)}})
 	if err != nil {
 		t.Fatal(err)
@@ -153,14 +153,38 @@ func TestRFC9440_2_4_TLSPeerCertificateOutranksProxyHeader(t *testing.T) {
 	if p.Source != mtls.SourceTLS || !p.Leaf.Equal(own.Cert) || p.IgnoredUntrustedHeader {
 		t.Fatalf("Presented = %+v", p)
 	}
-	// A trusted proxy that connects over TLS without a certificate of its
-	// own still forwards the client's.
-	p, err = h.present(t, nil, http.Header{"Client-Cert": {mtls.FormatClientCertHeader(other.Cert)}})
+}
+
+// TestProxyHeadersOverTLSNeedTrustOverTLS: on a TLS connection the
+// handshake is the only source of a certificate, even from a trusted proxy
+// network: a direct TLS client that presented none cannot authenticate as
+// another client by sending that client's public certificate in
+// Client-Cert. Only TrustOverTLS (a proxy that re-encrypts to this
+// listener) makes the header count there.
+func TestProxyHeadersOverTLSNeedTrustOverTLS(t *testing.T) {
+	victim := mtlstest.SelfSigned(t, mtlstest.Options{})
+	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	hdr := http.Header{"Client-Cert": {mtls.FormatClientCertHeader(victim.Cert)}}
+
+	h := newTLSHarness(t, &mtls.Extractor{TrustedProxies: loopback})
+	p, err := h.present(t, nil, hdr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Source != mtls.SourceProxyHeader || !p.Leaf.Equal(other.Cert) {
-		t.Fatalf("Presented = %+v", p)
+	if p.Leaf != nil || !p.TLS || !p.IgnoredUntrustedHeader {
+		t.Fatalf("default: Presented = %+v", p)
+	}
+	if _, reason := mtls.CheckBinding(p, mtls.Thumbprint(victim.Cert)); reason != mtls.MismatchMissingCertificate {
+		t.Fatalf("default: reason = %q", reason)
+	}
+
+	h = newTLSHarness(t, &mtls.Extractor{TrustedProxies: loopback, TrustOverTLS: true})
+	p, err = h.present(t, nil, hdr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Source != mtls.SourceProxyHeader || !p.Leaf.Equal(victim.Cert) {
+		t.Fatalf("TrustOverTLS: Presented = %+v", p)
 	}
 }
 

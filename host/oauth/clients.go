@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -27,6 +28,18 @@ type Client struct {
 	secretDigest [32]byte
 	hasSecret    bool
 }
+
+// SecretMethod reports whether authMethod authenticates with a client
+// secret (client_secret_basic or client_secret_post).
+func SecretMethod(authMethod string) bool {
+	return authMethod == MethodSecretBasic || authMethod == MethodSecretPost
+}
+
+// Client authentication methods (RFC 7591 §2 token_endpoint_auth_method).
+const (
+	MethodSecretBasic = "client_secret_basic"
+	MethodSecretPost  = "client_secret_post"
+)
 
 // AllowsGrant reports whether the client may use grant.
 func (c *Client) AllowsGrant(g string) bool { return slices.Contains(c.Grants, g) }
@@ -57,6 +70,11 @@ func NewRegistry(cfg *config.Config) (*Registry, error) {
 				TLS:        cc.TLS,
 			}
 			if cc.SecretDigest != "" {
+				if !SecretMethod(cc.AuthMethod) {
+					// Validation refuses this; a registry never holds a
+					// secret a certificate client could be reached with.
+					return nil, fmt.Errorf("tenants[%d].clients[%d].secretDigest: not allowed for %s clients", ti, ci, cc.AuthMethod)
+				}
 				h, ok := strings.CutPrefix(cc.SecretDigest, "sha256:")
 				raw, err := hex.DecodeString(h)
 				if !ok || err != nil || len(raw) != 32 {
@@ -104,10 +122,10 @@ func (r *Registry) Authenticate(cr Credentials) (*Client, *Error) {
 		if err1 != nil || err2 != nil {
 			return nil, ErrInvalidClient("malformed-basic")
 		}
-		return r.checkSecret(id, secret)
+		return r.checkSecret(id, secret, MethodSecretBasic)
 	}
 	if cr.HasPostSecret {
-		return r.checkSecret(cr.PostID, cr.PostSecret)
+		return r.checkSecret(cr.PostID, cr.PostSecret, MethodSecretPost)
 	}
 	if cr.PostID == "" {
 		return nil, ErrInvalidClient("no-credentials")
@@ -119,7 +137,7 @@ func (r *Registry) Authenticate(cr Credentials) (*Client, *Error) {
 	switch cl.AuthMethod {
 	case "tls_client_auth", "self_signed_tls_client_auth":
 		if cr.CertAuth == nil {
-			return nil, ErrInvalidClient("certificate-auth-unavailable")
+			return nil, errCertificateClient("certificate-auth-unavailable")
 		}
 		if e := cr.CertAuth(cl); e != nil {
 			return nil, e
@@ -131,9 +149,13 @@ func (r *Registry) Authenticate(cr Credentials) (*Client, *Error) {
 	}
 }
 
-// checkSecret authenticates a secret client; both secret methods are
-// accepted for any secret client.
-func (r *Registry) checkSecret(id, secret string) (*Client, *Error) {
+// checkSecret authenticates a secret client that used method. A client
+// authenticates only with its registered method (RFC 7591 §2
+// token_endpoint_auth_method): a certificate client never with a secret,
+// a client_secret_basic client never with a form secret, and the reverse.
+// The digest comparison runs whatever the outcome, so the time taken does
+// not reveal whether the id exists or which method it is registered with.
+func (r *Registry) checkSecret(id, secret, method string) (*Client, *Error) {
 	sum := sha256.Sum256([]byte(secret))
 	cl, ok := r.clients[id]
 	want := &r.dummy
@@ -141,14 +163,22 @@ func (r *Registry) checkSecret(id, secret string) (*Client, *Error) {
 		want = &cl.secretDigest
 	}
 	match := subtle.ConstantTimeCompare(sum[:], want[:]) == 1
-	if !ok {
+	switch {
+	case !ok:
 		return nil, ErrInvalidClient("unknown-client")
-	}
-	if !cl.hasSecret {
+	case !cl.hasSecret || cl.AuthMethod != method:
 		return nil, ErrInvalidClient("method-not-registered")
-	}
-	if !match {
+	case !match:
 		return nil, ErrInvalidClient("bad-secret")
 	}
 	return cl, nil
+}
+
+// errCertificateClient is invalid_client for a request that named a
+// certificate client and sent no Authorization header: RFC 6749 §5.2 makes
+// 401 (and its WWW-Authenticate challenge) mandatory only when the client
+// used the Authorization header, and there is no challenge a certificate
+// client could answer, so the answer is 400 without one.
+func errCertificateClient(reason string) *Error {
+	return &Error{Status: http.StatusBadRequest, Code: CodeInvalidClient, Description: "client authentication failed", Reason: reason}
 }

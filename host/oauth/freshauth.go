@@ -35,7 +35,7 @@ func (s *Service) CountIgnoredCertHeader() { s.sender.metrics.IgnoredCertHeader(
 // invalidToken is RFC 6750 §3.1 invalid_token with the challenge of scheme.
 func invalidToken(scheme, desc, reason, algs string) *Error {
 	e := &Error{Status: http.StatusUnauthorized, Code: CodeInvalidToken, Description: desc, Reason: reason}
-	ch := fmt.Sprintf(`%s error="invalid_token", error_description=%q`, scheme, desc)
+	ch := scheme + ` error="invalid_token", error_description="` + SafeDescription(desc) + `"`
 	if scheme == "DPoP" {
 		ch += fmt.Sprintf(`, algs=%q`, algs)
 	}
@@ -72,7 +72,7 @@ func (s *Service) FreshAuth(ctx context.Context, r *Request) (*FreshAuthResponse
 		return nil, invalidToken(scheme, "the access token is not active", "inactive", sc.algs)
 	}
 	cl, ok := s.Registry.Client(rec.ClientID)
-	if !ok {
+	if !ok || cl.Tenant != rec.Tenant {
 		return nil, invalidToken(scheme, "the access token is not active", "unknown-client", sc.algs)
 	}
 	if rec.KeyThumbprint == "" && rec.SenderCertificate == "" {

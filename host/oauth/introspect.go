@@ -58,6 +58,12 @@ func (s *Service) Introspect(ctx context.Context, r *Request) (*Introspection, *
 	if rec == nil || rec.Tenant != cl.Tenant || rec.Status != store.StatusActive || !s.now().Before(rec.ExpiresAt) {
 		return inactive, nil
 	}
+	// A token whose client a reload removed (or moved to another tenant)
+	// is inactive: nothing may rely on a credential the configuration no
+	// longer grants, and /fresh-auth refuses it the same way.
+	if owner, ok := s.Registry.Client(rec.ClientID); !ok || owner.Tenant != rec.Tenant {
+		return inactive, nil
+	}
 	if rec.SenderCertificate != "" && rec.ClientID == cl.ID && (r.ViaMTLS || r.Peer.TLS) {
 		if !s.sender.certificateMatches(ctx, r, rec, "/introspect") {
 			return inactive, nil

@@ -212,11 +212,11 @@ func readJWKSCerts(path string) ([]*x509.Certificate, error) {
 // (RFC 8705 §2). Every failure is invalid_client; the reason is logged.
 func (sc *senderConstraints) certAuth(ctx context.Context, r *Request, cl *Client) *Error {
 	if !sc.cfg.Security.SenderConstraints.MTLS.Enabled {
-		return ErrInvalidClient("mtls-disabled")
+		return errCertificateClient("mtls-disabled")
 	}
 	rule, ok := sc.rules[cl.ID]
 	if !ok {
-		return ErrInvalidClient("no-certificate-rule")
+		return errCertificateClient("no-certificate-rule")
 	}
 	err := mtls.Authenticate(r.Peer, rule, sc.trust[cl.Tenant], sc.sanTypes, sc.now())
 	if err != nil {
@@ -227,9 +227,7 @@ func (sc *senderConstraints) certAuth(ctx context.Context, r *Request, cl *Clien
 		}
 		sc.log.InfoContext(ctx, "authority.mtls.client_auth.failed", "tenant", cl.Tenant, "client", cl.ID, "reason", reason,
 			"detail", err.Error(), "correlation_id", r.CorrelationID)
-		e := ErrInvalidClient("mtls-" + reason)
-		e.Header = nil // not a Basic client: no Basic challenge
-		return e
+		return errCertificateClient("mtls-" + reason)
 	}
 	return nil
 }
@@ -393,7 +391,7 @@ func (sc *senderConstraints) dpopFailure(ctx context.Context, r *Request, cl *Cl
 	challenge := func(e *Error) *Error {
 		if resource {
 			e.Status = http.StatusUnauthorized
-			e = e.WithHeader("WWW-Authenticate", fmt.Sprintf(`DPoP error=%q, error_description=%q, algs=%q`, e.Code, e.Description, sc.algs))
+			e = e.WithHeader("WWW-Authenticate", dpopChallenge(e, sc.algs))
 		}
 		return e
 	}
@@ -406,8 +404,11 @@ func (sc *senderConstraints) dpopFailure(ctx context.Context, r *Request, cl *Cl
 			ev.SenderConstraint = map[string]string{"jkt": de.Proof.JKT, "jti": de.Proof.JTI, "htu": de.Proof.HTU}
 		}
 		sc.audit.Record(ctx, ev)
-		return challenge(withNonce(&Error{Status: http.StatusUnauthorized, Code: CodeInvalidDPoPProof, Reason: "dpop-replay",
-			Description: "the DPoP proof was already used"}, de.NextNonce))
+		// The rollout plan answers a replay with 401 at /token too, and
+		// RFC 9110 §15.5.2 requires a challenge on every 401.
+		e := &Error{Status: http.StatusUnauthorized, Code: CodeInvalidDPoPProof, Reason: "dpop-replay",
+			Description: "the DPoP proof was already used"}
+		return challenge(withNonce(e.WithHeader("WWW-Authenticate", dpopChallenge(e, sc.algs)), de.NextNonce))
 	case de.Code == dpop.CodeUseNonce:
 		status := "invalid"
 		if de.Check == dpop.CheckNonceMissing {
@@ -426,6 +427,11 @@ func (sc *senderConstraints) dpopFailure(ctx context.Context, r *Request, cl *Cl
 		return challenge(withNonce(&Error{Status: 400, Code: code, Reason: "dpop-" + de.Check,
 			Description: de.Description}, de.NextNonce))
 	}
+}
+
+// dpopChallenge is the RFC 9449 §7.1 WWW-Authenticate challenge for e.
+func dpopChallenge(e *Error, algs string) string {
+	return `DPoP error="` + e.Code + `", error_description="` + SafeDescription(e.Description) + `", algs="` + algs + `"`
 }
 
 // publicURL is the configured public URL of the endpoint that took the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -178,7 +177,7 @@ func (s *Service) token(ctx context.Context, r *Request, out *tokenOutcome) (*To
 	out.Tenant, out.client = cl.Tenant, cl.ID
 	switch {
 	case !slices.Contains(knownGrants, grant):
-		return nil, &Error{Status: 400, Code: CodeUnsupportedGrantType, Description: "grant_type " + quoteShort(grant) + " is not supported", Reason: "unsupported-grant"}
+		return nil, &Error{Status: 400, Code: CodeUnsupportedGrantType, Description: "the grant_type is not supported", Reason: "unsupported-grant"}
 	case !cl.AllowsGrant(grant):
 		return nil, &Error{Status: 400, Code: CodeUnauthorizedClient, Description: "the client may not use this grant_type", Reason: "grant-not-allowed"}
 	case grant != "client_credentials":
@@ -290,7 +289,7 @@ func (s *Service) issue(ctx context.Context, cl *Client, subject string, scopes,
 func checkSingleValued(f url.Values) *Error {
 	for k, v := range f {
 		if len(v) > 1 && k != "resource" && k != "audience" {
-			return ErrInvalidRequest("parameter " + quoteShort(k) + " is repeated")
+			return ErrInvalidRequest(repeatedParameter(k))
 		}
 	}
 	return nil
@@ -308,7 +307,7 @@ func grantScopes(cl *Client, requested string) ([]string, *Error) {
 	parts := strings.Fields(requested)
 	for _, p := range parts {
 		if !slices.Contains(cl.Scopes, p) {
-			return nil, &Error{Status: 400, Code: CodeInvalidScope, Description: "scope " + quoteShort(p) + " is not allowed for this client", Reason: "scope-not-allowed"}
+			return nil, &Error{Status: 400, Code: CodeInvalidScope, Description: "a requested scope is not allowed for this client", Reason: "scope-not-allowed"}
 		}
 	}
 	slices.Sort(parts)
@@ -330,19 +329,58 @@ func grantAudiences(cl *Client, f url.Values) ([]string, *Error) {
 	}
 	for _, a := range req {
 		if !slices.Contains(cl.Audiences, a) {
-			return nil, &Error{Status: 400, Code: CodeInvalidTarget, Description: "audience " + quoteShort(a) + " is not allowed for this client", Reason: "audience-not-allowed"}
+			return nil, &Error{Status: 400, Code: CodeInvalidTarget, Description: "a requested resource or audience is not allowed for this client", Reason: "audience-not-allowed"}
 		}
 	}
 	slices.Sort(req)
 	return slices.Compact(req), nil
 }
 
-func quoteShort(s string) string {
-	if len(s) > 64 {
-		s = s[:64] + "..."
+// knownParameters are the request parameters the endpoints read; only
+// these are ever named in an error_description. Anything else a request
+// sends is the client's own text and is never echoed (RFC 6749 §5.2 limits
+// error_description to %x20-21 / %x23-5B / %x5D-7E, and an echo would let a
+// caller put its words in the server's mouth).
+var knownParameters = map[string]bool{
+	"grant_type": true, "scope": true, "client_id": true, "client_secret": true, "token": true,
+	"token_type_hint": true, "username": true, "password": true, "refresh_token": true,
+}
+
+func repeatedParameter(k string) string {
+	if knownParameters[k] {
+		return "parameter " + k + " is repeated"
 	}
-	b, _ := json.Marshal(s)
+	return "a parameter is repeated"
+}
+
+// SafeDescription returns s restricted to RFC 6749 §5.2's error_description
+// characters (%x20-21 / %x23-5B / %x5D-7E), every other byte replaced by
+// '?', and at most abi.MaxDescriptionLen bytes (what a plugin may send). Every error the HTTP layer writes passes
+// through it, so no description, whatever produced it, can break the JSON
+// string's intended content or a WWW-Authenticate quoted-string.
+func SafeDescription(s string) string {
+	const max = abi.MaxDescriptionLen
+	clean := len(s) <= max
+	for i := 0; clean && i < len(s); i++ {
+		clean = descriptionByte(s[i])
+	}
+	if clean {
+		return s
+	}
+	if len(s) > max {
+		s = s[:max]
+	}
+	b := []byte(s)
+	for i, c := range b {
+		if !descriptionByte(c) {
+			b[i] = '?'
+		}
+	}
 	return string(b)
+}
+
+func descriptionByte(c byte) bool {
+	return c >= 0x20 && c <= 0x7e && c != '"' && c != '\\'
 }
 
 func newID() string {

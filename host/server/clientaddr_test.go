@@ -1,13 +1,17 @@
 package server
 
 import (
+	"crypto/tls"
 	"net/http/httptest"
 	"net/netip"
 	"testing"
+
+	"stellaops.org/authority/host/mtls"
 )
 
 func TestClientAddrBelievesXForwardedForOnlyFromTrustedProxies(t *testing.T) {
-	s := &Server{proxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+	proxies := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	s := &Server{proxies: proxies, extractor: &mtls.Extractor{TrustedProxies: proxies}}
 	cases := []struct {
 		peer, xff, want string
 	}{
@@ -27,6 +31,28 @@ func TestClientAddrBelievesXForwardedForOnlyFromTrustedProxies(t *testing.T) {
 		}
 		if got := s.clientAddr(r); got != tc.want {
 			t.Errorf("peer %s xff %q: got %s, want %s", tc.peer, tc.xff, got, tc.want)
+		}
+	}
+}
+
+// TestClientAddrOnHTTPSListenerIsTheTCPPeer: a request that arrived over
+// TLS is a direct client (proxy header trust is per listener), so its
+// X-Forwarded-For is ignored even from a proxy network, unless
+// security.trustProxyHeadersOnHTTPS says a re-encrypting proxy sits in front.
+func TestClientAddrOnHTTPSListenerIsTheTCPPeer(t *testing.T) {
+	proxies := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	for _, overTLS := range []bool{false, true} {
+		s := &Server{proxies: proxies, extractor: &mtls.Extractor{TrustedProxies: proxies, TrustOverTLS: overTLS}}
+		r := httptest.NewRequest("POST", "/token", nil)
+		r.RemoteAddr = "10.0.0.2:5555"
+		r.TLS = &tls.ConnectionState{}
+		r.Header.Set("X-Forwarded-For", "198.51.100.1")
+		want := "10.0.0.2"
+		if overTLS {
+			want = "198.51.100.1"
+		}
+		if got := s.clientAddr(r); got != want {
+			t.Errorf("TrustOverTLS=%v: got %s, want %s", overTLS, got, want)
 		}
 	}
 }

@@ -109,7 +109,8 @@ func New(o Options) (*Server, error) {
 		metrics:   o.Metrics,
 		telemetry: o.Telemetry,
 		tracing:   o.Tracing,
-		extractor: &mtls.Extractor{TrustedProxies: o.Config.TrustedProxyPrefixes()},
+		extractor: &mtls.Extractor{TrustedProxies: o.Config.TrustedProxyPrefixes(),
+			TrustOverTLS: o.Config.Security.TrustProxyHeadersOnHTTPS},
 		proxies:   o.Config.TrustedProxyPrefixes(),
 	}
 	s.svc.Store(o.Service)
@@ -331,15 +332,17 @@ func (s *Server) form(viaMTLS bool, h formHandler) gin.HandlerFunc {
 }
 
 // clientAddr is the client's IP address: the peer's, or, when the peer is a
-// trusted proxy, the right-most X-Forwarded-For entry that is not itself a
-// trusted proxy (entries further left are client-controlled).
+// trusted proxy on this listener (mtls.Extractor.TrustsPeer: on the HTTPS
+// listener only with security.trustProxyHeadersOnHTTPS), the right-most
+// X-Forwarded-For entry that is not itself a trusted proxy (entries further
+// left are client-controlled).
 func (s *Server) clientAddr(req *http.Request) string {
 	peer, err := netip.ParseAddrPort(req.RemoteAddr)
 	if err != nil {
 		return req.RemoteAddr
 	}
 	ip := peer.Addr().Unmap()
-	if !s.trusted(ip) {
+	if !s.extractor.TrustsPeer(req) {
 		return ip.String()
 	}
 	hops := strings.Split(strings.Join(req.Header.Values("X-Forwarded-For"), ","), ",")
@@ -377,7 +380,7 @@ func writeError(c *gin.Context, e *oauth.Error) {
 	body := struct {
 		Error       string `json:"error"`
 		Description string `json:"error_description,omitempty"`
-	}{e.Code, e.Description}
+	}{e.Code, oauth.SafeDescription(e.Description)}
 	c.JSON(e.Status, body)
 	c.Abort()
 }
