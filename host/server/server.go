@@ -111,7 +111,7 @@ func New(o Options) (*Server, error) {
 		tracing:   o.Tracing,
 		extractor: &mtls.Extractor{TrustedProxies: o.Config.TrustedProxyPrefixes(),
 			TrustOverTLS: o.Config.Security.TrustProxyHeadersOnHTTPS},
-		proxies:   o.Config.TrustedProxyPrefixes(),
+		proxies: o.Config.TrustedProxyPrefixes(),
 	}
 	s.svc.Store(o.Service)
 	if o.AdminTokenDigest != "" {
