@@ -157,6 +157,8 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 			BatchMax:       cfg.Storage.Postgres.BatchMax,
 			BatchWait:      cfg.Storage.Postgres.BatchWait.D(),
 			Batchers:       cfg.Storage.Postgres.Batchers,
+			RequestTimeout: cfg.Storage.Postgres.RequestTimeout.D(),
+			CloseTimeout:   cfg.Listen.ShutdownTimeout.D(),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("storage.postgres: %w", err)

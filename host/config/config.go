@@ -173,6 +173,10 @@ type Postgres struct {
 	BatchMax  int      `yaml:"batchMax"`
 	BatchWait Duration `yaml:"batchWait"`
 	Batchers  int      `yaml:"batchers"`
+	// RequestTimeout bounds every token-store call of a request, queue
+	// wait included, and is each connection's statement_timeout and
+	// lock_timeout: past it the request gets 503 with Retry-After.
+	RequestTimeout Duration `yaml:"requestTimeout"`
 }
 
 // Redis is a shared Redis connection (nonces, replay cache, counters).
@@ -279,7 +283,16 @@ type OTLP struct {
 // Limits are request limits.
 type Limits struct {
 	MaxBodyBytes int64 `yaml:"maxBodyBytes"`
+	// MaxInFlight caps the OAuth requests (POST /token, /introspect,
+	// /revoke, /fresh-auth) one node works on at once; beyond it a request
+	// is answered 503 with Retry-After at once. 0: no cap.
+	MaxInFlight int `yaml:"maxInFlight"`
 }
+
+// HTTPWriteTimeout is both listeners' write timeout: a request must be
+// answered within it or the connection is closed without an answer, so
+// every deadline inside a request stays well below it.
+const HTTPWriteTimeout = 30 * time.Second
 
 // Tenant groups clients under one policy.
 type Tenant struct {
@@ -411,7 +424,7 @@ func Default() *Config {
 			Tokens:        "memory",
 			PurgeInterval: Duration(10 * time.Minute),
 			Retention:     Duration(time.Hour),
-			Postgres:      Postgres{MaxConns: 16, MigrateOnStart: true},
+			Postgres:      Postgres{MaxConns: 16, MigrateOnStart: true, RequestTimeout: Duration(3 * time.Second)},
 			Redis:         Redis{KeyPrefix: "authority:"},
 		},
 		Security: Security{SenderConstraints: SenderConstraints{

@@ -149,6 +149,9 @@ func (c *Config) Validate() error {
 		if b := c.Storage.Postgres.Batchers; b < 0 || (b > 0 && int32(b) > max(1, c.Storage.Postgres.MaxConns/2)) {
 			bad("storage.postgres.batchers", "must be between 0 (default) and maxConns/2")
 		}
+		if d := c.Storage.Postgres.RequestTimeout.D(); d < 100*time.Millisecond || d > HTTPWriteTimeout/2 {
+			bad("storage.postgres.requestTimeout", "must be between 100ms and %s (half the HTTP write timeout, so every request is answered), got %s", HTTPWriteTimeout/2, d)
+		}
 	default:
 		bad("storage.tokens", "must be memory or postgres, got %q", c.Storage.Tokens)
 	}
@@ -276,6 +279,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MaxBodyBytes < 1024 {
 		bad("limits.maxBodyBytes", "must be >= 1024")
+	}
+	if c.Limits.MaxInFlight < 0 {
+		bad("limits.maxInFlight", "must be >= 0 (0: no cap), got %d", c.Limits.MaxInFlight)
 	}
 
 	if len(c.Tenants) == 0 {

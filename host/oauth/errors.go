@@ -4,7 +4,13 @@
 // this package and render its typed errors.
 package oauth
 
-import "net/http"
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"stellaops.org/authority/host/store"
+)
 
 // Error is an OAuth error response (RFC 6749 §5.2, RFC 6750 §3, RFC 9449
 // §7.1): HTTP status, error code, a description safe to show the client,
@@ -76,7 +82,32 @@ func ErrServer(cause error) *Error {
 	return &Error{Status: http.StatusInternalServerError, Code: CodeServerError, Description: "internal error", Reason: "internal", Cause: cause}
 }
 
-// ErrUnavailable is a 503 temporarily_unavailable; cause is logged.
+// RetryAfterSeconds is the Retry-After of every 503 the host itself
+// answers (a store or state failure, a full queue, a request limit): the
+// condition is expected to clear within the per-request deadline, and one
+// second keeps a retrying fleet from re-arriving all at once faster than
+// the store can recover.
+const RetryAfterSeconds = "1"
+
+// ErrUnavailable is a 503 temporarily_unavailable with Retry-After; cause
+// is logged. reason is a short stable identifier (store-timeout,
+// store-busy, store-error, dpop-state, ...) for logs and metrics.
 func ErrUnavailable(reason string, cause error) *Error {
-	return &Error{Status: http.StatusServiceUnavailable, Code: CodeTemporarilyUnavailable, Description: "the service is temporarily unavailable", Reason: reason, Cause: cause}
+	e := &Error{Status: http.StatusServiceUnavailable, Code: CodeTemporarilyUnavailable, Description: "the service is temporarily unavailable", Reason: reason, Cause: cause}
+	return e.WithHeader("Retry-After", RetryAfterSeconds)
+}
+
+// storeUnavailable is the 503 for a failed token-store call, with the
+// reason naming why: the per-request deadline passed (store-timeout), the
+// store refused at once (store-busy, store-closed), or it failed.
+func storeUnavailable(err error) *Error {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		return ErrUnavailable("store-timeout", err)
+	case errors.Is(err, store.ErrBusy):
+		return ErrUnavailable("store-busy", err)
+	case errors.Is(err, store.ErrClosed):
+		return ErrUnavailable("store-closed", err)
+	}
+	return ErrUnavailable("store-error", err)
 }

@@ -117,7 +117,7 @@ func (s *Service) lookup(ctx context.Context, raw string) (*store.Token, *Error)
 		return nil, nil
 	}
 	if err != nil {
-		return nil, ErrUnavailable("store-error", err)
+		return nil, storeUnavailable(err)
 	}
 	if rec.Tenant != c.Tid {
 		return nil, nil
@@ -153,7 +153,7 @@ func (s *Service) Revoke(ctx context.Context, r *Request) *Error {
 		return &Error{Status: 400, Code: CodeUnauthorizedClient, Description: "the token was not issued to this client", Reason: "revoke-foreign-client"}
 	}
 	if _, err := s.store.Revoke(ctx, rec.ID, s.now()); err != nil {
-		return ErrUnavailable("store-error", err)
+		return storeUnavailable(err)
 	}
 	s.log.InfoContext(ctx, "authority.token.revoked", "tenant", rec.Tenant, "client", cl.ID, "jti", rec.ID, "correlation_id", r.CorrelationID)
 	return nil

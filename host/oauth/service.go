@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -272,10 +271,7 @@ func (s *Service) issue(ctx context.Context, cl *Client, subject string, scopes,
 	}
 	// The response is sent only after the store reports the token durable.
 	if err := s.store.Put(ctx, rec); err != nil {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return nil, ErrUnavailable("store-timeout", err)
-		}
-		return nil, ErrUnavailable("store-error", err)
+		return nil, storeUnavailable(err)
 	}
 	typ := "Bearer"
 	if b.cnf.JKT != "" {

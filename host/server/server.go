@@ -67,6 +67,8 @@ type Server struct {
 	telemetry *telemetry.Metrics
 	tracing   *telemetry.Tracing
 	metadata  []byte
+	// inFlight counts the OAuth requests being worked on (limits.maxInFlight).
+	inFlight  atomic.Int64
 	engine    *gin.Engine
 	mtlsAlias *gin.Engine
 }
@@ -269,6 +271,17 @@ type formHandler func(c *gin.Context, r *oauth.Request)
 // configured size limit and builds the oauth.Request.
 func (s *Server) form(viaMTLS bool, h formHandler) gin.HandlerFunc {
 	return func(c *gin.Context) {
+		if max := int64(s.cfg.Limits.MaxInFlight); max > 0 {
+			if n := s.inFlight.Add(1); n > max {
+				s.inFlight.Add(-1)
+				e := oauth.ErrUnavailable("in-flight-limit", nil)
+				s.log.WarnContext(c.Request.Context(), "authority.request.refused", "correlation_id", CorrelationID(c.Request.Context()),
+					"route", c.FullPath(), "status", e.Status, "error", e.Code, "reason", e.Reason)
+				writeError(c, e)
+				return
+			}
+			defer s.inFlight.Add(-1)
+		}
 		req := c.Request
 		r := &oauth.Request{
 			Method:        req.Method,
@@ -576,7 +589,7 @@ func (s *Server) Serve(ctx context.Context, tlsCert *tls.Certificate) error {
 		Handler:           s.engine,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      30 * time.Second,
+		WriteTimeout:      config.HTTPWriteTimeout,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
@@ -599,7 +612,7 @@ func (s *Server) Serve(ctx context.Context, tlsCert *tls.Certificate) error {
 			TLSConfig:         mtls.ServerTLSConfig(*tlsCert),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       15 * time.Second,
-			WriteTimeout:      30 * time.Second,
+			WriteTimeout:      config.HTTPWriteTimeout,
 			IdleTimeout:       120 * time.Second,
 			MaxHeaderBytes:    32 << 10,
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),

@@ -80,6 +80,10 @@ var (
 	ErrInvalidToken = errors.New("store: invalid token")
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("store: closed")
+	// ErrBusy means the store refused the call at once rather than queue
+	// it behind work it cannot finish in time (a full write queue): a
+	// retryable condition, answered 503 with Retry-After.
+	ErrBusy = errors.New("store: busy")
 )
 
 // TokenStore records issued tokens and their revocation. All methods are safe

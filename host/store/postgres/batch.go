@@ -59,6 +59,8 @@ func (s *Store) Put(ctx context.Context, t *store.Token) error {
 		s.closeMu.RUnlock()
 		return store.ErrClosed
 	}
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	if s.queue == nil { // one commit per token; Close waits for us via closeMu
 		defer s.closeMu.RUnlock()
 		return s.insertOne(ctx, tok)
@@ -67,9 +69,11 @@ func (s *Store) Put(ctx context.Context, t *store.Token) error {
 	select {
 	case s.queue <- req:
 		s.closeMu.RUnlock()
-	case <-ctx.Done():
+	default:
+		// A full queue means the batchers cannot keep up (a slow or locked
+		// database): waiting would only add this request to the pile.
 		s.closeMu.RUnlock()
-		return ctx.Err()
+		return fmt.Errorf("%w: write queue full (%d waiting)", store.ErrBusy, cap(s.queue))
 	}
 	select {
 	case err := <-req.done:
@@ -137,11 +141,16 @@ func (s *Store) collect(batch []*putRequest) []*putRequest {
 
 // flush writes one batch and answers every request in it exactly once.
 func (s *Store) flush(batch []*putRequest) {
-	// Requests whose caller already gave up are not written.
+	// Requests whose caller already gave up are not written, nor is
+	// anything once Close has given up waiting.
 	live := make([]*putRequest, 0, len(batch))
 	for _, r := range batch {
 		if err := r.ctx.Err(); err != nil {
 			r.done <- err
+			continue
+		}
+		if s.base.Err() != nil {
+			r.done <- store.ErrClosed
 			continue
 		}
 		live = append(live, r)
@@ -162,7 +171,7 @@ func (s *Store) flush(batch []*putRequest) {
 		}
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WriteTimeout)
+	ctx, cancel := context.WithTimeout(s.base, s.opts.WriteTimeout)
 	defer cancel()
 	results := make([]error, len(toks))
 	inserted, err := s.insertBatch(ctx, toks)

@@ -117,6 +117,15 @@ func Migrate(ctx context.Context, db TxBeginner, schema string) ([]Migration, er
 			return nil, fmt.Errorf("postgres: migrate: current schema: %w", err)
 		}
 	}
+	// Pool connections carry the per-request statement_timeout and
+	// lock_timeout (see Options.RequestTimeout); a migration may rightly
+	// take longer, bounded by ctx instead.
+	if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = 0`); err != nil {
+		return nil, fmt.Errorf("postgres: migrate: statement_timeout: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = 0`); err != nil {
+		return nil, fmt.Errorf("postgres: migrate: lock_timeout: %w", err)
+	}
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('stellaops.authority.migrate/' || $1, 0))`, schema); err != nil {
 		return nil, fmt.Errorf("postgres: migrate: advisory lock: %w", err)
 	}

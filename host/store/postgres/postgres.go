@@ -57,9 +57,24 @@ type Options struct {
 	// single commits can be slow for reasons other than the flush (lock
 	// waits, network).
 	Batchers int
+	// RequestTimeout bounds every call a request makes, waiting for a
+	// place in the write queue and for its batch included: the call's
+	// context gets this deadline, and every pool connection carries it as
+	// statement_timeout and lock_timeout, so the server gives up too
+	// instead of holding a lock or a connection for a client that has
+	// gone. Default 3s (well below the HTTP write timeout, so every
+	// request gets an answer).
+	RequestTimeout time.Duration
+	// QueueSize is how many writes may wait for a batcher. A Put that finds
+	// the queue full fails at once with store.ErrBusy instead of waiting
+	// behind work that cannot finish in time. Default 1024.
+	QueueSize int
 	// WriteTimeout bounds one batch insert, which runs independently of
-	// any caller's context. Default 10s.
+	// any caller's context. Default RequestTimeout.
 	WriteTimeout time.Duration
+	// CloseTimeout bounds Close: writes still queued or in flight after it
+	// fail with store.ErrClosed. Default 10s.
+	CloseTimeout time.Duration
 }
 
 func (o *Options) setDefaults() error {
@@ -80,6 +95,21 @@ func (o *Options) setDefaults() error {
 		return errors.New("postgres: options.batchers: must be >= 0")
 	case o.WriteTimeout < 0:
 		return errors.New("postgres: options.writeTimeout: must be >= 0")
+	case o.RequestTimeout < 0:
+		return errors.New("postgres: options.requestTimeout: must be >= 0")
+	case o.QueueSize < 0:
+		return errors.New("postgres: options.queueSize: must be >= 0")
+	case o.CloseTimeout < 0:
+		return errors.New("postgres: options.closeTimeout: must be >= 0")
+	}
+	if o.RequestTimeout == 0 {
+		o.RequestTimeout = DefaultRequestTimeout
+	}
+	if o.QueueSize == 0 {
+		o.QueueSize = 1024
+	}
+	if o.CloseTimeout == 0 {
+		o.CloseTimeout = 10 * time.Second
 	}
 	if o.MaxConns == 0 {
 		o.MaxConns = 8
@@ -94,10 +124,13 @@ func (o *Options) setDefaults() error {
 		return fmt.Errorf("postgres: options.batchers: %d exceeds maxConns/2 (%d)", o.Batchers, limit)
 	}
 	if o.WriteTimeout == 0 {
-		o.WriteTimeout = 10 * time.Second
+		o.WriteTimeout = o.RequestTimeout
 	}
 	return nil
 }
+
+// DefaultRequestTimeout is Options.RequestTimeout's default.
+const DefaultRequestTimeout = 3 * time.Second
 
 // Store is the PostgreSQL TokenStore. Create it with Open; it is safe for
 // concurrent use.
@@ -116,6 +149,16 @@ type Store struct {
 	closed  bool
 	queue   chan *putRequest
 	wg      sync.WaitGroup
+	// base is the parent of every batch's context; Close cancels it when
+	// its deadline passes, so a stuck batch cannot hold Close up.
+	base       context.Context
+	cancelBase context.CancelFunc
+}
+
+// bounded returns ctx with the per-request deadline (an earlier deadline
+// of the caller's wins).
+func (s *Store) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.opts.RequestTimeout)
 }
 
 var _ store.TokenStore = (*Store)(nil)
@@ -132,6 +175,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("postgres: options.dsn: %w", err)
 	}
 	cfg.MaxConns = opts.MaxConns
+	// The server abandons a statement (and a lock wait) when the request
+	// that issued it has given up; a migration lifts both (SET LOCAL).
+	ms := fmt.Sprint(opts.RequestTimeout.Milliseconds())
+	cfg.ConnConfig.RuntimeParams["statement_timeout"] = ms
+	cfg.ConnConfig.RuntimeParams["lock_timeout"] = ms
 	if opts.Schema != "" {
 		cfg.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{opts.Schema}.Sanitize()
 	}
@@ -150,8 +198,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		}
 	}
 	s := &Store{pool: pool, opts: opts}
+	s.base, s.cancelBase = context.WithCancel(context.Background())
 	if opts.BatchMax > 1 {
-		s.queue = make(chan *putRequest, opts.BatchMax*opts.Batchers)
+		s.queue = make(chan *putRequest, opts.QueueSize)
 		for range opts.Batchers {
 			s.wg.Add(1)
 			go s.runBatcher()
@@ -173,6 +222,8 @@ func (s *Store) Get(ctx context.Context, id string) (*store.Token, error) {
 	if s.isClosed() {
 		return nil, store.ErrClosed
 	}
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	var (
 		t         store.Token
 		kind      string
@@ -208,6 +259,8 @@ func (s *Store) Revoke(ctx context.Context, id string, at time.Time) (bool, erro
 	if s.isClosed() {
 		return false, store.ErrClosed
 	}
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	at = store.CanonicalTime(at)
 	if at.IsZero() {
 		return false, fmt.Errorf("%w: revokedAt: must be set", store.ErrInvalidToken)
@@ -233,6 +286,8 @@ func (s *Store) RevokeByParent(ctx context.Context, parentID string, at time.Tim
 	if s.isClosed() {
 		return 0, store.ErrClosed
 	}
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	at = store.CanonicalTime(at)
 	if at.IsZero() {
 		return 0, fmt.Errorf("%w: revokedAt: must be set", store.ErrInvalidToken)
@@ -282,15 +337,19 @@ func (s *Store) Ping(ctx context.Context) error {
 	if s.isClosed() {
 		return store.ErrClosed
 	}
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	if err := s.pool.Ping(ctx); err != nil {
 		return fmt.Errorf("postgres: ping: %w", err)
 	}
 	return nil
 }
 
-// Close stops accepting writes, waits until every queued Put has been
-// written and answered, then closes the pool. It is safe to call more than
-// once.
+// Close stops accepting writes and waits, up to Options.CloseTimeout, until
+// every queued Put has been written and answered; after that deadline the
+// batches still running are cancelled and every write not yet committed
+// fails (store.ErrClosed for those never started). Then it closes the
+// pool. It is safe to call more than once.
 func (s *Store) Close() error {
 	s.closeMu.Lock()
 	if s.closed {
@@ -302,9 +361,19 @@ func (s *Store) Close() error {
 		close(s.queue)
 	}
 	s.closeMu.Unlock()
-	s.wg.Wait()
+	drained := make(chan struct{})
+	go func() { s.wg.Wait(); close(drained) }()
+	var err error
+	select {
+	case <-drained:
+	case <-time.After(s.opts.CloseTimeout):
+		s.cancelBase()
+		<-drained
+		err = fmt.Errorf("postgres: close: writes still pending after %s were abandoned", s.opts.CloseTimeout)
+	}
+	s.cancelBase()
 	s.pool.Close()
-	return nil
+	return err
 }
 
 func (s *Store) isClosed() bool {
