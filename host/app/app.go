@@ -169,8 +169,9 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 	}
 	a.closers = append(a.closers, a.Store.Close)
 	a.rawStore = a.Store
-	a.Store = instrumentedStore{TokenStore: a.Store, kind: cfg.Storage.Tokens, metrics: a.Metrics, tracing: a.Tracing}
-	checks = append(checks, server.Checker{Name: "token-store", Check: a.Store.Ping})
+	health := &storeHealth{now: time.Now}
+	a.Store = instrumentedStore{TokenStore: a.Store, kind: cfg.Storage.Tokens, metrics: a.Metrics, tracing: a.Tracing, health: health}
+	checks = append(checks, server.Checker{Name: "token-store", Check: health.check(a.Store.Ping)})
 
 	if cfg.Security.SenderConstraints.DPoP.Nonce.Store == "redis" || cfg.Plugins.State == "redis" {
 		// A universal client: one address is a single server; several are a

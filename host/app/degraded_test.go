@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -93,6 +94,14 @@ func TestStoreRequestTimeoutAnswers503WithRetryAfter(t *testing.T) {
 		if a.took > 5*time.Second {
 			t.Errorf("%s waited %s for a %s deadline", a.path, a.took, deadline)
 		}
+	}
+	// The readiness rule: the ping still answers (the database is
+	// reachable, one table is locked), so the node stays ready and
+	// /readyz reports the failures as degraded.
+	rz := e.do("/readyz", reqOpts{method: http.MethodGet})
+	if rz.status != 200 || !strings.Contains(rz.raw, `"name":"token-store","ok":true,"degraded":true`) ||
+		!strings.Contains(rz.raw, "token-store calls failed or timed out") {
+		t.Errorf("/readyz during a stall: %d %s", rz.status, rz.raw)
 	}
 	release()
 	var r response

@@ -529,7 +529,9 @@ func (s *Server) readyz(c *gin.Context) {
 				results[i].Error = err.Error()
 			}
 			if d, ok := err.(degradedError); ok && d.Degraded() {
-				results[i].OK, results[i].Degraded = true, true
+				// Degraded notes are written for /readyz: counts and
+				// states, never addresses or credentials.
+				results[i].OK, results[i].Degraded, results[i].Error = true, true, err.Error()
 				return
 			}
 			s.log.Warn("authority.readyz.failed", "check", ch.Name, "error", err.Error())

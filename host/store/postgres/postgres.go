@@ -332,13 +332,12 @@ func (s *Store) PurgeExpired(ctx context.Context, before time.Time) (int64, erro
 	}
 }
 
-// Ping checks that the database answers (for /readyz).
+// Ping checks that the database answers (for /readyz), within the
+// caller's deadline (the readiness check's own, not RequestTimeout).
 func (s *Store) Ping(ctx context.Context) error {
 	if s.isClosed() {
 		return store.ErrClosed
 	}
-	ctx, cancel := s.bounded(ctx)
-	defer cancel()
 	if err := s.pool.Ping(ctx); err != nil {
 		return fmt.Errorf("postgres: ping: %w", err)
 	}
