@@ -315,14 +315,20 @@ func (a *Authority) purgeExpired(ctx context.Context, log *slog.Logger) {
 	if !ok {
 		return
 	}
-	t := time.NewTicker(a.Config.Storage.PurgeInterval.D())
+	// storage is restart-only, so the values built with the store are the
+	// ones that hold; they are read under reloadMu, because Reload replaces
+	// a.Config while this loop runs.
+	a.reloadMu.Lock()
+	interval, retention := a.Config.Storage.PurgeInterval.D(), a.Config.Storage.Retention.D()
+	a.reloadMu.Unlock()
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			n, err := p.PurgeExpired(ctx, now.Add(-a.Config.Storage.Retention.D()))
+			n, err := p.PurgeExpired(ctx, now.Add(-retention))
 			if err != nil && ctx.Err() == nil {
 				log.Warn("authority.store.purge.failed", "error", err.Error())
 				continue
