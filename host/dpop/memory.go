@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"hash/maphash"
 	"sync"
 	"time"
 )
@@ -24,8 +25,20 @@ type MemoryOptions struct {
 	// refuses new entries with ErrCapacity instead of growing or evicting
 	// live entries (evicting a replay entry would re-open a replay).
 	MaxEntries int
+	// MaxEntriesPerScope caps what one scope (a client's tenant and id)
+	// may hold of each store: replay entries, or outstanding single-use
+	// nonces. 0 means a quarter of MaxEntries. With the defaults one client
+	// can sustain about 2,900 proofs/s per node over a 90 s replay window.
+	MaxEntriesPerScope int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+}
+
+func (o MemoryOptions) maxPerScope() int {
+	if o.MaxEntriesPerScope <= 0 {
+		return max(1, o.maxEntries()/4)
+	}
+	return o.MaxEntriesPerScope
 }
 
 func (o MemoryOptions) clock() func() time.Time {
@@ -51,37 +64,66 @@ func ceilSec(ns int64) int64 {
 	return s
 }
 
-// expiringSet is a set of 32-byte keys with deadlines (unix ns), expired by
-// a wheel. Not safe for concurrent use: callers hold a lock.
-type expiringSet struct {
-	m   map[[32]byte]int64
-	w   *wheel
-	max int
+// setEntry is one expiringSet member: its deadline and the scope it
+// counts against. Pointer-free.
+type setEntry struct {
+	deadline int64
+	scope    [16]byte
 }
 
-func newExpiringSet(now time.Time, max int) *expiringSet {
-	return &expiringSet{m: make(map[[32]byte]int64), w: newWheel(now.Unix()), max: max}
+// expiringSet is a set of 32-byte keys with deadlines (unix ns), expired by
+// a wheel, with a cap on all entries and a cap per scope. Not safe for
+// concurrent use: callers hold a lock.
+type expiringSet struct {
+	m        map[[32]byte]setEntry
+	counts   map[[16]byte]int32 // unexpired entries per scope
+	w        *wheel
+	max      int
+	perScope int
+}
+
+func newExpiringSet(now time.Time, max, perScope int) *expiringSet {
+	return &expiringSet{m: make(map[[32]byte]setEntry), counts: make(map[[16]byte]int32), w: newWheel(now.Unix()), max: max, perScope: perScope}
+}
+
+func (s *expiringSet) remove(k [32]byte, e setEntry) {
+	delete(s.m, k)
+	if n := s.counts[e.scope] - 1; n > 0 {
+		s.counts[e.scope] = n
+	} else {
+		delete(s.counts, e.scope)
+	}
 }
 
 func (s *expiringSet) sweep(nowNs int64) {
 	s.w.advance(nowNs/1e9,
 		func(k [32]byte) (int64, bool) {
-			d, ok := s.m[k]
-			return ceilSec(d), ok
+			e, ok := s.m[k]
+			return ceilSec(e.deadline), ok
 		},
-		func(k [32]byte) { delete(s.m, k) })
+		func(k [32]byte) { s.remove(k, s.m[k]) })
 }
 
-// insertIfAbsent adds key until deadline unless an unexpired entry exists.
-func (s *expiringSet) insertIfAbsent(key [32]byte, nowNs, deadline int64) (bool, error) {
+// insertIfAbsent adds key (counted against scope) until deadline unless an
+// unexpired entry exists. A full set, or a scope at its quota, refuses
+// with ErrCapacity; the scope quota keeps one caller from filling the set
+// for everyone.
+func (s *expiringSet) insertIfAbsent(key [32]byte, scope [16]byte, nowNs, deadline int64) (bool, error) {
 	s.sweep(nowNs)
-	if d, ok := s.m[key]; ok && d > nowNs {
-		return false, nil
+	if e, ok := s.m[key]; ok {
+		if e.deadline > nowNs {
+			return false, nil
+		}
+		s.remove(key, e) // expired, not yet swept: replaced below
 	}
 	if len(s.m) >= s.max {
 		return false, fmt.Errorf("%w (%d entries)", ErrCapacity, s.max)
 	}
-	s.m[key] = deadline
+	if int(s.counts[scope]) >= s.perScope {
+		return false, fmt.Errorf("%w: this client's quota of %d entries is used up", ErrCapacity, s.perScope)
+	}
+	s.m[key] = setEntry{deadline: deadline, scope: scope}
+	s.counts[scope]++
 	s.w.add(key, ceilSec(deadline))
 	return true, nil
 }
@@ -89,45 +131,58 @@ func (s *expiringSet) insertIfAbsent(key [32]byte, nowNs, deadline int64) (bool,
 // take removes key and reports whether it was present and unexpired.
 func (s *expiringSet) take(key [32]byte, nowNs int64) bool {
 	s.sweep(nowNs)
-	d, ok := s.m[key]
+	e, ok := s.m[key]
 	if !ok {
 		return false
 	}
-	delete(s.m, key)
-	return d > nowNs
+	s.remove(key, e)
+	return e.deadline > nowNs
 }
 
 // MemoryReplayCache is a single-node ReplayCache. Expired entries are
 // dropped a whole second-slot at a time (never by scanning the cache), the
-// map and the wheel hold no pointers, and the number of unexpired entries
-// is capped (ErrCapacity beyond it).
+// maps and the wheel hold no pointers, and the number of unexpired entries
+// is capped in all and per scope (ErrCapacity beyond either). The shard of
+// a key is chosen with a per-process secret seed, so a client cannot aim
+// its proofs at one shard and fill it for others.
 type MemoryReplayCache struct {
 	now    func() time.Time
+	seed   maphash.Seed
 	shards [replayShards]struct {
 		mu  sync.Mutex
 		set *expiringSet
 	}
 }
 
-// NewMemoryReplayCache returns an empty cache using opts.MaxEntries and
-// opts.Now (opts.Nonce is ignored).
+// NewMemoryReplayCache returns an empty cache using opts.MaxEntries,
+// opts.MaxEntriesPerScope and opts.Now (opts.Nonce is ignored).
 func NewMemoryReplayCache(opts MemoryOptions) *MemoryReplayCache {
-	c := &MemoryReplayCache{now: opts.clock()}
+	c := &MemoryReplayCache{now: opts.clock(), seed: maphash.MakeSeed()}
 	per := (opts.maxEntries() + replayShards - 1) / replayShards
+	perScope := (opts.maxPerScope() + replayShards - 1) / replayShards
 	now := c.now()
 	for i := range c.shards {
-		c.shards[i].set = newExpiringSet(now, per)
+		c.shards[i].set = newExpiringSet(now, per, perScope)
 	}
 	return c
 }
 
-// Remember implements ReplayCache.
-func (c *MemoryReplayCache) Remember(_ context.Context, key ReplayKey, ttl time.Duration) (bool, error) {
+// Remember implements ReplayCache; every key counts against one shared
+// scope. State.Check uses RememberScoped.
+func (c *MemoryReplayCache) Remember(ctx context.Context, key ReplayKey, ttl time.Duration) (bool, error) {
+	return c.RememberScoped(ctx, "", key, ttl)
+}
+
+// RememberScoped is Remember with the entry counted against scope (the
+// tenant and client of the proof): a scope over its quota is refused with
+// ErrCapacity while other scopes are still served. Keys spread over the
+// shards evenly, so a scope's quota is split among them like the cap.
+func (c *MemoryReplayCache) RememberScoped(_ context.Context, scope string, key ReplayKey, ttl time.Duration) (bool, error) {
 	nowNs := c.now().UnixNano()
-	sh := &c.shards[key[0]%replayShards]
+	sh := &c.shards[maphash.Bytes(c.seed, key[:])%replayShards]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	return sh.set.insertIfAbsent(key, nowNs, nowNs+int64(ttl))
+	return sh.set.insertIfAbsent(key, scopeID(scope), nowNs, nowNs+int64(ttl))
 }
 
 // rotatingScope is one scope's nonces in default mode. Pointer-free.
@@ -162,7 +217,7 @@ func NewMemoryNonceStore(opts MemoryOptions) *MemoryNonceStore {
 		max:       opts.maxEntries(),
 	}
 	if s.singleUse {
-		s.spent = newExpiringSet(now(), s.max)
+		s.spent = newExpiringSet(now(), s.max, opts.maxPerScope())
 	} else {
 		s.scopes = make(map[[16]byte]rotatingScope)
 		s.w = newWheel(now().Unix())
@@ -194,7 +249,7 @@ func (s *MemoryNonceStore) Issue(_ context.Context, scope string) (string, error
 	defer s.mu.Unlock()
 	if s.singleUse {
 		str, raw := newNonce()
-		if _, err := s.spent.insertIfAbsent(nonceKey(id, raw), nowNs, nowNs+s.ttl); err != nil {
+		if _, err := s.spent.insertIfAbsent(nonceKey(id, raw), id, nowNs, nowNs+s.ttl); err != nil {
 			return "", err
 		}
 		return str, nil
@@ -271,7 +326,15 @@ func (m *MemoryState) Nonce(ctx context.Context, scope string) (string, error) {
 // semantics, for stores without a combined operation.
 func checkWith(ctx context.Context, rc ReplayCache, ns NonceStore, c StateCheck) (StateResult, error) {
 	var res StateResult
-	fresh, err := rc.Remember(ctx, c.ReplayKey, c.ReplayTTL)
+	var fresh bool
+	var err error
+	if sc, ok := rc.(interface {
+		RememberScoped(context.Context, string, ReplayKey, time.Duration) (bool, error)
+	}); ok {
+		fresh, err = sc.RememberScoped(ctx, c.ReplayScope, c.ReplayKey, c.ReplayTTL)
+	} else {
+		fresh, err = rc.Remember(ctx, c.ReplayKey, c.ReplayTTL)
+	}
 	if err != nil {
 		return res, err
 	}

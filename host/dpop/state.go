@@ -92,6 +92,9 @@ type StateCheck struct {
 	// ReplayKey and ReplayTTL: record the proof, or report it as a replay.
 	ReplayKey ReplayKey
 	ReplayTTL time.Duration
+	// ReplayScope is who the entry counts against (the client's tenant and
+	// id): a memory store refuses a scope over its quota alone.
+	ReplayScope string
 	// NonceRequired: validate Nonce in NonceScope and issue the next nonce.
 	NonceRequired bool
 	// IssueNonce: issue the next nonce for NonceScope even when the nonce

@@ -114,6 +114,9 @@ type Request struct {
 	IssueNonce bool
 	// NonceScope partitions nonces (tenant, client, audience...).
 	NonceScope string
+	// ReplayScope is who the proof's replay entry counts against (tenant
+	// and client), for per-client quotas of the replay cache.
+	ReplayScope string
 }
 
 // Proof is a verified DPoP proof.
@@ -297,7 +300,8 @@ func (v *Verifier) Verify(ctx context.Context, r Request) (Result, error) {
 	// §11.1 replay, then (10) nonce: one State call.
 	res, err := v.state.Check(ctx, StateCheck{
 		ReplayKey:     NewReplayKey(key.jkt, normHTU, jti),
-		ReplayTTL:     v.window,
+		ReplayTTL:     v.replayTTL(iat, now),
+		ReplayScope:   r.ReplayScope,
 		NonceRequired: r.NonceRequired,
 		IssueNonce:    r.IssueNonce,
 		NonceScope:    r.NonceScope,
@@ -323,6 +327,18 @@ func (v *Verifier) Verify(ctx context.Context, r Request) (Result, error) {
 		}
 	}
 	return Result{Proof: proof, NextNonce: res.NextNonce}, nil
+}
+
+// replayTTL is how long the replay entry of a proof issued at iat and
+// accepted at now must live: until iat + lifetime + skew by this node's
+// clock, never less than the replay window. Any node whose clock is within
+// allowedClockSkew of this one refuses the proof as too old (iat older than
+// its now - lifetime) before the entry expires, so drift between nodes (and
+// the gap between this node's clock and the store's TTL countdown) up to the
+// skew cannot reopen a replay. A window of exactly lifetime + skew would
+// leave no margin for a proof dated at the future edge (iat = now + skew).
+func (v *Verifier) replayTTL(iat, now time.Time) time.Duration {
+	return max(v.window, iat.Add(v.lifetime+v.skew).Sub(now))
 }
 
 // jsonNumericDate returns a NumericDate claim (RFC 7519 §2): a JSON number

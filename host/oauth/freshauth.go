@@ -104,7 +104,7 @@ func (s *Service) FreshAuth(ctx context.Context, r *Request) (*FreshAuthResponse
 		res, err := sc.dpop.Verify(vctx, dpop.Request{
 			Header: r.DPoP, Method: r.Method, URL: publicURL(s.cfg, r),
 			AccessToken: tok, BoundJKT: rec.KeyThumbprint,
-			NonceRequired: nonceRequired, IssueNonce: d.Nonce.Enabled, NonceScope: scope,
+			NonceRequired: nonceRequired, IssueNonce: d.Nonce.Enabled, NonceScope: scope, ReplayScope: replayScope(cl),
 		})
 		span.End()
 		if err != nil {

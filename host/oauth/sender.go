@@ -273,6 +273,9 @@ func intersects(a, b []string) bool {
 	return false
 }
 
+// replayScope is what a client's replay entries count against.
+func replayScope(cl *Client) string { return cl.Tenant + "\x1f" + cl.ID }
+
 // nonceScope partitions DPoP nonces per tenant, client and audience set.
 func nonceScope(cl *Client, auds []string) string {
 	return cl.Tenant + "\x1f" + cl.ID + "\x1f" + strings.Join(auds, ",")
@@ -338,6 +341,7 @@ func (sc *senderConstraints) bindToken(ctx context.Context, r *Request, cl *Clie
 		NonceRequired: nonceRequired,
 		IssueNonce:    d.Nonce.Enabled,
 		NonceScope:    scope,
+		ReplayScope:   replayScope(cl),
 	})
 	span.End()
 	if err != nil {
@@ -424,8 +428,15 @@ func (sc *senderConstraints) dpopFailure(ctx context.Context, r *Request, cl *Cl
 		if de.Check == dpop.CheckJKTMismatch && resource {
 			code = CodeInvalidToken
 		}
-		return challenge(withNonce(&Error{Status: 400, Code: code, Reason: "dpop-" + de.Check,
-			Description: de.Description}, de.NextNonce))
+		e := &Error{Status: 400, Code: code, Reason: "dpop-" + de.Check, Description: de.Description}
+		if de.Proof == nil && !cl.Policy.RequireDPoP {
+			// A client that need not use DPoP sent something that is not a
+			// proof (it failed before its signature was verified): no nonce
+			// is minted for it, so junk DPoP headers cannot fill the nonce
+			// store (single-use mode stores one per nonce issued).
+			return challenge(e)
+		}
+		return challenge(withNonce(e, de.NextNonce))
 	}
 }
 
