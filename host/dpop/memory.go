@@ -179,7 +179,7 @@ func (c *MemoryReplayCache) Remember(ctx context.Context, key ReplayKey, ttl tim
 // shards evenly, so a scope's quota is split among them like the cap.
 func (c *MemoryReplayCache) RememberScoped(_ context.Context, scope string, key ReplayKey, ttl time.Duration) (bool, error) {
 	nowNs := c.now().UnixNano()
-	sh := &c.shards[maphash.Bytes(c.seed, key[:])%replayShards]
+	sh := &c.shards[c.shardOf(key)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	return sh.set.insertIfAbsent(key, scopeID(scope), nowNs, nowNs+int64(ttl))
@@ -352,4 +352,9 @@ func checkWith(ctx context.Context, rc ReplayCache, ns NonceStore, c StateCheck)
 	}
 	res.NextNonce, err = ns.Issue(ctx, c.NonceScope)
 	return res, err
+}
+
+// shardOf is the shard index of key (the seed keeps it unpredictable).
+func (c *MemoryReplayCache) shardOf(key ReplayKey) uint64 {
+	return maphash.Bytes(c.seed, key[:]) % replayShards
 }
