@@ -235,7 +235,7 @@ func (s *Service) issue(ctx context.Context, cl *Client, subject string, scopes,
 	now := s.now().Truncate(time.Second)
 	life := s.cfg.Tokens.AccessTokenLifetime.D()
 	claims := AccessClaims{
-		Iss:      s.cfg.Issuer,
+		Iss:      s.cfg.IssuerID(),
 		Sub:      subject,
 		Aud:      auds,
 		Iat:      now.Unix(),

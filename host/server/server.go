@@ -631,7 +631,7 @@ func (s *Server) Serve(ctx context.Context, tlsCert *tls.Certificate) error {
 	for i, srv := range servers {
 		go func() { errc <- srv.Serve(lns[i]) }()
 	}
-	s.log.Info("authority.server.started", "http", s.cfg.Listen.HTTP, "https", s.cfg.Listen.HTTPS, "issuer", s.cfg.Issuer)
+	s.log.Info("authority.server.started", "http", s.cfg.Listen.HTTP, "https", s.cfg.Listen.HTTPS, "issuer", s.cfg.IssuerID())
 	var serveErr error
 	select {
 	case <-ctx.Done():
