@@ -58,25 +58,25 @@ var servedGrants = []string{"client_credentials"}
 // order the metadata advertises them.
 func ServedGrantTypes() []string { return slices.Clone(servedGrants) }
 
-// AuthMethods lists the client authentication methods cfg lets a client
-// use (the same at /token, /introspect and /revoke): both secret methods
-// always, and the RFC 8705 §2 certificate methods when mTLS is enabled and a
-// client certificate can reach the server (the HTTPS listener, or a
-// trusted proxy's certificate header). certAuth refuses the certificate
-// methods otherwise, so advertising them would be a lie.
+// AuthMethods lists the client authentication methods the server
+// implements and cfg enables (the same at /token, /introspect and
+// /revoke): both secret methods always, and the RFC 8705 §2 certificate
+// methods when mTLS is enabled and an HTTPS listener is configured.
+// certAuth refuses the certificate methods with mTLS disabled, and
+// validation refuses certificate clients without listen.https, so
+// advertising them then would be a lie.
 func AuthMethods(cfg *config.Config) []string {
 	out := []string{MethodSecretBasic, MethodSecretPost}
-	if certificatesUsable(cfg) {
+	if mtlsServed(cfg) {
 		out = append(out, string(mtls.MethodTLSClientAuth), string(mtls.MethodSelfSignedTLSClientAuth))
 	}
 	return out
 }
 
-// certificatesUsable reports whether certificate-bound tokens and
-// certificate client authentication can work under cfg.
-func certificatesUsable(cfg *config.Config) bool {
-	return cfg.Security.SenderConstraints.MTLS.Enabled &&
-		(cfg.Listen.HTTPS != "" || len(cfg.Security.TrustedProxies) > 0)
+// mtlsServed reports whether cfg serves RFC 8705: mTLS enabled, and an
+// HTTPS listener (with its mtlsIssuer alias) a certificate can reach.
+func mtlsServed(cfg *config.Config) bool {
+	return cfg.Security.SenderConstraints.MTLS.Enabled && cfg.MTLSAlias() != ""
 }
 
 // NewMetadata builds the metadata document of cfg:
@@ -87,10 +87,11 @@ func certificatesUsable(cfg *config.Config) bool {
 //   - dpop_signing_alg_values_supported is the DPoP alg allow-list when
 //     DPoP is enabled (RFC 9449 §5.1); both are restart-only settings, so
 //     after a reload cfg holds the running values;
-//   - tls_client_certificate_bound_access_tokens is true when certificates
-//     can be used (RFC 8705 §3.3), and mtls_endpoint_aliases is present
-//     only when, in addition, an HTTPS listener is configured (RFC 8705 §5):
-//     an alias nothing listens on would send clients nowhere.
+//   - tls_client_certificate_bound_access_tokens (RFC 8705 §3.3) and
+//     mtls_endpoint_aliases (RFC 8705 §5) are present only when mTLS is
+//     enabled and an HTTPS listener is configured (listen.https): an alias
+//     nothing listens on would send clients nowhere, and a mtlsIssuer
+//     without listen.https is such an alias.
 func NewMetadata(cfg *config.Config) *Metadata {
 	base := cfg.IssuerID()
 	methods := AuthMethods(cfg)
@@ -110,15 +111,14 @@ func NewMetadata(cfg *config.Config) *Metadata {
 	if d := cfg.Security.SenderConstraints.DPoP; d.Enabled {
 		md.DPoPSigningAlgValuesSupported = slices.Clone(d.AllowedAlgorithms)
 	}
-	if certificatesUsable(cfg) {
+	if mtlsServed(cfg) {
+		alias := cfg.MTLSAlias()
 		md.TLSClientCertificateBoundAccessTokens = true
-		if alias := cfg.MTLSAlias(); alias != "" {
-			md.MTLSEndpointAliases = &MTLSEndpointAliases{
-				TokenEndpoint:         alias + "/token",
-				IntrospectionEndpoint: alias + "/introspect",
-				RevocationEndpoint:    alias + "/revoke",
-				FreshAuthEndpoint:     alias + "/fresh-auth",
-			}
+		md.MTLSEndpointAliases = &MTLSEndpointAliases{
+			TokenEndpoint:         alias + "/token",
+			IntrospectionEndpoint: alias + "/introspect",
+			RevocationEndpoint:    alias + "/revoke",
+			FreshAuthEndpoint:     alias + "/fresh-auth",
 		}
 	}
 	return md

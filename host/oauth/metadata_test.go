@@ -45,9 +45,8 @@ func TestRFC8414_2_GrantTypesSupportedAreTheServedOnes(t *testing.T) {
 }
 
 // RFC 8705 §5: mtls_endpoint_aliases name endpoints that exist, so they are
-// advertised only with an HTTPS listener; certificate-bound tokens and
-// certificate client authentication only when mTLS is enabled and a
-// certificate can reach the server.
+// advertised only with an HTTPS listener; so are certificate-bound tokens
+// and certificate client authentication, and only with mTLS enabled.
 func TestRFC8705_5_MTLSEndpointAliasesOnlyWithAnHTTPSListener(t *testing.T) {
 	certMethods := []string{"tls_client_auth", "self_signed_tls_client_auth"}
 	cases := map[string]struct {
@@ -57,10 +56,12 @@ func TestRFC8705_5_MTLSEndpointAliasesOnlyWithAnHTTPSListener(t *testing.T) {
 	}{
 		"https listener":                  {nil, true, true, true},
 		"mtlsIssuer without listen.https": {func(c *config.Config) { c.Listen.HTTPS = "" }, false, false, false},
-		"no https listener, trusted proxy forwards certificates": {func(c *config.Config) {
+		// Validation refuses certificate clients without listen.https,
+		// trusted proxies or not.
+		"no https listener, trusted proxies": {func(c *config.Config) {
 			c.Listen.HTTPS = ""
 			c.Security.TrustedProxies = []string{"10.0.0.0/8"}
-		}, false, true, true},
+		}, false, false, false},
 		"mtls disabled": {func(c *config.Config) { c.Security.SenderConstraints.MTLS.Enabled = false }, false, false, false},
 	}
 	for name, tc := range cases {
