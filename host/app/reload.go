@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"strings"
 	"time"
 
 	"stellaops.org/authority/host/config"
@@ -127,7 +128,9 @@ var restartSections = []struct {
 	name string
 	get  func(*config.Config) any
 }{
-	{"issuer", func(c *config.Config) any { return [2]string{c.Issuer, c.MTLSIssuer} }},
+	// Compared in canonical form: adding or dropping a trailing slash
+	// changes no URL the server emits.
+	{"issuer", func(c *config.Config) any { return [2]string{c.IssuerID(), strings.TrimRight(c.MTLSIssuer, "/")} }},
 	{"listen", func(c *config.Config) any { return c.Listen }},
 	{"tls", func(c *config.Config) any { return c.TLS }},
 	{"signing", func(c *config.Config) any { return c.Signing }},

@@ -21,11 +21,13 @@ import (
 
 // Config is the whole authority.yaml document.
 type Config struct {
-	// Issuer is the public URL of the plain listener; it is the `iss` of every
-	// token and the base of every endpoint URL in the metadata.
+	// Issuer is the public URL of the plain listener as written in the
+	// file. Code that emits or compares an issuer uses IssuerID, never this
+	// field: the two differ by trailing slashes.
 	Issuer string `yaml:"issuer"`
 	// MTLSIssuer is the public URL of the HTTPS listener (the RFC 8705
-	// mtls_endpoint_aliases base). Empty when the HTTPS listener is off.
+	// mtls_endpoint_aliases base) as written; see MTLSAlias. Empty when the
+	// HTTPS listener is off.
 	MTLSIssuer string `yaml:"mtlsIssuer"`
 
 	Listen    Listen    `yaml:"listen"`
@@ -40,6 +42,25 @@ type Config struct {
 	Plugins   Plugins   `yaml:"plugins"`
 	Admin     Admin     `yaml:"admin"`
 	Tenants   []Tenant  `yaml:"tenants"`
+}
+
+// IssuerID is the one issuer identifier of this server (RFC 8414 §2):
+// issuer without trailing slashes. It is the metadata `issuer`, the `iss`
+// of every access token, introspection answer and fresh-auth
+// confirmation, and the base of every endpoint URL on the plain listener,
+// so all of them are identical character for character (RFC 8414 §3.3).
+func (c *Config) IssuerID() string { return strings.TrimRight(c.Issuer, "/") }
+
+// MTLSAlias is the base URL of the endpoints on the HTTPS listener
+// (mtlsIssuer without trailing slashes): the base of the RFC 8705 §5
+// mtls_endpoint_aliases and of the DPoP htu there. It is empty when no
+// HTTPS listener is configured (listen.https empty), whatever mtlsIssuer
+// says, since nothing would answer at that URL.
+func (c *Config) MTLSAlias() string {
+	if c.Listen.HTTPS == "" {
+		return ""
+	}
+	return strings.TrimRight(c.MTLSIssuer, "/")
 }
 
 // Admin protects the administrative endpoint POST /admin/reload.

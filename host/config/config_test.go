@@ -370,3 +370,24 @@ tenants:
 		}
 	}
 }
+
+// RFC 8414 §2: the issuer identifier is one string; a trailing slash in the
+// file does not make a second one.
+func TestRFC8414_2_IssuerIDIsCanonical(t *testing.T) {
+	cases := []struct{ issuer, mtlsIssuer, https, id, alias string }{
+		{"https://as.test", "https://mtls.as.test", "127.0.0.1:8443", "https://as.test", "https://mtls.as.test"},
+		{"https://as.test/", "https://mtls.as.test/", "127.0.0.1:8443", "https://as.test", "https://mtls.as.test"},
+		{"https://as.test/tenant//", "https://mtls.as.test/tenant/", "127.0.0.1:8443", "https://as.test/tenant", "https://mtls.as.test/tenant"},
+		// No HTTPS listener: no alias, whatever mtlsIssuer says.
+		{"https://as.test/", "https://mtls.as.test", "", "https://as.test", ""},
+	}
+	for _, c := range cases {
+		cfg := &Config{Issuer: c.issuer, MTLSIssuer: c.mtlsIssuer, Listen: Listen{HTTPS: c.https}}
+		if got := cfg.IssuerID(); got != c.id {
+			t.Errorf("IssuerID(%q) = %q, want %q", c.issuer, got, c.id)
+		}
+		if got := cfg.MTLSAlias(); got != c.alias {
+			t.Errorf("MTLSAlias(%q, https %q) = %q, want %q", c.mtlsIssuer, c.https, got, c.alias)
+		}
+	}
+}

@@ -147,7 +147,7 @@ func (s *Service) FreshAuth(ctx context.Context, r *Request) (*FreshAuthResponse
 		Jti      string `json:"jti"`
 		Ati      string `json:"ati"`
 		Cnf      *Cnf   `json:"cnf"`
-	}{s.cfg.Issuer, rec.Subject, rec.ClientID, rec.Tenant, resp.AuthTime, resp.AuthTime, resp.ExpiresAt, newID(), rec.ID, resp.Cnf})
+	}{s.cfg.IssuerID(), rec.Subject, rec.ClientID, rec.Tenant, resp.AuthTime, resp.AuthTime, resp.ExpiresAt, newID(), rec.ID, resp.Cnf})
 	if err != nil {
 		return nil, ErrServer(err)
 	}

@@ -80,7 +80,7 @@ func (s *Service) Introspect(ctx context.Context, r *Request) (*Introspection, *
 		ClientID:         rec.ClientID,
 		Sub:              rec.Subject,
 		Aud:              rec.Audiences,
-		Iss:              s.cfg.Issuer,
+		Iss:              s.cfg.IssuerID(),
 		Exp:              rec.ExpiresAt.Unix(),
 		Iat:              rec.IssuedAt.Unix(),
 		Nbf:              rec.IssuedAt.Unix(),

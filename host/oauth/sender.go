@@ -448,9 +448,9 @@ func dpopChallenge(e *Error, algs string) string {
 // publicURL is the configured public URL of the endpoint that took the
 // request: the issuer or the mTLS alias, never the client's Host header.
 func publicURL(cfg *config.Config, r *Request) string {
-	base := cfg.Issuer
-	if r.ViaMTLS && cfg.MTLSIssuer != "" {
-		base = cfg.MTLSIssuer
+	base := cfg.IssuerID()
+	if alias := cfg.MTLSAlias(); r.ViaMTLS && alias != "" {
+		base = alias
 	}
-	return strings.TrimRight(base, "/") + r.Path
+	return base + r.Path
 }

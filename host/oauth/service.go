@@ -29,6 +29,8 @@ type Service struct {
 	now      func() time.Time
 	sender   *senderConstraints
 	plugins  PolicyDecider
+	// metadata is the encoded RFC 8414 document of cfg (MetadataJSON).
+	metadata []byte
 }
 
 // Options are the dependencies of a Service.
@@ -63,6 +65,9 @@ func NewService(o Options) (*Service, error) {
 		return nil, err
 	}
 	s.sender = sc
+	if s.metadata, err = encodeMetadata(o.Config); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -179,8 +184,9 @@ func (s *Service) token(ctx context.Context, r *Request, out *tokenOutcome) (*To
 		return nil, &Error{Status: 400, Code: CodeUnsupportedGrantType, Description: "the grant_type is not supported", Reason: "unsupported-grant"}
 	case !cl.AllowsGrant(grant):
 		return nil, &Error{Status: 400, Code: CodeUnauthorizedClient, Description: "the client may not use this grant_type", Reason: "grant-not-allowed"}
-	case grant != "client_credentials":
-		// password and refresh_token are configurable but not served yet.
+	case !slices.Contains(servedGrants, grant):
+		// password and refresh_token are configurable but not served yet
+		// (nor advertised: ServedGrantTypes).
 		return nil, &Error{Status: 400, Code: CodeUnsupportedGrantType, Description: "grant_type " + grant + " is not enabled on this server", Reason: "unsupported-grant"}
 	}
 	scopes, e := grantScopes(cl, r.Form.Get("scope"))
@@ -235,7 +241,7 @@ func (s *Service) issue(ctx context.Context, cl *Client, subject string, scopes,
 	now := s.now().Truncate(time.Second)
 	life := s.cfg.Tokens.AccessTokenLifetime.D()
 	claims := AccessClaims{
-		Iss:      s.cfg.Issuer,
+		Iss:      s.cfg.IssuerID(),
 		Sub:      subject,
 		Aud:      auds,
 		Iat:      now.Unix(),

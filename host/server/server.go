@@ -12,7 +12,6 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -66,7 +65,6 @@ type Server struct {
 	metrics   http.Handler
 	telemetry *telemetry.Metrics
 	tracing   *telemetry.Tracing
-	metadata  []byte
 	// inFlight counts the OAuth requests being worked on (limits.maxInFlight).
 	inFlight  atomic.Int64
 	engine    *gin.Engine
@@ -124,11 +122,6 @@ func New(o Options) (*Server, error) {
 		copy(s.adminKey[:], raw)
 		s.hasAdmin = true
 	}
-	md, err := json.Marshal(Metadata(o.Config))
-	if err != nil {
-		return nil, err
-	}
-	s.metadata = md
 	s.engine = s.routes(false)
 	s.mtlsAlias = s.routes(true)
 	return s, nil
@@ -499,9 +492,13 @@ func (s *Server) jwks(c *gin.Context) {
 	c.Data(http.StatusOK, "application/jwk-set+json", s.keys.JWKS())
 }
 
+// wellKnown serves the RFC 8414 document of the running configuration:
+// the bytes the current Service built, so a reload that swaps the Service
+// swaps the document with it, and both listeners and both well-known paths
+// answer the same bytes.
 func (s *Server) wellKnown(c *gin.Context) {
 	c.Header("Cache-Control", "public, max-age=300")
-	c.Data(http.StatusOK, "application/json", s.metadata)
+	c.Data(http.StatusOK, "application/json", s.svc.Load().MetadataJSON())
 }
 
 func (s *Server) readyz(c *gin.Context) {
@@ -545,42 +542,6 @@ func (s *Server) readyz(c *gin.Context) {
 		}
 	}
 	c.JSON(status, gin.H{"ready": status == http.StatusOK, "checks": results})
-}
-
-// Metadata is the RFC 8414 authorization server metadata document.
-func Metadata(cfg *config.Config) map[string]any {
-	base := strings.TrimRight(cfg.Issuer, "/")
-	authMethods := []string{"client_secret_basic", "client_secret_post"}
-	md := map[string]any{
-		"issuer":                   base,
-		"token_endpoint":           base + "/token",
-		"introspection_endpoint":   base + "/introspect",
-		"revocation_endpoint":      base + "/revoke",
-		"jwks_uri":                 base + "/jwks",
-		"grant_types_supported":    []string{"client_credentials"},
-		"response_types_supported": []string{},
-		"token_endpoint_auth_signing_alg_values_supported": []string{},
-		"fresh_auth_endpoint":                              base + "/fresh-auth",
-	}
-	if cfg.MTLSIssuer != "" && cfg.Security.SenderConstraints.MTLS.Enabled {
-		alias := strings.TrimRight(cfg.MTLSIssuer, "/")
-		authMethods = append(authMethods, "tls_client_auth", "self_signed_tls_client_auth")
-		md["tls_client_certificate_bound_access_tokens"] = true
-		md["mtls_endpoint_aliases"] = map[string]string{
-			"token_endpoint":         alias + "/token",
-			"introspection_endpoint": alias + "/introspect",
-			"revocation_endpoint":    alias + "/revoke",
-			"fresh_auth_endpoint":    alias + "/fresh-auth",
-		}
-	}
-	delete(md, "token_endpoint_auth_signing_alg_values_supported")
-	md["token_endpoint_auth_methods_supported"] = authMethods
-	md["introspection_endpoint_auth_methods_supported"] = authMethods
-	md["revocation_endpoint_auth_methods_supported"] = authMethods
-	if d := cfg.Security.SenderConstraints.DPoP; d.Enabled {
-		md["dpop_signing_alg_values_supported"] = d.AllowedAlgorithms
-	}
-	return md
 }
 
 // Listeners binds both listeners and serves until ctx ends, then shuts
@@ -631,7 +592,7 @@ func (s *Server) Serve(ctx context.Context, tlsCert *tls.Certificate) error {
 	for i, srv := range servers {
 		go func() { errc <- srv.Serve(lns[i]) }()
 	}
-	s.log.Info("authority.server.started", "http", s.cfg.Listen.HTTP, "https", s.cfg.Listen.HTTPS, "issuer", s.cfg.Issuer)
+	s.log.Info("authority.server.started", "http", s.cfg.Listen.HTTP, "https", s.cfg.Listen.HTTPS, "issuer", s.cfg.IssuerID())
 	var serveErr error
 	select {
 	case <-ctx.Done():
