@@ -343,7 +343,7 @@ type Client struct {
 	// non-alphanumerics as _) supplies one from the environment instead.
 	SecretDigest string `yaml:"secretDigest"`
 	// AuthMethod: client_secret_basic, client_secret_post, tls_client_auth,
-	// self_signed_tls_client_auth. Secret clients accept both secret methods.
+	// self_signed_tls_client_auth. A client authenticates only with this method.
 	AuthMethod string   `yaml:"authMethod"`
 	Grants     []string `yaml:"grants"`
 	Scopes     []string `yaml:"scopes"`
