@@ -40,6 +40,7 @@ const (
 	CheckReplay         = "replay"           // jti already seen for this key and URL (§11.1)
 	CheckNonceMissing   = "nonce-missing"    // nonce required but absent (§4.3 (10), §8)
 	CheckNonceInvalid   = "nonce-invalid"    // nonce unknown, expired, spent or of another scope (§4.3 (10), §8)
+	CheckStateLost      = "state-lost"       // replay state was lost; the proof may predate the loss: a nonce is required (§8)
 )
 
 // Error is a refusal of a DPoP request that the client may be told about.

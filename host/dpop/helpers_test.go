@@ -223,7 +223,7 @@ func wantCheck(t *testing.T, err error, check string) *Error {
 		t.Fatalf("want check %q, got %q (%s)", check, e.Check, e.Description)
 	}
 	wantCode := CodeInvalidProof
-	if check == CheckNonceMissing || check == CheckNonceInvalid {
+	if check == CheckNonceMissing || check == CheckNonceInvalid || check == CheckStateLost {
 		wantCode = CodeUseNonce
 	}
 	if e.Code != wantCode {

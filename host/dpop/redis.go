@@ -17,25 +17,57 @@ import (
 //	KEYS[2] presented nonce key   ARGV[2] mode: "r" rotating, "s" single-use
 //	KEYS[3] scope's current key   ARGV[3] "1": validate the presented nonce
 //	KEYS[4] candidate nonce key   ARGV[4] "1": return a next nonce
-//	                              ARGV[5] candidate nonce (minted by the caller)
+//	KEYS[5] epoch key             ARGV[5] candidate nonce (minted by the caller)
 //	                              ARGV[6] nonce TTL ms
 //	                              ARGV[7] rotation age ms (TTL/2)
+//	                              ARGV[8] proof iat, unix ms ("": no epoch check)
+//	                              ARGV[9] epoch margin ms
+//	                              ARGV[10] "1": KEYS[2] is a presented nonce
 //
-// Returns {replayed 0/1, nonce valid 0/1, next nonce or ""}.
+// Returns {replayed 0/1, nonce valid 0/1, next nonce or "", state lost 0/1}.
 //
-// Replay first: SET NX PX records the proof or detects the replay; a
+// Epoch first: KEYS[5] holds the Redis time (ms) at which this state began.
+// It has no TTL. When it is missing the state was lost (a restart without
+// persistence, a flush, an eviction) or never existed, which the script
+// cannot tell apart: it writes the current time. A proof whose iat is
+// before epoch + margin may have been used before the loss, so unless it
+// carries a nonce valid in the new state (minted after the loss, hence the
+// proof too) or was already recorded in it (then it is a replay), it is
+// answered "state lost": nothing is recorded and a next nonce is always
+// returned. A value of "0" means no loss is known.
+//
+// Replay next: SET NX PX records the proof or detects the replay; a
 // replayed proof spends nothing. A nonce is valid while its key exists
 // (PX = TTL). Single-use validation is DEL (GETDEL semantics: exactly one
 // caller sees 1). In rotating mode the scope's current key points at the
 // current nonce and expires after TTL/2; the next Issue after that mints a
 // new one, while the old nonce key lives on to the end of its own TTL.
 const stateScript = `
+local lost = 0
+local check = ARGV[3] == '1'
+if ARGV[8] ~= '' then
+  local ep = redis.call('GET', KEYS[5])
+  if not ep then
+    local t = redis.call('TIME')
+    ep = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+    redis.call('SET', KEYS[5], ep)
+  end
+  if tonumber(ARGV[8]) < tonumber(ep) + tonumber(ARGV[9]) then
+    lost = 1
+    if ARGV[1] ~= '0' and redis.call('EXISTS', KEYS[1]) == 1 then
+      lost = 0
+    elseif ARGV[10] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then
+      lost = 0
+      check = true
+    end
+  end
+end
 local replayed = 0
-if ARGV[1] ~= '0' then
+if lost == 0 and ARGV[1] ~= '0' then
   if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then replayed = 1 end
 end
 local valid = 0
-if replayed == 0 and ARGV[3] == '1' then
+if lost == 0 and replayed == 0 and check then
   if ARGV[2] == 's' then
     valid = redis.call('DEL', KEYS[2])
   else
@@ -43,7 +75,7 @@ if replayed == 0 and ARGV[3] == '1' then
   end
 end
 local nxt = ''
-if ARGV[4] == '1' then
+if ARGV[4] == '1' or lost == 1 then
   if ARGV[2] == 's' then
     redis.call('SET', KEYS[4], '1', 'PX', ARGV[6])
     nxt = ARGV[5]
@@ -58,7 +90,7 @@ if ARGV[4] == '1' then
     end
   end
 end
-return {replayed, valid, nxt}
+return {replayed, valid, nxt, lost}
 `
 
 // RedisState is the multi-node State (and NonceStore and ReplayCache) on
@@ -67,7 +99,8 @@ return {replayed, valid, nxt}
 //
 // Keys (all under prefix): "r:<hex replay key>" replay entries,
 // "n:<hex scope id>:<nonce>" valid nonces, "c:<hex scope id>" a scope's
-// current nonce. Every key carries a TTL. For Redis Cluster, put a hash tag
+// current nonce, "e" the epoch (see stateScript). Every key but the epoch
+// carries a TTL. For Redis Cluster, put a hash tag
 // in the prefix (for example "{authority-dpop}:") so that one script's keys
 // share a slot.
 type RedisState struct {
@@ -112,8 +145,11 @@ type scriptCall struct {
 	replay    *ReplayKey
 	replayTTL time.Duration
 	scope     string
-	validate  string // presented nonce to validate ("" none)
+	presented string // the proof's nonce, when well-formed ("" none)
+	validate  bool   // presented must be validated (spent in single-use mode)
 	issue     bool
+	iat       time.Time     // zero: no epoch check
+	margin    time.Duration // epoch margin
 }
 
 func (s *RedisState) run(ctx context.Context, c scriptCall) (StateResult, error) {
@@ -124,9 +160,16 @@ func (s *RedisState) run(ctx context.Context, c scriptCall) (StateResult, error)
 	if c.replay != nil {
 		replayKey, replayTTL = s.prefix+"r:"+hex.EncodeToString(c.replay[:]), millis(c.replayTTL)
 	}
-	validate, presentedKey := "0", s.prefix+"n:-"
-	if c.validate != "" {
-		validate, presentedKey = "1", s.prefix+"n:"+scopeHex+":"+c.validate
+	validate, presented, presentedKey := "0", "0", s.prefix+"n:-"
+	if c.presented != "" {
+		presented, presentedKey = "1", s.prefix+"n:"+scopeHex+":"+c.presented
+		if c.validate {
+			validate = "1"
+		}
+	}
+	iat := ""
+	if !c.iat.IsZero() {
+		iat = fmt.Sprint(c.iat.UnixMilli())
 	}
 	issue, candidate := "0", ""
 	if c.issue {
@@ -137,35 +180,37 @@ func (s *RedisState) run(ctx context.Context, c scriptCall) (StateResult, error)
 	if s.singleUse {
 		mode = "s"
 	}
-	keys := []string{replayKey, presentedKey, s.prefix + "c:" + scopeHex, s.prefix + "n:" + scopeHex + ":" + candidate}
+	if candidate == "" && iat != "" {
+		candidate, _ = newNonce() // a lost state always answers a nonce
+	}
+	keys := []string{replayKey, presentedKey, s.prefix + "c:" + scopeHex, s.prefix + "n:" + scopeHex + ":" + candidate, s.prefix + "e"}
 	out, err := s.script.Run(ctx, s.client, keys,
-		replayTTL, mode, validate, issue, candidate, millis(s.ttl), millis(s.ttl/2)).Slice()
+		replayTTL, mode, validate, issue, candidate, millis(s.ttl), millis(s.ttl/2),
+		iat, fmt.Sprint(c.margin.Milliseconds()), presented).Slice()
 	if err != nil {
 		return res, fmt.Errorf("dpop: redis state script: %w", err)
 	}
-	if len(out) != 3 {
+	if len(out) != 4 {
 		return res, fmt.Errorf("dpop: redis state script: unexpected reply of %d items", len(out))
 	}
 	replayed, ok1 := out[0].(int64)
 	valid, ok2 := out[1].(int64)
 	next, ok3 := out[2].(string)
-	if !ok1 || !ok2 || !ok3 {
+	lost, ok4 := out[3].(int64)
+	if !ok1 || !ok2 || !ok3 || !ok4 {
 		return res, fmt.Errorf("dpop: redis state script: unexpected reply %v", out)
 	}
-	res.Replayed, res.NonceValid, res.NextNonce = replayed == 1, valid == 1, next
+	res.Replayed, res.NonceValid, res.NextNonce, res.StateLost = replayed == 1, valid == 1, next, lost == 1
 	return res, nil
 }
 
 // Check implements State in one round trip.
 func (s *RedisState) Check(ctx context.Context, c StateCheck) (StateResult, error) {
-	call := scriptCall{replay: &c.ReplayKey, replayTTL: c.ReplayTTL, scope: c.NonceScope}
-	if c.NonceRequired {
-		call.issue = true
-		if _, ok := parseNonce(c.Nonce); ok {
-			call.validate = c.Nonce
-		}
-	} else if c.IssueNonce {
-		call.issue = true
+	call := scriptCall{replay: &c.ReplayKey, replayTTL: c.ReplayTTL, scope: c.NonceScope,
+		iat: c.IssuedAt, margin: c.LossMargin, validate: c.NonceRequired,
+		issue: c.NonceRequired || c.IssueNonce}
+	if _, ok := parseNonce(c.Nonce); ok {
+		call.presented = c.Nonce
 	}
 	return s.run(ctx, call)
 }
@@ -186,7 +231,7 @@ func (s *RedisState) Validate(ctx context.Context, scope, nonce string) (bool, e
 	if _, ok := parseNonce(nonce); !ok {
 		return false, nil
 	}
-	res, err := s.run(ctx, scriptCall{scope: scope, validate: nonce})
+	res, err := s.run(ctx, scriptCall{scope: scope, presented: nonce, validate: true})
 	return res.NonceValid, err
 }
 

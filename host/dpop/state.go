@@ -103,6 +103,11 @@ type StateCheck struct {
 	NonceScope string
 	// Nonce is the proof's nonce claim ("" when absent).
 	Nonce string
+	// IssuedAt is the proof's iat, for stores that detect a loss of their
+	// state (RedisState): a proof dated before the loss + LossMargin gets
+	// StateLost unless its nonce is valid in the new state. Zero skips it.
+	IssuedAt   time.Time
+	LossMargin time.Duration
 }
 
 // StateResult is the outcome of one State.Check.
@@ -114,8 +119,13 @@ type StateResult struct {
 	// single-use mode, is now spent). Meaningful only when NonceRequired
 	// and not Replayed.
 	NonceValid bool
-	// NextNonce is a currently valid nonce for the scope when NonceRequired.
+	// NextNonce is a currently valid nonce for the scope when NonceRequired
+	// (or IssueNonce, or StateLost).
 	NextNonce string
+	// StateLost: the store lost its state (replay entries included) and
+	// cannot tell whether this proof was used before; nothing was recorded.
+	// The proof is not a replay: the client is asked for a nonce.
+	StateLost bool
 }
 
 // State is the shared state a Verifier needs: the replay cache and the

@@ -306,9 +306,17 @@ func (v *Verifier) Verify(ctx context.Context, r Request) (Result, error) {
 		IssueNonce:    r.IssueNonce,
 		NonceScope:    r.NonceScope,
 		Nonce:         proof.Nonce,
+		IssuedAt:      iat,
+		LossMargin:    2 * v.skew,
 	})
 	if err != nil {
 		return Result{}, fmt.Errorf("dpop: checking replay and nonce state: %w", err)
+	}
+	if res.StateLost {
+		// Not a replay: the store cannot tell. A nonce minted after the
+		// loss proves the next proof is fresh (RFC 9449 §8).
+		return fail(&Error{Code: CodeUseNonce, Check: CheckStateLost,
+			Description: "a server-provided nonce is required in the DPoP proof", NextNonce: res.NextNonce})
 	}
 	if res.Replayed {
 		e := refuse(CheckReplay, "the DPoP proof was already used")

@@ -371,8 +371,10 @@ func (sc *senderConstraints) nonceAttacher(ctx context.Context, r *Request, scop
 		if n == "" {
 			var err error
 			if n, err = sc.dpop.Nonce(ctx, scope); err != nil {
+				// A DPoP answer that cannot carry its nonce would leave the
+				// client with a 4xx it cannot act on: a retryable 503 instead.
 				sc.log.ErrorContext(ctx, "authority.dpop.nonce.unavailable", "error", err.Error(), "correlation_id", r.CorrelationID)
-				return e
+				return ErrUnavailable("dpop-nonce-unavailable", err)
 			}
 		}
 		return e.WithHeader("DPoP-Nonce", n)
@@ -413,6 +415,20 @@ func (sc *senderConstraints) dpopFailure(ctx context.Context, r *Request, cl *Cl
 		e := &Error{Status: http.StatusUnauthorized, Code: CodeInvalidDPoPProof, Reason: "dpop-replay",
 			Description: "the DPoP proof was already used"}
 		return challenge(withNonce(e.WithHeader("WWW-Authenticate", dpopChallenge(e, sc.algs)), de.NextNonce))
+	case de.Check == dpop.CheckStateLost:
+		// The replay state was lost and this proof may predate the loss:
+		// not a replay (no audit record), a request for a fresh nonce,
+		// which the store always mints here, nonces enabled or not.
+		logReq("nonce_miss", "state-lost", jkt)
+		sc.metrics.NonceMiss(ctx)
+		sc.metrics.Degraded(ctx, "state-lost")
+		sc.log.WarnContext(ctx, "authority.dpop.state.lost", "tenant", cl.Tenant, "client", cl.ID,
+			"reason", "state-lost", "correlation_id", r.CorrelationID)
+		e := &Error{Status: 400, Code: CodeUseDPoPNonce, Reason: "dpop-state-lost", Description: de.Description}
+		if de.NextNonce == "" {
+			return ErrUnavailable("state-lost", err)
+		}
+		return challenge(e.WithHeader("DPoP-Nonce", de.NextNonce))
 	case de.Code == dpop.CodeUseNonce:
 		status := "invalid"
 		if de.Check == dpop.CheckNonceMissing {

@@ -43,6 +43,7 @@ type Metrics struct {
 	storeDuration metric.Float64Histogram
 	plugins       pluginInstruments
 	reloads       metric.Int64Counter
+	degraded      metric.Int64Counter
 
 	// attrs caches one attribute set per label combination: label values
 	// are bounded, and building a set on every request costs allocations
@@ -75,6 +76,7 @@ const (
 	instPluginDuration
 	instPluginFailures
 	instPluginMetric
+	instDegraded
 )
 
 // Latency buckets in seconds: 100 µs to 5 s.
@@ -131,6 +133,9 @@ func New(tenants []string, store string, extra ...sdkmetric.Reader) (*Metrics, e
 		return nil, err
 	}
 	if err := m.initPlugins(meter); err != nil {
+		return nil, err
+	}
+	if err := m.initDegraded(meter, reg); err != nil {
 		return nil, err
 	}
 	if m.reloads, err = meter.Int64Counter("authority_config_reloads",

@@ -1,0 +1,128 @@
+package dpop
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// flushPrefix deletes every key under prefix: what a Redis restart without
+// persistence (or FLUSHALL) does to this state, on the shared server.
+func flushPrefix(t *testing.T, st *RedisState) {
+	t.Helper()
+	ctx := context.Background()
+	iter := st.client.Scan(ctx, 0, st.prefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		if err := st.client.Del(ctx, iter.Val()).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRFC9449_11_1_ReplayRefusedAfterStateLoss: a proof used, then the
+// Redis state flushed, then the proof replayed within its lifetime: the
+// replay is not accepted. It is not reported as a replay either (the store
+// cannot know): the answer is use_dpop_nonce with a fresh nonce (RFC 9449
+// §8), and a proof carrying that nonce is accepted once.
+func TestRFC9449_11_1_ReplayRefusedAfterStateLoss(t *testing.T) {
+	for _, single := range []bool{false, true} {
+		name := map[bool]string{false: "rotating", true: "singleUse"}[single]
+		t.Run(name, func(t *testing.T) {
+			c := redisClient(t)
+			st := NewRedisState(c, uniquePrefix(t, c), NonceOptions{TTL: time.Minute, SingleUse: single})
+			ctx := context.Background()
+			if err := c.Set(ctx, st.prefix+"e", "0", 0).Err(); err != nil { // no loss known
+				t.Fatal(err)
+			}
+			cfg := testConfig("ES256")
+			cfg.Now = time.Now // Redis's clock is the real one
+			v, err := NewVerifier(cfg, st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := newSigner(t, "ES256")
+			now := func(h, c map[string]any) { c["iat"] = time.Now().Unix() }
+			p := s.proof(t, now)
+			if _, err := v.Verify(ctx, tokenRequest(p)); err != nil {
+				t.Fatalf("first use: %v", err)
+			}
+			wantCheck(t, mustErr(v.Verify(ctx, tokenRequest(p))), CheckReplay)
+
+			flushPrefix(t, st)
+
+			_, err = v.Verify(ctx, tokenRequest(p))
+			e := wantCheck(t, err, CheckStateLost)
+			if e.Code != CodeUseNonce || e.Replay || e.NextNonce == "" {
+				t.Fatalf("after the loss: want use_dpop_nonce with a nonce and no replay flag, got %+v", e)
+			}
+			// Asked again: still refused (nothing was recorded, the proof
+			// is still dated before the loss).
+			wantCheck(t, mustErr(v.Verify(ctx, tokenRequest(p))), CheckStateLost)
+
+			// A proof with the nonce is fresh: accepted, then a replay.
+			withNonce := s.proof(t, func(h, c map[string]any) { now(h, c); c["nonce"] = e.NextNonce })
+			if _, err := v.Verify(ctx, tokenRequest(withNonce)); err != nil {
+				t.Fatalf("proof with the post-loss nonce: %v", err)
+			}
+			wantCheck(t, mustErr(v.Verify(ctx, tokenRequest(withNonce))), CheckReplay)
+
+			// A nonce from before the loss proves nothing.
+			old := s.proof(t, func(h, c map[string]any) { now(h, c); c["nonce"] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" })
+			wantCheck(t, mustErr(v.Verify(ctx, tokenRequest(old))), CheckStateLost)
+		})
+	}
+}
+
+// TestStateLossMarginCoversFastClientClocks: the epoch refuses proofs dated
+// up to 2 x allowedClockSkew after it, since a client whose clock runs ahead
+// by the skew could have used such a proof just before the loss; proofs
+// dated later are accepted without a nonce.
+func TestStateLossMarginCoversFastClientClocks(t *testing.T) {
+	c := redisClient(t)
+	st := NewRedisState(c, uniquePrefix(t, c), NonceOptions{})
+	ctx := context.Background()
+	epoch := time.Now().Add(-time.Minute)
+	if err := c.Set(ctx, st.prefix+"e", epoch.UnixMilli(), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig("ES256") // skew 30 s
+	cfg.Now = time.Now
+	v, err := NewVerifier(cfg, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSigner(t, "ES256")
+	at := func(d time.Duration) string {
+		return s.proof(t, func(h, c map[string]any) { c["iat"] = epoch.Add(d).Unix() })
+	}
+	wantCheck(t, mustErr(v.Verify(ctx, tokenRequest(at(55*time.Second)))), CheckStateLost)
+	wantCheck(t, mustErr(v.Verify(ctx, tokenRequest(at(65*time.Second)))), "")
+}
+
+// TestMissingEpochIsALoss: an empty state (first start, restart without
+// persistence, an evicted epoch key) cannot be told from a lost one, so its
+// first proofs are asked for a nonce; the epoch key is then written.
+func TestMissingEpochIsALoss(t *testing.T) {
+	c := redisClient(t)
+	st := NewRedisState(c, uniquePrefix(t, c), NonceOptions{})
+	ctx := context.Background()
+	cfg := testConfig("ES256")
+	cfg.Now = time.Now
+	v, err := NewVerifier(cfg, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSigner(t, "ES256")
+	p := s.proof(t, func(h, c map[string]any) { c["iat"] = time.Now().Unix() })
+	wantCheck(t, mustErr(v.Verify(ctx, tokenRequest(p))), CheckStateLost)
+	ep, err := c.Get(ctx, st.prefix+"e").Int64()
+	if err != nil || time.Since(time.UnixMilli(ep)).Abs() > 10*time.Second {
+		t.Fatalf("epoch key: %d %v", ep, err)
+	}
+	if ttl := c.TTL(ctx, st.prefix+"e").Val(); ttl != -1 {
+		t.Fatalf("the epoch key must not expire, TTL %v", ttl)
+	}
+}
