@@ -40,6 +40,10 @@ func TestRFC9440_2_2_ClientCertHeader(t *testing.T) {
 		{"not a certificate", ":" + base64.StdEncoding.EncodeToString([]byte("hello")) + ":", false},
 		{"bad parameter key", ":" + b64 + ":;A=1", false},
 		{"bad parameter value", ":" + b64 + ":;a=", false},
+		{"decimal parameter, 12.3 digits", ":" + b64 + ":;a=123456789012.123", true},
+		{"decimal parameter, 4 fractional digits (RFC 8941 §4.2.4)", ":" + b64 + ":;a=1.1234", false},
+		{"decimal parameter, 13 integer digits", ":" + b64 + ":;a=1234567890123.1", false},
+		{"integer parameter, 16 digits", ":" + b64 + ":;a=1234567890123456", false},
 		{"PEM instead", string(mtlstest.SelfSigned(t, mtlstest.Options{}).CertPEM), false},
 		{"oversized", ":" + strings.Repeat("A", mtls.MaxCertificateHeaderBytes) + ":", false},
 	}
