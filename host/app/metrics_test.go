@@ -2,8 +2,13 @@ package app_test
 
 import (
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+
+	"stellaops.org/authority/host/oauth"
+	"stellaops.org/authority/host/telemetry"
 )
 
 // A scrape after a scripted sequence of requests shows each counter at the
@@ -84,5 +89,83 @@ func TestW3CTraceContextIsContinuedIntoLogs(t *testing.T) {
 	}
 	if n < 2 { // the audit record and the request log at least
 		t.Fatalf("%d log records carry the caller's trace id:\n%s", n, e.logs.String())
+	}
+}
+
+// No request-controlled value becomes a label, a span name, a cache key or
+// a log field: 2,000 requests with distinct invented methods, some of them
+// kilobytes long, on served and unserved paths, leave the request metric
+// with a handful of series (method="_OTHER"), the scrape about the size it
+// was, and the request log with "_OTHER" where the method was.
+func TestUnboundedLabelsInventedMethodsAreOther(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.mustToken("demo-bearer")
+	e.metrics() // the scrape's own series exists from here on
+	before := e.metrics()
+	paths := []string{"/token", "/jwks", "/no-such-endpoint", "/a/b/c?x=1"}
+	for i := range 2000 {
+		m := "INVENTED" + strconv.Itoa(i)
+		if i%10 == 0 {
+			m += strings.Repeat("X", 4096+i) // several KB
+		}
+		if r := e.do(paths[i%len(paths)], reqOpts{method: m}); r.status != 404 && r.status != 405 {
+			t.Fatalf("method %.20s on %s: %d %s", m, paths[i%len(paths)], r.status, r.raw)
+		}
+	}
+	// A lower-case standard method is not the standard method (RFC 9110 §9.1).
+	e.do("/jwks", reqOpts{method: "get"})
+	after := e.metrics()
+
+	if strings.Contains(after, "INVENTED") || strings.Contains(after, `method="get"`) {
+		t.Fatal("an invented method became a label value")
+	}
+	series := func(scrape string) int {
+		n := 0
+		for _, line := range strings.Split(scrape, "\n") {
+			if strings.HasPrefix(line, "authority_http_request_duration_seconds_count{") {
+				n++
+			}
+		}
+		return n
+	}
+	if n, m := series(after), series(before); n > m+10 {
+		t.Fatalf("authority_http_request_duration_seconds: %d series after the invented methods, %d before", n, m)
+	}
+	for _, want := range []string{
+		`authority_http_request_duration_seconds_count{method="_OTHER",route="unmatched",status_class="4xx"} 2001`,
+	} {
+		if !strings.Contains(after, want) {
+			t.Errorf("scrape lacks %s\n%s", want, after)
+		}
+	}
+	if len(after) >= 2*len(before) {
+		t.Fatalf("scrape grew from %d to %d bytes", len(before), len(after))
+	}
+
+	logs := e.logs.String()
+	if strings.Contains(logs, "INVENTED") {
+		t.Fatal("an invented method reached the log")
+	}
+	n := 0
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.Contains(line, `"msg":"authority.http.request"`) && strings.Contains(line, `"method":"_OTHER"`) {
+			n++
+		}
+	}
+	if n != 2001 {
+		t.Fatalf("%d request log lines with method _OTHER, want 2001", n)
+	}
+}
+
+// Every error code the server answers a token request with is a label value
+// of its own, not "other": telemetry.TokenErrors keeps up with host/oauth.
+func TestUnboundedLabelsServerErrorCodesAreKnown(t *testing.T) {
+	for _, c := range []string{oauth.CodeInvalidRequest, oauth.CodeInvalidClient, oauth.CodeInvalidGrant,
+		oauth.CodeUnauthorizedClient, oauth.CodeUnsupportedGrantType, oauth.CodeInvalidScope, oauth.CodeInvalidTarget,
+		oauth.CodeInvalidToken, oauth.CodeInvalidDPoPProof, oauth.CodeUseDPoPNonce, oauth.CodeServerError,
+		oauth.CodeTemporarilyUnavailable, oauth.CodeUnsupportedTokenType, oauth.CodeAccessDenied} {
+		if !slices.Contains(telemetry.TokenErrors, c) {
+			t.Errorf("telemetry.TokenErrors lacks %q", c)
+		}
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 	"strings"
 	"time"
 )
@@ -376,7 +375,7 @@ func matchIdentifier(leaf *x509.Certificate, id identifier) bool {
 		if err != nil {
 			return false
 		}
-		return slices.Equal(want, got)
+		return want.equal(got)
 	case "SANDNS":
 		for _, d := range leaf.DNSNames {
 			if strings.EqualFold(d, id.value) {

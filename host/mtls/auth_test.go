@@ -119,6 +119,7 @@ func TestRFC8705_2_1_2_ExactlyOneIdentifier(t *testing.T) {
 		{"none", mtls.ClientRule{Method: mtls.MethodTLSClientAuth}, "exactly one of"},
 		{"two", mtls.ClientRule{Method: mtls.MethodTLSClientAuth, SANDNS: "a", SANURI: "urn:x"}, "[SANDNS SANURI]"},
 		{"bad DN", mtls.ClientRule{Method: mtls.MethodTLSClientAuth, SubjectDN: "CN"}, "SubjectDN (tls_client_auth_subject_dn)"},
+		{"DN with an impossible OID", mtls.ClientRule{Method: mtls.MethodTLSClientAuth, SubjectDN: "3.1=a"}, "SubjectDN (tls_client_auth_subject_dn)"},
 		{"bad IP", mtls.ClientRule{Method: mtls.MethodTLSClientAuth, SANIP: "10.0.0.300"}, "SANIP (tls_client_auth_san_ip)"},
 		{"bad email", mtls.ClientRule{Method: mtls.MethodTLSClientAuth, SANEmail: "nobody"}, "SANEmail (tls_client_auth_san_email)"},
 		{"bad URI", mtls.ClientRule{Method: mtls.MethodTLSClientAuth, SANURI: "relative/path"}, "SANURI (tls_client_auth_san_uri)"},
@@ -165,6 +166,14 @@ func TestRFC8705_2_1_2_SubjectDNMatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// CN=a + C=b, and a single CN whose value spells the same attributes.
+	pairRaw, err := asn1.Marshal(pkix.RDNSequence{{
+		{Type: asn1.ObjectIdentifier{2, 5, 4, 3}, Value: "a"},
+		{Type: asn1.ObjectIdentifier{2, 5, 4, 6}, Value: "b"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	h := newTLSHarness(t, &mtls.Extractor{})
 	present := func(o mtlstest.Options) mtls.Presented {
 		p, err := h.present(t, root.Leaf(t, o), nil)
@@ -176,6 +185,8 @@ func TestRFC8705_2_1_2_SubjectDNMatch(t *testing.T) {
 	plain := present(mtlstest.Options{Subject: subject})
 	esc := present(mtlstest.Options{Subject: special})
 	multi := present(mtlstest.Options{RawSubject: multiRaw})
+	pair := present(mtlstest.Options{RawSubject: pairRaw})
+	lookalike := present(mtlstest.Options{Subject: &pkix.Name{CommonName: "a+2.5.4.6=s:b"}})
 
 	cases := []struct {
 		name string
@@ -199,6 +210,10 @@ func TestRFC8705_2_1_2_SubjectDNMatch(t *testing.T) {
 		{"multi-valued RDN", multi, "CN=multi+UID=42,O=Stella Ops", true},
 		{"multi-valued RDN, other order", multi, "UID=42+CN=multi,O=Stella Ops", true},
 		{"multi-valued RDN split", multi, "CN=multi,UID=42,O=Stella Ops", false},
+		{"multi-valued RDN", pair, "C=b+CN=a", true},
+		{"one value spelling a multi-valued RDN is not that RDN", lookalike, "CN=a+C=b", false},
+		{"a multi-valued RDN is not one value spelling it", pair, `CN=a\+2.5.4.6=s:b`, false},
+		{"escaped plus in a value", lookalike, `CN=a\+2.5.4.6=s:b`, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -31,6 +32,13 @@ import (
 //     folding, approximating caseIgnoreMatch, the matching rule of every
 //     attribute in the table above; other values are compared as exact DER;
 //   - the attributes inside a multi-valued RDN are a set: order is ignored.
+//     Each RDN is kept as its sorted list of attributes, never joined into
+//     one string: a value may contain "+" (escaped in RFC 4514), and
+//     CN="a+2.5.4.6=s:b" must not equal the RDN CN=a+C=b;
+//   - a dotted attribute type must be an OID a certificate can carry: first
+//     arc 0, 1 or 2, second arc below 40 under 0 and 1, every arc within 31
+//     bits (what encoding/asn1 decodes); anything else could never match and
+//     is refused when the rule is validated.
 //
 // The number and order of RDNs must match exactly: a certificate with an
 // extra OU does not match.
@@ -66,8 +74,61 @@ func shortNameOID(name string) (string, bool) {
 	return "", false
 }
 
-// normalizedDN is a DN as RDN keys in RFC 4514 (most specific first) order.
-type normalizedDN []string
+// normalizedDN is a DN in RFC 4514 (most specific first) order: each RDN is
+// the sorted list of its attributes in avaKey form.
+type normalizedDN [][]string
+
+// equal reports whether two DNs have the same RDNs in the same order, each
+// with the same set of attributes.
+func (dn normalizedDN) equal(o normalizedDN) bool {
+	return slices.EqualFunc(dn, o, slices.Equal[[]string])
+}
+
+// String renders dn as an RFC 4514 string that parseDNString turns back
+// into dn: dotted OIDs, string values escaped (RFC 4514 §2.4) in their
+// folded form, other values as "#" and the hex of their DER.
+func (dn normalizedDN) String() string {
+	var b strings.Builder
+	for i, rdn := range dn {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		for j, ava := range rdn {
+			if j > 0 {
+				b.WriteByte('+')
+			}
+			oid, v, _ := strings.Cut(ava, "=")
+			b.WriteString(oid)
+			b.WriteByte('=')
+			switch {
+			case strings.HasPrefix(v, "b:"):
+				b.WriteByte('#')
+				b.WriteString(v[2:])
+			default:
+				writeEscaped(&b, strings.TrimPrefix(v, "s:"))
+			}
+		}
+	}
+	return b.String()
+}
+
+// writeEscaped writes v with the RFC 4514 §2.4 escapes: the specials, a
+// leading '#' or space, a trailing space, and NUL as a hex pair.
+func writeEscaped(b *strings.Builder, v string) {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case c == 0:
+			b.WriteString(`\00`)
+			continue
+		case strings.IndexByte(`\"+,;<>`, c) >= 0,
+			i == 0 && (c == '#' || c == ' '),
+			i == len(v)-1 && c == ' ':
+			b.WriteByte('\\')
+		}
+		b.WriteByte(c)
+	}
+}
 
 // parseDNString parses an RFC 4514 string into normalized form.
 func parseDNString(s string) (normalizedDN, error) {
@@ -92,7 +153,7 @@ func parseDNString(s string) (normalizedDN, error) {
 			p.skipSpace()
 		}
 		slices.Sort(rdn)
-		dn = append(dn, strings.Join(rdn, "+"))
+		dn = append(dn, rdn)
 		if p.done() {
 			return dn, nil
 		}
@@ -129,7 +190,7 @@ func parseRawSubject(der []byte) (normalizedDN, error) {
 			rdn = append(rdn, avaKey(a.Type.String(), a.Value))
 		}
 		slices.Sort(rdn)
-		dn = append(dn, strings.Join(rdn, "+"))
+		dn = append(dn, rdn)
 	}
 	return dn, nil
 }
@@ -238,14 +299,25 @@ func attributeOID(typ string) (string, error) {
 	if oid, ok := shortNameOID(typ); ok {
 		return oid, nil
 	}
-	// numericoid = number 1*( DOT number )
+	// numericoid = number 1*( DOT number ), number without leading zeros.
 	parts := strings.Split(typ, ".")
 	if len(parts) < 2 {
 		return "", fmt.Errorf("unknown attribute type %q", typ)
 	}
-	for _, n := range parts {
+	for i, n := range parts {
 		if n == "" || strings.Trim(n, "0123456789") != "" || (len(n) > 1 && n[0] == '0') {
 			return "", fmt.Errorf("unknown attribute type %q", typ)
+		}
+		// X.660: first arc 0-2, second arc 0-39 under 0 and 1; every arc
+		// within what encoding/asn1 decodes (31 bits).
+		v, err := strconv.ParseInt(n, 10, 32)
+		switch {
+		case err != nil:
+			return "", fmt.Errorf("attribute type %q: arc %d out of range", typ, i+1)
+		case i == 0 && v > 2:
+			return "", fmt.Errorf("attribute type %q: first arc must be 0, 1 or 2", typ)
+		case i == 1 && parts[0] != "2" && v > 39:
+			return "", fmt.Errorf("attribute type %q: second arc must be below 40 under arc %s", typ, parts[0])
 		}
 	}
 	return typ, nil

@@ -19,6 +19,10 @@
 //	                [TestRFC8705_2_1_2_ExactlyOneIdentifier]
 //	RFC 8705 §2.1.2 the registered identifier matches the certificate         Authenticate (matchIdentifier, dn.go)
 //	                [TestRFC8705_2_1_2_SubjectDNMatch, TestRFC8705_2_1_2_SANMatch]
+//	RFC 4514        subject DN strings: multi-valued RDNs compared as sets,   parseDNString, parseRawSubject
+//	                dotted OIDs only in X.660 form
+//	                [TestRFC4514_MultiValuedRDNIsASet, TestRFC4514_DottedOIDMustBeValid,
+//	                 FuzzParseDNString, FuzzParseRawSubject]
 //	RFC 8705 §2.2   self_signed_tls_client_auth: the certificate is one       Authenticate (authenticateSelfSigned)
 //	                the client registered (x5c / PEM), no chain check
 //	                [TestRFC8705_2_2_SelfSignedMatchesRegistered]
@@ -37,7 +41,7 @@
 //	RFC 9440 §2.2   Client-Cert: sf Byte Sequence of the leaf DER             ParseClientCertHeader
 //	                [TestRFC9440_2_2_ClientCertHeader, FuzzParseClientCertHeader]
 //	RFC 9440 §2.3   Client-Cert-Chain: sf List of Byte Sequences              ParseClientCertChainHeader
-//	                [TestRFC9440_2_3_ClientCertChainHeader]
+//	                [TestRFC9440_2_3_ClientCertChainHeader, FuzzParseClientCertChainHeader]
 //	RFC 9440 §2.4   headers believed only from a trusted proxy; a malformed   Extractor.FromRequest
 //	                one from it fails the request
 //	                [TestRFC9440_2_4_HeaderFromTrustedProxy,

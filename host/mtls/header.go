@@ -327,7 +327,9 @@ func (p *sfParser) bareItem() error {
 	return fmt.Errorf("unexpected %q at offset %d", c, p.i)
 }
 
-// number implements RFC 8941 §4.2.4 (integer or decimal) syntax only.
+// number implements RFC 8941 §4.2.4 (integer or decimal) syntax only: an
+// integer has at most 15 digits, a decimal at most 12 before the "." and 1
+// to 3 after it.
 func (p *sfParser) number() error {
 	p.consume('-')
 	start, digits, dot := p.i, 0, false
@@ -345,10 +347,14 @@ scan:
 		p.i++
 	}
 	n := p.i - start
+	frac := 0
+	if dot {
+		frac = n - 1 - strings.IndexByte(p.s[start:p.i], '.')
+	}
 	switch {
 	case digits == 0 || p.s[p.i-1] == '.':
 		return fmt.Errorf("bad number at offset %d", start)
-	case !dot && n > 15, dot && n > 16:
+	case !dot && n > 15, dot && frac > 3:
 		return fmt.Errorf("number too long at offset %d", start)
 	}
 	return nil

@@ -40,6 +40,10 @@ func TestRFC9440_2_2_ClientCertHeader(t *testing.T) {
 		{"not a certificate", ":" + base64.StdEncoding.EncodeToString([]byte("hello")) + ":", false},
 		{"bad parameter key", ":" + b64 + ":;A=1", false},
 		{"bad parameter value", ":" + b64 + ":;a=", false},
+		{"decimal parameter, 12.3 digits", ":" + b64 + ":;a=123456789012.123", true},
+		{"decimal parameter, 4 fractional digits (RFC 8941 §4.2.4)", ":" + b64 + ":;a=1.1234", false},
+		{"decimal parameter, 13 integer digits", ":" + b64 + ":;a=1234567890123.1", false},
+		{"integer parameter, 16 digits", ":" + b64 + ":;a=1234567890123456", false},
 		{"PEM instead", string(mtlstest.SelfSigned(t, mtlstest.Options{}).CertPEM), false},
 		{"oversized", ":" + strings.Repeat("A", mtls.MaxCertificateHeaderBytes) + ":", false},
 	}
@@ -223,5 +227,55 @@ func FuzzParseXSSLClientCert(f *testing.F) {
 			t.Fatal("accepted an oversized value")
 		}
 		_ = mtls.Thumbprint(c)
+	})
+}
+
+// FuzzParseClientCertChainHeader: the RFC 9440 §2.3 list parser never
+// panics, never returns certificates with an error, respects its size and
+// member caps (and cannot return more members than the value has byte
+// sequences), and whatever it accepts round-trips through the formatter.
+func FuzzParseClientCertChainHeader(f *testing.F) {
+	root := mtlstest.NewCA(f, "root")
+	a := root.Leaf(f, mtlstest.Options{DNSNames: []string{"a.example"}}).Cert
+	b := root.Leaf(f, mtlstest.Options{DNSNames: []string{"b.example"}}).Cert
+	one := mtls.FormatClientCertHeader(a)
+	two := mtls.FormatClientCertChainHeader([]*x509.Certificate{a, b})
+	nine := mtls.FormatClientCertChainHeader([]*x509.Certificate{a, a, a, a, a, a, a, a, a})
+	for _, s := range []string{
+		"", " ", one, two, " " + two + " \t", one + ";p=1, " + one + `;q="x"`, strings.ReplaceAll(two, ", ", ",\t"),
+		nine, one + ",", one + ", ", "," + one, one + ",," + one, "(" + one + ")", one + " " + one,
+		":", ":AAAA:", ":AAAA:, :BBBB:", one + ", tok", one + ";a=1.2345",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, value string) {
+		chain, err := mtls.ParseClientCertChainHeader(value)
+		if err != nil {
+			if chain != nil {
+				t.Fatalf("%d certificates returned with an error: %v", len(chain), err)
+			}
+			return
+		}
+		if len(value) > mtls.MaxChainHeaderBytes {
+			t.Fatal("accepted an oversized value")
+		}
+		if len(chain) > mtls.MaxChainCertificates || len(chain) > strings.Count(value, ":")/2 {
+			t.Fatalf("%d certificates from a value with %d colons", len(chain), strings.Count(value, ":"))
+		}
+		for i, c := range chain {
+			if c == nil {
+				t.Fatalf("member %d is nil", i)
+			}
+			_ = mtls.Thumbprint(c)
+		}
+		again, err := mtls.ParseClientCertChainHeader(mtls.FormatClientCertChainHeader(chain))
+		if err != nil || len(again) != len(chain) {
+			t.Fatalf("round trip: %d certificates, err %v; want %d", len(again), err, len(chain))
+		}
+		for i := range chain {
+			if !again[i].Equal(chain[i]) {
+				t.Fatalf("round trip changed member %d", i)
+			}
+		}
 	})
 }

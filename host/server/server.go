@@ -188,14 +188,18 @@ func (s *Server) correlate(viaMTLS bool) gin.HandlerFunc {
 		ctx := context.WithValue(c.Request.Context(), correlationKey, id)
 		route := c.FullPath()
 		if route == "" {
-			route = "unmatched"
+			route = RouteUnmatched
 		}
+		// The raw method is the client's string: only its bounded form
+		// reaches the span, the metric and the log line.
+		method := telemetry.HTTPMethod(c.Request.Method)
 		var span trace.Span
 		if s.tracing != nil {
 			ctx = s.tracing.Propagator().Extract(ctx, propagation.HeaderCarrier(c.Request.Header))
-			ctx, span = s.tracing.Tracer().Start(ctx, c.Request.Method+" "+route, trace.WithSpanKind(trace.SpanKindServer),
-				trace.WithAttributes(attribute.String("http.request.method", c.Request.Method), attribute.String("http.route", route),
-					attribute.String("authority.listener", listener), attribute.String("authority.correlation_id", id)))
+			name, attrs := requestSpan(c.Request.Method, route)
+			ctx, span = s.tracing.Tracer().Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer),
+				trace.WithAttributes(attrs...),
+				trace.WithAttributes(attribute.String("authority.listener", listener), attribute.String("authority.correlation_id", id)))
 		}
 		c.Request = c.Request.WithContext(ctx)
 		c.Next()
@@ -207,7 +211,7 @@ func (s *Server) correlate(viaMTLS bool) gin.HandlerFunc {
 			}
 			span.End()
 		}
-		s.telemetry.HTTPRequest(c.Request.Context(), route, c.Request.Method, c.Writer.Status(), elapsed)
+		s.telemetry.HTTPRequest(c.Request.Context(), route, method, c.Writer.Status(), elapsed)
 		lvl := slog.LevelInfo
 		if c.Writer.Status() >= 500 {
 			lvl = slog.LevelError
@@ -215,12 +219,32 @@ func (s *Server) correlate(viaMTLS bool) gin.HandlerFunc {
 		s.log.LogAttrs(c.Request.Context(), lvl, "authority.http.request",
 			slog.String("correlation_id", id),
 			slog.String("listener", listener),
-			slog.String("method", c.Request.Method),
+			slog.String("method", method),
 			slog.String("route", route),
 			slog.Int("status", c.Writer.Status()),
 			slog.Duration("duration", elapsed),
 		)
 	}
+}
+
+// RouteUnmatched is the route label of a request that matched no route
+// template (404, and 405 for a path served under other methods): the raw
+// path never becomes a label or a span name.
+const RouteUnmatched = "unmatched"
+
+// requestSpan returns the name and HTTP attributes of a request's server
+// span under the OpenTelemetry HTTP semantic conventions: "{method}
+// {route}", with a method outside telemetry.HTTPMethods named "HTTP" and
+// recorded as http.request.method "_OTHER" plus a truncated, printable
+// http.request.method_original.
+func requestSpan(rawMethod, route string) (string, []attribute.KeyValue) {
+	method := telemetry.HTTPMethod(rawMethod)
+	attrs := []attribute.KeyValue{attribute.String("http.request.method", method), attribute.String("http.route", route)}
+	if method == telemetry.MethodOther {
+		attrs = append(attrs, attribute.String("http.request.method_original", telemetry.MethodOriginal(rawMethod)))
+		return "HTTP " + route, attrs
+	}
+	return method + " " + route, attrs
 }
 
 func (s *Server) recoverer() gin.HandlerFunc {

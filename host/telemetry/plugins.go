@@ -50,13 +50,18 @@ func (m *Metrics) initPlugins(meter metric.Meter) error {
 	return nil
 }
 
-// PluginCall records one plugin hook call; reason is "" on success, else
-// the failure kind.
+// PluginCall records one plugin hook call of a configured tenant and
+// plugin; hook is one of PluginHooks and reason is "" on success, else one
+// of PluginFailureReasons (LabelOther otherwise).
 func (m *Metrics) PluginCall(tenant, plugin, hook string, elapsed time.Duration, reason string) {
 	if m == nil {
 		return
 	}
 	ctx := context.Background()
+	hook = bounded(hook, PluginHooks)
+	if reason != "" {
+		reason = bounded(reason, PluginFailureReasons)
+	}
 	outcome := reason
 	if outcome == "" {
 		outcome = "ok"

@@ -3,13 +3,16 @@
 // counter of the rollout plan is exported at 0 for each of its label values
 // from start-up, so dashboards and alert ratios never see a missing series.
 // Label values are bounded: they come from fixed sets or from configuration
-// (tenant ids), never from client-supplied strings.
+// (tenant ids), never from client-supplied strings; every recording method
+// maps a value outside its set to LabelOther (labels.go), and the attribute
+// cache holds at most maxAttrSets entries whatever it is fed.
 package telemetry
 
 import (
 	"context"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,11 +48,20 @@ type Metrics struct {
 	reloads       metric.Int64Counter
 	degraded      metric.Int64Counter
 
-	// attrs caches one attribute set per label combination: label values
-	// are bounded, and building a set on every request costs allocations
-	// on the token hot path.
-	attrs sync.Map // attrKey -> metric.MeasurementOption
+	// attrs caches one attribute set per label combination: building a set
+	// on every request costs allocations on the token hot path. Label
+	// values are bounded, but the cache does not rely on it: past attrCap
+	// entries a set is built per call and not kept.
+	attrs   sync.Map // attrKey -> metric.MeasurementOption
+	attrN   atomic.Int64
+	attrCap int64
 }
+
+// maxAttrSets bounds the attribute cache. The bounded label sets of this
+// package and the configured tenants and plugins need far fewer entries; the
+// bound only matters if an unbounded value ever reaches a label again, and
+// then it keeps the cache at a few hundred kilobytes.
+const maxAttrSets = 4096
 
 // attrKey identifies a label combination of one instrument.
 type attrKey struct {
@@ -57,13 +69,24 @@ type attrKey struct {
 	a, b, c, d string
 }
 
-// with returns the cached attribute option for k, building it from kv once.
+// with returns the cached attribute option for k, building it from kv once
+// while the cache holds fewer than attrCap entries, and on every call after.
 func (m *Metrics) with(k attrKey, kv func() []attribute.KeyValue) metric.MeasurementOption {
 	if o, ok := m.attrs.Load(k); ok {
 		return o.(metric.MeasurementOption)
 	}
-	o, _ := m.attrs.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(kv()...)))
-	return o.(metric.MeasurementOption)
+	o := metric.WithAttributeSet(attribute.NewSet(kv()...))
+	// Reserve a slot before storing, so that concurrent misses cannot
+	// overshoot the bound.
+	if m.attrN.Add(1) > m.attrCap {
+		m.attrN.Add(-1)
+		return o
+	}
+	if prev, loaded := m.attrs.LoadOrStore(k, o); loaded {
+		m.attrN.Add(-1)
+		return prev.(metric.MeasurementOption)
+	}
+	return o
 }
 
 const (
@@ -101,7 +124,7 @@ func New(tenants []string, store string, extra ...sdkmetric.Reader) (*Metrics, e
 		opts = append(opts, sdkmetric.WithReader(r))
 	}
 	mp := sdkmetric.NewMeterProvider(opts...)
-	m := &Metrics{provider: mp, registry: reg}
+	m := &Metrics{provider: mp, registry: reg, attrCap: maxAttrSets}
 	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 	meter := mp.Meter("stellaops.org/authority")
 	counter := func(name, desc string) metric.Int64Counter {
@@ -176,18 +199,18 @@ func (m *Metrics) NonceMiss(ctx context.Context) {
 }
 
 // MTLSMismatch counts a bound-token certificate mismatch; reason is one of
-// MTLSMismatchReasons.
+// MTLSMismatchReasons (LabelOther otherwise).
 func (m *Metrics) MTLSMismatch(ctx context.Context, reason string) {
 	if m != nil {
-		m.mtlsMismatch.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
+		m.mtlsMismatch.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", bounded(reason, MTLSMismatchReasons))))
 	}
 }
 
-// TokenOutcome describes one answered token request. Every field must come
-// from a bounded set: configured tenant ids ("unknown" before the client is
-// known), grant types the server supports ("other" otherwise), OAuth error
-// codes, sender-constraint kinds and DPoPResults ("none" when DPoP played
-// no part).
+// TokenOutcome describes one answered token request. Tenant must be a
+// configured tenant id ("unknown" before the client is known); the other
+// fields are mapped onto their fixed sets by Token: GrantTypes,
+// TokenErrors, SenderConstraints and DPoPResults ("none" when DPoP played
+// no part), LabelOther for anything else.
 type TokenOutcome struct {
 	Tenant, GrantType, SenderConstraint, DPoPResult, Error string
 }
@@ -199,14 +222,19 @@ func (m *Metrics) Token(ctx context.Context, o TokenOutcome) {
 	}
 	if o.DPoPResult == "" {
 		o.DPoPResult = "none"
+	} else {
+		o.DPoPResult = bounded(o.DPoPResult, DPoPResults)
 	}
+	o.GrantType = bounded(o.GrantType, GrantTypes)
 	if o.Error == "" {
+		o.SenderConstraint = bounded(o.SenderConstraint, SenderConstraints)
 		m.tokensIssued.Add(ctx, 1, m.with(attrKey{instIssued, o.Tenant, o.GrantType, o.SenderConstraint, o.DPoPResult}, func() []attribute.KeyValue {
 			return []attribute.KeyValue{attribute.String("tenant", o.Tenant), attribute.String("grant_type", o.GrantType),
 				attribute.String("sender_constraint", o.SenderConstraint), attribute.String("authority.dpop_result", o.DPoPResult)}
 		}))
 		return
 	}
+	o.Error = bounded(o.Error, TokenErrors)
 	m.tokensDenied.Add(ctx, 1, m.with(attrKey{instDenied, o.Tenant, o.GrantType, o.Error, o.DPoPResult}, func() []attribute.KeyValue {
 		return []attribute.KeyValue{attribute.String("tenant", o.Tenant), attribute.String("grant_type", o.GrantType),
 			attribute.String("error", o.Error), attribute.String("authority.dpop_result", o.DPoPResult)}
@@ -214,11 +242,13 @@ func (m *Metrics) Token(ctx context.Context, o TokenOutcome) {
 }
 
 // HTTPRequest records one request's duration; route is the matched route
-// template ("unmatched" for 404s), never the raw path.
+// template ("unmatched" for 404s and 405s), never the raw path; method is
+// recorded as HTTPMethod(method).
 func (m *Metrics) HTTPRequest(ctx context.Context, route, method string, status int, d time.Duration) {
 	if m == nil {
 		return
 	}
+	method = HTTPMethod(method)
 	class := statusClass(status)
 	m.httpDuration.Record(ctx, d.Seconds(), m.with(attrKey{inst: instHTTP, a: route, b: method, c: class}, func() []attribute.KeyValue {
 		return []attribute.KeyValue{attribute.String("route", route), attribute.String("method", method), attribute.String("status_class", class)}
@@ -238,12 +268,14 @@ func statusClass(s int) string {
 	}
 }
 
-// StoreOperation records a token store call; a non-nil err also counts in
-// authority_store_errors_total.
+// StoreOperation records a token store call (op one of StoreOperations,
+// LabelOther otherwise; store the configured kind); a non-nil err also
+// counts in authority_store_errors_total.
 func (m *Metrics) StoreOperation(ctx context.Context, store, op string, d time.Duration, err error) {
 	if m == nil {
 		return
 	}
+	op = bounded(op, StoreOperations)
 	attrs := m.with(attrKey{inst: instStore, a: store, b: op}, func() []attribute.KeyValue {
 		return []attribute.KeyValue{attribute.String("store", store), attribute.String("operation", op)}
 	})
@@ -253,9 +285,11 @@ func (m *Metrics) StoreOperation(ctx context.Context, store, op string, d time.D
 	}
 }
 
-// DPoPResult counts a DPoP outcome (one of DPoPResults) for a tenant.
+// DPoPResult counts a DPoP outcome (one of DPoPResults, LabelOther
+// otherwise) for a configured tenant.
 func (m *Metrics) DPoPResult(ctx context.Context, tenant, result string) {
 	if m != nil {
+		result = bounded(result, DPoPResults)
 		m.dpopResult.Add(ctx, 1, m.with(attrKey{inst: instDPoP, a: tenant, b: result}, func() []attribute.KeyValue {
 			return []attribute.KeyValue{attribute.String("tenant", tenant), attribute.String("authority.dpop_result", result)}
 		}))
