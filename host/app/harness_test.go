@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"stellaops.org/authority/host/app"
 	"stellaops.org/authority/host/config"
 	"stellaops.org/authority/host/mtls"
@@ -148,13 +150,17 @@ var secrets = map[string]string{
 }
 
 type envOptions struct {
-	mutate    func(*config.Config)
-	selfCert  *mtlstest.Cert
-	noTLS     bool
-	postgres  string // DSN; memory store when empty
-	pgSchema  string
-	redis     string // address; DPoP nonces and replay cache in memory when empty
-	redisPfx  string
+	mutate   func(*config.Config)
+	selfCert *mtlstest.Cert
+	noTLS    bool
+	postgres string // DSN; memory store when empty
+	pgSchema string
+	redis    string // address; DPoP nonces and replay cache in memory when empty
+	redisPfx string
+	// redisCold leaves the DPoP state epoch unset: the first proofs are
+	// answered as after a state loss. Otherwise the harness records "no
+	// loss known" under the prefix, as a long-running deployment has.
+	redisCold bool
 	keyDir    string // shared signing-key directory (two nodes); a temp dir when empty
 	quiet     bool   // format logs but discard them (benchmarks)
 	startTime time.Time
@@ -211,6 +217,9 @@ func newEnv(t testing.TB, o envOptions) *env {
 		cfg.Security.SenderConstraints.DPoP.Nonce.Store = "redis"
 		cfg.Storage.Redis.Addr = o.redis
 		cfg.Storage.Redis.KeyPrefix = o.redisPfx
+		if !o.redisCold {
+			markRedisStateClean(t, o.redis, o.redisPfx)
+		}
 	}
 	if o.mutate != nil {
 		o.mutate(cfg)
@@ -483,4 +492,17 @@ func header(t *testing.T, tok string) map[string]any {
 	var m map[string]any
 	_ = json.Unmarshal(raw, &m)
 	return m
+}
+
+// markRedisStateClean writes the DPoP state epoch "0" (no loss known) under
+// prefix, unless an epoch is already there.
+func markRedisStateClean(t testing.TB, addr, prefix string) {
+	t.Helper()
+	rc := redis.NewClient(&redis.Options{Addr: addr})
+	defer rc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := rc.SetNX(ctx, prefix+"dpop:e", "0", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -292,6 +292,7 @@ func (s *Server) form(viaMTLS bool, h formHandler) gin.HandlerFunc {
 			if n := s.inFlight.Add(1); n > max {
 				s.inFlight.Add(-1)
 				e := oauth.ErrUnavailable("in-flight-limit", nil)
+				s.telemetry.Degraded(c.Request.Context(), e.Reason)
 				s.log.WarnContext(c.Request.Context(), "authority.request.refused", "correlation_id", CorrelationID(c.Request.Context()),
 					"route", c.FullPath(), "status", e.Status, "error", e.Code, "reason", e.Reason)
 				writeError(c, e)
@@ -426,6 +427,9 @@ func (s *Server) logError(c *gin.Context, r *oauth.Request, e *oauth.Error) {
 }
 
 func (s *Server) fail(c *gin.Context, r *oauth.Request, e *oauth.Error) {
+	if e.Status == http.StatusServiceUnavailable && e.Code == oauth.CodeTemporarilyUnavailable && e.Reason != "plugin-deny" {
+		s.telemetry.Degraded(c.Request.Context(), e.Reason)
+	}
 	s.logError(c, r, e)
 	writeError(c, e)
 }
