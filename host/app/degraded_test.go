@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -103,6 +104,16 @@ func TestStoreRequestTimeoutAnswers503WithRetryAfter(t *testing.T) {
 		!strings.Contains(rz.raw, "token-store calls failed or timed out") {
 		t.Errorf("/readyz during a stall: %d %s", rz.status, rz.raw)
 	}
+	// Counted by reason, with the Go runtime's own figures beside them.
+	m := e.metrics()
+	if !regexp.MustCompile(`authority_degraded_refusals_total\{reason="store-timeout"\} [1-9]`).MatchString(m) {
+		t.Errorf("store timeouts not counted:\n%s", grepLines(m, "authority_degraded_refusals"))
+	}
+	for _, name := range []string{"go_goroutines ", "go_memstats_heap_inuse_bytes ", "go_gc_duration_seconds", "process_open_fds "} {
+		if !strings.Contains(m, name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
 	release()
 	var r response
 	for range 50 { // recovery needs no restart; allow the pool a moment
@@ -113,5 +124,56 @@ func TestStoreRequestTimeoutAnswers503WithRetryAfter(t *testing.T) {
 	}
 	if r.status != 200 {
 		t.Fatalf("no recovery after the lock was released: %d %s", r.status, r.raw)
+	}
+}
+
+// TestMaxInFlightRefusesAtOnceWithRetryAfter: with limits.maxInFlight set,
+// requests beyond the cap (here held by a locked table) are refused at once
+// with 503 + Retry-After and counted as in-flight-limit, instead of joining
+// the pile-up.
+func TestMaxInFlightRefusesAtOnceWithRetryAfter(t *testing.T) {
+	dsn, schema := testenv.FreshSchema(t)
+	e := newEnv(t, envOptions{postgres: dsn, pgSchema: schema, mutate: func(c *config.Config) {
+		c.Storage.Postgres.RequestTimeout = config.Duration(3 * time.Second)
+		c.Limits.MaxInFlight = 3
+	}})
+	release := lockTokens(t, dsn, schema)
+	defer release()
+	const n = 12
+	type answer struct {
+		status int
+		retry  string
+		took   time.Duration
+	}
+	answers := make(chan answer, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			r := e.token("demo-bearer", nil)
+			answers <- answer{r.status, r.header.Get("Retry-After"), time.Since(start)}
+		}()
+	}
+	wg.Wait()
+	close(answers)
+	fast := 0
+	for a := range answers {
+		if a.status != http.StatusServiceUnavailable || a.retry == "" {
+			t.Errorf("under a held lock: %d Retry-After %q", a.status, a.retry)
+		}
+		if a.took < time.Second {
+			fast++
+		}
+	}
+	// At most 3 wait for the 3 s store deadline; the others are refused
+	// without waiting (a 1 s bound leaves a wide margin on a loaded machine).
+	if fast < n-3 {
+		t.Errorf("only %d of %d requests were refused without waiting", fast, n)
+	}
+	m := e.metrics()
+	if !regexp.MustCompile(`authority_degraded_refusals_total\{reason="in-flight-limit"\} ([9]|1[0-9])`).MatchString(m) {
+		t.Errorf("in-flight refusals not counted:\n%s", grepLines(m, "authority_degraded_refusals"))
 	}
 }

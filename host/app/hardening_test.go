@@ -204,3 +204,26 @@ func TestRFC7662TokenOfRemovedClientIsInactive(t *testing.T) {
 		t.Fatalf("remaining client: %s", r.raw)
 	}
 }
+
+// TestRFC9449_8_JunkDPoPHeaderFromNonDPoPClientMintsNoNonce: with
+// single-use nonces each nonce handed out is stored, so a client that need
+// not use DPoP and sends a DPoP header that is not a proof gets its
+// invalid_dpop_proof without a nonce; a client that must use DPoP and sent
+// no proof still gets use_dpop_nonce with one (the rollout plan's rule).
+func TestRFC9449_8_JunkDPoPHeaderFromNonDPoPClientMintsNoNonce(t *testing.T) {
+	e := newEnv(t, envOptions{mutate: func(c *config.Config) {
+		c.Security.SenderConstraints.DPoP.Nonce.SingleUse = true
+	}})
+	for i := 0; i < 20; i++ {
+		o := e.authed("demo-bearer", url.Values{"grant_type": {"client_credentials"}})
+		o.headers = map[string][]string{"DPoP": {"junk.junk.junk"}}
+		r := e.do("/token", o)
+		if r.status != 400 || r.str("error") != "invalid_dpop_proof" || r.header.Get("DPoP-Nonce") != "" {
+			t.Fatalf("junk DPoP from a bearer client: %d %v %s", r.status, r.header, r.raw)
+		}
+	}
+	r := e.token("demo-dpop", nil)
+	if r.status != 400 || r.str("error") != "use_dpop_nonce" || r.header.Get("DPoP-Nonce") == "" {
+		t.Fatalf("DPoP client without a proof: %d %v %s", r.status, r.header, r.raw)
+	}
+}
