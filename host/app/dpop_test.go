@@ -16,6 +16,19 @@ func (e *env) dpopToken(id string, proof string) response {
 		headers: map[string][]string{"DPoP": {proof}}})
 }
 
+// replayedProof gets a demo-dpop token with a proof, then sends the same
+// proof again and returns that answer.
+func (e *env) replayedProof() response {
+	e.t.Helper()
+	k := newDPoPKey(e.t)
+	_, nonce := e.boundToken(k)
+	proof := k.proof(e.t, proofOpts{htu: e.cfg.Issuer + "/token", iat: e.clock.Now(), nonce: nonce})
+	if r := e.dpopToken("demo-dpop", proof); r.status != 200 {
+		e.t.Fatalf("first use: %d %s", r.status, r.raw)
+	}
+	return e.dpopToken("demo-dpop", proof)
+}
+
 // boundToken runs the nonce dance and returns a DPoP-bound token.
 func (e *env) boundToken(k *dpopKey) (tok, nonce string) {
 	e.t.Helper()
@@ -138,13 +151,7 @@ func TestDPoPMustMatchCnF(t *testing.T) {
 // Seed verification matrix: "Nonce replay: replay previous proof within window → 401 + audit log entry".
 func TestDPoPReplayedProofIs401WithAuditEntry(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	k := newDPoPKey(t)
-	_, nonce := e.boundToken(k)
-	proof := k.proof(t, proofOpts{htu: e.cfg.Issuer + "/token", iat: e.clock.Now(), nonce: nonce})
-	if r := e.dpopToken("demo-dpop", proof); r.status != 200 {
-		t.Fatalf("first use: %d %s", r.status, r.raw)
-	}
-	r := e.dpopToken("demo-dpop", proof)
+	r := e.replayedProof()
 	if r.status != 401 || r.str("error") != "invalid_dpop_proof" {
 		t.Fatalf("replay: %d %s", r.status, r.raw)
 	}

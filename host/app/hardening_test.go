@@ -103,14 +103,7 @@ func TestRFC8705ProxyCertificateHeaderIgnoredOnHTTPSListener(t *testing.T) {
 // plan answers a replayed proof with 401, and every 401 needs a
 // WWW-Authenticate challenge: DPoP error="invalid_dpop_proof".
 func TestRFC9110_15_5_2_ReplayedProofAt401CarriesDPoPChallenge(t *testing.T) {
-	e := newEnv(t, envOptions{})
-	k := newDPoPKey(t)
-	_, nonce := e.boundToken(k)
-	proof := k.proof(t, proofOpts{htu: e.cfg.Issuer + "/token", iat: e.clock.Now(), nonce: nonce})
-	if r := e.dpopToken("demo-dpop", proof); r.status != 200 {
-		t.Fatalf("first use: %d %s", r.status, r.raw)
-	}
-	r := e.dpopToken("demo-dpop", proof)
+	r := newEnv(t, envOptions{}).replayedProof()
 	ch := r.header.Get("WWW-Authenticate")
 	if r.status != http.StatusUnauthorized || r.str("error") != "invalid_dpop_proof" ||
 		!strings.HasPrefix(ch, `DPoP error="invalid_dpop_proof"`) || !strings.Contains(ch, `algs="`) {

@@ -84,23 +84,15 @@ func (o *Options) setDefaults() error {
 	if err := checkSchema(o.Schema); err != nil {
 		return fmt.Errorf("postgres: options.schema: %w", err)
 	}
-	switch {
-	case o.MaxConns < 0:
-		return errors.New("postgres: options.maxConns: must be >= 0")
-	case o.BatchMax < 0:
-		return errors.New("postgres: options.batchMax: must be >= 0")
-	case o.BatchWait < 0:
-		return errors.New("postgres: options.batchWait: must be >= 0")
-	case o.Batchers < 0:
-		return errors.New("postgres: options.batchers: must be >= 0")
-	case o.WriteTimeout < 0:
-		return errors.New("postgres: options.writeTimeout: must be >= 0")
-	case o.RequestTimeout < 0:
-		return errors.New("postgres: options.requestTimeout: must be >= 0")
-	case o.QueueSize < 0:
-		return errors.New("postgres: options.queueSize: must be >= 0")
-	case o.CloseTimeout < 0:
-		return errors.New("postgres: options.closeTimeout: must be >= 0")
+	for _, f := range []struct {
+		name  string
+		value int64
+	}{{"maxConns", int64(o.MaxConns)}, {"batchMax", int64(o.BatchMax)}, {"batchWait", int64(o.BatchWait)},
+		{"batchers", int64(o.Batchers)}, {"writeTimeout", int64(o.WriteTimeout)}, {"requestTimeout", int64(o.RequestTimeout)},
+		{"queueSize", int64(o.QueueSize)}, {"closeTimeout", int64(o.CloseTimeout)}} {
+		if f.value < 0 {
+			return fmt.Errorf("postgres: options.%s: must be >= 0", f.name)
+		}
 	}
 	if o.RequestTimeout == 0 {
 		o.RequestTimeout = DefaultRequestTimeout
