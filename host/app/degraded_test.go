@@ -177,3 +177,40 @@ func TestMaxInFlightRefusesAtOnceWithRetryAfter(t *testing.T) {
 		t.Errorf("in-flight refusals not counted:\n%s", grepLines(m, "authority_degraded_refusals"))
 	}
 }
+
+// TestShutdownWithStuckStoreEndsWithinItsTimeout: with the tokens table
+// locked and writes queued behind the lock (a request deadline longer than
+// the shutdown timeout), closing the Authority ends within
+// listen.shutdownTimeout, and every queued request is answered 503 with
+// Retry-After, none with a token.
+func TestShutdownWithStuckStoreEndsWithinItsTimeout(t *testing.T) {
+	dsn, schema := testenv.FreshSchema(t)
+	const shutdown = time.Second
+	e := newEnv(t, envOptions{postgres: dsn, pgSchema: schema, mutate: func(c *config.Config) {
+		c.Storage.Postgres.RequestTimeout = config.Duration(10 * time.Second)
+		c.Listen.ShutdownTimeout = config.Duration(shutdown)
+	}})
+	release := lockTokens(t, dsn, schema)
+	defer release()
+	const n = 8
+	answers := make(chan response, n)
+	for range n {
+		go func() { answers <- e.token("demo-bearer", nil) }()
+	}
+	time.Sleep(300 * time.Millisecond) // let the writes queue behind the lock
+	start := time.Now()
+	_ = e.a.Close()
+	if took := time.Since(start); took > shutdown+4*time.Second {
+		t.Fatalf("Close took %s with a %s shutdown timeout", took, shutdown)
+	}
+	for range n {
+		select {
+		case r := <-answers:
+			if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+				t.Errorf("queued request at shutdown: %d %v %s", r.status, r.header, r.raw)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a request was left waiting after shutdown")
+		}
+	}
+}
