@@ -225,16 +225,7 @@ func (p pluginEvents) Record(_ context.Context, e audit.Event) {
 	if ev.Time.IsZero() {
 		ev.Time = time.Now().UTC()
 	}
-	if jkt := e.SenderConstraint["jkt"]; jkt != "" {
-		ev.DPoP = abi.DPoP{Present: true, Valid: true, JKT: jkt}
-		ev.SenderConstraint = "dpop"
-	}
-	if x5t := e.SenderConstraint["x5t#S256"]; x5t != "" {
-		ev.MTLS = abi.MTLS{Present: true, Thumbprint: x5t}
-		if ev.SenderConstraint == "" {
-			ev.SenderConstraint = "mtls"
-		}
-	}
+	ev.SenderConstraint, ev.DPoP, ev.MTLS = eventConstraint(e)
 	if e.TokenID != "" {
 		ev.Attributes = append(ev.Attributes, abi.KV{Key: "jti", Value: e.TokenID})
 	}
@@ -242,6 +233,40 @@ func (p pluginEvents) Record(_ context.Context, e audit.Event) {
 		ev.Attributes = append(ev.Attributes, abi.KV{Key: "annotation." + k, Value: e.Annotations[k]})
 	}
 	p.mgr.Emit(e.Tenant, ev)
+}
+
+// eventConstraint maps what a host audit record says about the sender
+// constraint onto the ABI's words (abi/SPEC.md §4.2, §4.3, §4.6): a bound
+// token's key and certificate passed the native checks (ok); a replayed
+// proof, a bypass and a certificate mismatch say so.
+func eventConstraint(e audit.Event) (string, abi.DPoP, abi.MTLS) {
+	sc := e.SenderConstraint
+	jkt, x5t := sc["jkt"], sc["x5t#S256"]
+	switch e.Type {
+	case abi.EventDPoPReplay:
+		return abi.ConstraintDPoP, abi.DPoP{Present: true, Result: abi.DPoPReplay, JKT: jkt}, abi.MTLS{}
+	case abi.EventDPoPBypass:
+		return abi.ConstraintBypass, abi.DPoP{Result: abi.DPoPBypass}, abi.MTLS{}
+	case abi.EventMTLSBindingMismatch:
+		// x5t is the token's binding; Reason is the native result.
+		m := abi.MTLS{Present: e.Reason == abi.MTLSThumbprintMismatch, Result: e.Reason}
+		return abi.ConstraintMTLS, abi.DPoP{}, m
+	}
+	var d abi.DPoP
+	var m abi.MTLS
+	kind := abi.ConstraintNone
+	if jkt != "" {
+		d = abi.DPoP{Present: true, Valid: true, Result: abi.DPoPOK, JKT: jkt, Alg: sc["alg"]}
+		kind = abi.ConstraintDPoP
+	}
+	if x5t != "" {
+		m = abi.MTLS{Present: true, Thumbprint: x5t, Result: abi.MTLSOK}
+		kind = map[bool]string{true: abi.ConstraintDPoPMTLS, false: abi.ConstraintMTLS}[jkt != ""]
+	}
+	if sc["bypass"] == "true" {
+		kind, d = abi.ConstraintBypass, abi.DPoP{Result: abi.DPoPBypass}
+	}
+	return kind, d, m
 }
 
 // tenantSecrets derives each tenant's pseudonymization key from the host

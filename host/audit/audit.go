@@ -9,15 +9,17 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"stellaops.org/authority/abi"
 )
 
 // Outcomes of an audited event.
 const (
-	OutcomeSuccess     = "success"
-	OutcomeFailure     = "failure"
-	OutcomeLockedOut   = "locked_out"
-	OutcomeRateLimited = "rate_limited"
-	OutcomeError       = "error"
+	OutcomeSuccess     = abi.OutcomeSuccess
+	OutcomeFailure     = abi.OutcomeFailure
+	OutcomeLockedOut   = abi.OutcomeLockedOut
+	OutcomeRateLimited = abi.OutcomeRateLimited
+	OutcomeError       = abi.OutcomeError
 )
 
 // Source of the host's own records; plugin records carry

@@ -35,6 +35,12 @@ func SecretMethod(authMethod string) bool {
 	return authMethod == MethodSecretBasic || authMethod == MethodSecretPost
 }
 
+// isCertificateMethod reports whether authMethod authenticates with a
+// client certificate (RFC 8705 §2).
+func isCertificateMethod(authMethod string) bool {
+	return !SecretMethod(authMethod) && authMethod != ""
+}
+
 // Client authentication methods (RFC 7591 §2 token_endpoint_auth_method).
 const (
 	MethodSecretBasic = "client_secret_basic"

@@ -79,6 +79,8 @@ func (s *Service) FreshAuth(ctx context.Context, r *Request) (*FreshAuthResponse
 		return nil, invalidToken(scheme, "the access token is not sender-constrained", "unbound", sc.algs)
 	}
 	resp := &FreshAuthResponse{}
+	var freshProof *dpop.Proof // the verified proof, for the policy input
+	var freshNonce string
 	if rec.KeyThumbprint != "" {
 		if scheme != "DPoP" {
 			return nil, invalidToken("DPoP", "a DPoP-bound token must be presented with the DPoP scheme", "dpop-bound-as-bearer", sc.algs)
@@ -111,6 +113,8 @@ func (s *Service) FreshAuth(ctx context.Context, r *Request) (*FreshAuthResponse
 			return nil, sc.dpopFailure(ctx, r, cl, err, withNonce, logReq, true)
 		}
 		logReq("valid", map[bool]string{true: "valid", false: "not-required"}[nonceRequired], res.Proof.JKT)
+		freshProof = res.Proof
+		freshNonce = map[bool]string{true: abi.NonceValid, false: abi.NonceNone}[nonceRequired]
 		if res.NextNonce != "" {
 			resp.Header = http.Header{"Dpop-Nonce": {res.NextNonce}}
 		}
@@ -125,8 +129,8 @@ func (s *Service) FreshAuth(ctx context.Context, r *Request) (*FreshAuthResponse
 	facts := policyFacts{endpoint: abi.HookFreshAuth, subject: rec.Subject, client: cl, scopes: rec.Scopes,
 		audiences: rec.Audiences, dpopPresent: len(r.DPoP) > 0,
 		b: binding{cnf: Cnf{JKT: rec.KeyThumbprint, X5tS256: rec.SenderCertificate}}}
-	if rec.KeyThumbprint != "" {
-		facts.b.dpopResult = "valid"
+	if rec.KeyThumbprint != "" && freshProof != nil {
+		facts.b.dpopResult, facts.b.alg, facts.b.nonceStatus = "valid", freshProof.Alg, freshNonce
 	}
 	if e := s.decide(ctx, r, facts); e != nil {
 		return nil, e
@@ -167,7 +171,7 @@ func (sc *senderConstraints) certificateMatches(ctx context.Context, r *Request,
 	sc.log.WarnContext(ctx, "authority.security.senderConstraint", "kind", "mtls", "outcome", "mismatch", "reason", string(reason),
 		"endpoint", endpoint, "tenant", rec.Tenant, "client", rec.ClientID, "jti", rec.ID,
 		"cnf_x5t_s256", rec.SenderCertificate, "correlation_id", r.CorrelationID)
-	sc.audit.Record(ctx, audit.Event{Type: "authority.mtls.binding.mismatch", Outcome: audit.OutcomeFailure,
+	sc.audit.Record(ctx, audit.Event{Type: abi.EventMTLSBindingMismatch, Outcome: audit.OutcomeFailure,
 		Tenant: rec.Tenant, Client: rec.ClientID, Reason: string(reason), CorrelationID: r.CorrelationID,
 		SenderConstraint: map[string]string{"x5t#S256": rec.SenderCertificate, "endpoint": endpoint}})
 	return false

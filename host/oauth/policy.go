@@ -54,15 +54,17 @@ func (s *Service) decide(ctx context.Context, r *Request, f policyFacts) *Error 
 		RemoteAddr:       r.RemoteAddr,
 		UserAgent:        r.UserAgent,
 		SenderConstraint: f.b.kind(),
-		DPoP: abi.DPoP{Present: f.dpopPresent, Valid: f.b.cnf.JKT != "", Result: f.b.dpopResult,
-			JKT: f.b.cnf.JKT, NonceStatus: f.b.nonceStatus},
+		DPoP: abi.DPoP{Present: f.dpopPresent, Valid: f.b.cnf.JKT != "", Result: abiDPoPResult(f.b.dpopResult),
+			JKT: f.b.cnf.JKT, Alg: f.b.alg, NonceStatus: f.b.nonceStatus},
 		MTLS: abi.MTLS{Present: peerCert != "", Thumbprint: peerCert},
 	}
 	if f.b.dpopResult == "bypass" {
-		in.SenderConstraint = "bypass"
+		in.SenderConstraint = abi.ConstraintBypass
 	}
-	if f.b.cnf.X5tS256 != "" {
-		in.MTLS.Result = "ok"
+	// A certificate that authenticated the client, or matched the token
+	// it is bound to, passed the native check.
+	if f.b.cnf.X5tS256 != "" || (peerCert != "" && isCertificateMethod(f.client.AuthMethod)) {
+		in.MTLS.Result = abi.MTLSOK
 	}
 	d, err := s.plugins.Decide(ctx, f.client.Tenant, in)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"stellaops.org/authority/abi"
 	"stellaops.org/authority/host/audit"
 	"stellaops.org/authority/host/config"
 	"stellaops.org/authority/host/dpop"
@@ -240,8 +241,22 @@ type binding struct {
 	// dpopResult is the authority.dpop_result of the request ("" if DPoP
 	// played no part).
 	dpopResult string
-	// nonceStatus: "none" (not required), "valid", "missing", "stale".
+	// nonceStatus is abi.NonceNone (not required) or abi.NonceValid.
 	nonceStatus string
+	// alg is the verified proof's JWS algorithm.
+	alg string
+}
+
+// abiDPoPResult maps the rollout plan's authority.dpop_result label (logs,
+// metrics) onto the ABI's DPoP.Result vocabulary (abi/SPEC.md §4.2).
+func abiDPoPResult(label string) string {
+	switch label {
+	case "valid":
+		return abi.DPoPOK
+	case "nonce_miss":
+		return abi.DPoPNonceMiss
+	}
+	return label // missing, invalid, replay, bypass: the same words
 }
 
 // peerThumbprint is the x5t#S256 of the request's client certificate, if any.
@@ -255,13 +270,13 @@ func peerThumbprint(r *Request) string {
 func (b binding) kind() string {
 	switch {
 	case b.cnf.JKT != "" && b.cnf.X5tS256 != "":
-		return "dpop+mtls"
+		return abi.ConstraintDPoPMTLS
 	case b.cnf.JKT != "":
-		return "dpop"
+		return abi.ConstraintDPoP
 	case b.cnf.X5tS256 != "":
-		return "mtls"
+		return abi.ConstraintMTLS
 	}
-	return "none"
+	return abi.ConstraintNone
 }
 
 func intersects(a, b []string) bool {
@@ -318,7 +333,7 @@ func (sc *senderConstraints) bindToken(ctx context.Context, r *Request, cl *Clie
 			logReq("bypass", "not-checked", "")
 			sc.log.WarnContext(ctx, "authority.dpop.proof.bypass", "tenant", cl.Tenant, "client", cl.ID,
 				"authority.dpop_result", "bypass", "correlation_id", r.CorrelationID)
-			sc.audit.Record(ctx, audit.Event{Type: "authority.dpop.proof.bypass", Outcome: audit.OutcomeSuccess,
+			sc.audit.Record(ctx, audit.Event{Type: abi.EventDPoPBypass, Outcome: audit.OutcomeSuccess,
 				Tenant: cl.Tenant, Client: cl.ID, Reason: "allowTemporaryBypass", CorrelationID: r.CorrelationID})
 			return b, nil
 		}
@@ -350,11 +365,12 @@ func (sc *senderConstraints) bindToken(ctx context.Context, r *Request, cl *Clie
 		return b, e
 	}
 	nonceStatus := "not-required"
-	b.nonceStatus = "none"
+	b.nonceStatus = abi.NonceNone
 	if nonceRequired {
-		nonceStatus, b.nonceStatus = "valid", "valid"
+		nonceStatus, b.nonceStatus = "valid", abi.NonceValid
 	}
 	b.cnf.JKT = res.Proof.JKT
+	b.alg = res.Proof.Alg
 	b.nonce = res.NextNonce
 	logReq("valid", nonceStatus, res.Proof.JKT)
 	return b, nil
@@ -404,7 +420,7 @@ func (sc *senderConstraints) dpopFailure(ctx context.Context, r *Request, cl *Cl
 	switch {
 	case de.Replay:
 		logReq("replay", "not-checked", jkt)
-		ev := audit.Event{Type: "authority.dpop.proof.replay", Outcome: audit.OutcomeFailure, Tenant: cl.Tenant,
+		ev := audit.Event{Type: abi.EventDPoPReplay, Outcome: audit.OutcomeFailure, Tenant: cl.Tenant,
 			Client: cl.ID, Reason: "jti-reused", CorrelationID: r.CorrelationID, RemoteAddr: r.RemoteAddr, UserAgent: r.UserAgent}
 		if de.Proof != nil {
 			ev.SenderConstraint = map[string]string{"jkt": de.Proof.JKT, "jti": de.Proof.JTI, "htu": de.Proof.HTU}

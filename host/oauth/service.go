@@ -132,18 +132,26 @@ const TokenTypeJWT = "at+jwt"
 func (s *Service) Token(ctx context.Context, r *Request) (*TokenResponse, *Error) {
 	out := tokenOutcome{TokenOutcome: telemetry.TokenOutcome{Tenant: "unknown", GrantType: "other", SenderConstraint: "none"}}
 	resp, e := s.token(ctx, r, &out)
-	ev := audit.Event{Type: "authority.token.issued", Outcome: audit.OutcomeSuccess, CorrelationID: r.CorrelationID,
+	ev := audit.Event{Type: abi.EventTokenIssued, Outcome: audit.OutcomeSuccess, CorrelationID: r.CorrelationID,
 		Tenant: out.Tenant, Client: out.client, Subject: out.client, Scopes: out.scopes, TokenID: out.jti,
 		RemoteAddr: r.RemoteAddr, UserAgent: r.UserAgent, Annotations: annotationMap(out.annotations)}
 	if e != nil {
 		out.Error = e.Code
-		ev.Type, ev.Outcome, ev.Reason = "authority.token.denied", audit.OutcomeFailure, e.Reason
-		if e.Status >= 500 {
+		ev.Type, ev.Outcome, ev.Reason = abi.EventTokenDenied, audit.OutcomeFailure, e.Reason
+		switch {
+		case e.Status >= 500:
 			ev.Outcome = audit.OutcomeError
+		case e.Status == http.StatusTooManyRequests:
+			ev.Outcome = audit.OutcomeRateLimited // a policy plugin's rate limit
 		}
 	}
 	if out.cnf.JKT != "" || out.cnf.X5tS256 != "" {
 		ev.SenderConstraint = map[string]string{"jkt": out.cnf.JKT, "x5t#S256": out.cnf.X5tS256}
+		if out.alg != "" {
+			ev.SenderConstraint["alg"] = out.alg
+		}
+	} else if out.bypass && e == nil {
+		ev.SenderConstraint = map[string]string{"bypass": "true"}
 	}
 	s.sender.metrics.Token(ctx, out.TokenOutcome)
 	s.sender.audit.Record(ctx, ev)
@@ -157,6 +165,8 @@ type tokenOutcome struct {
 	jti    string
 	scopes []string
 	cnf    Cnf
+	alg    string // the DPoP proof's algorithm, when one bound the token
+	bypass bool   // issued unbound under allowTemporaryBypass
 	// annotations are the plugin chain's, for the audit record.
 	annotations []abi.KV
 }
@@ -202,7 +212,7 @@ func (s *Service) token(ctx context.Context, r *Request, out *tokenOutcome) (*To
 	if e != nil {
 		return nil, e
 	}
-	out.SenderConstraint, out.scopes, out.cnf = b.kind(), scopes, b.cnf
+	out.SenderConstraint, out.scopes, out.cnf, out.alg, out.bypass = b.kind(), scopes, b.cnf, b.alg, b.dpopResult == "bypass"
 	withNonce := func(e *Error) *Error {
 		if b.nonce != "" {
 			e.WithHeader("DPoP-Nonce", b.nonce)
