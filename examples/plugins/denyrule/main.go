@@ -52,7 +52,7 @@ func decide(in *abi.DecisionInput) abi.Decision {
 	if denied[in.Client] {
 		return abi.Denied(403, "access_denied", "client denied by tenant rule")
 	}
-	if cfg.RequireSenderConstraint && (in.SenderConstraint == "" || in.SenderConstraint == "none" || in.SenderConstraint == "bypass") {
+	if cfg.RequireSenderConstraint && (in.SenderConstraint == "" || in.SenderConstraint == abi.ConstraintNone || in.SenderConstraint == abi.ConstraintBypass) {
 		return abi.Denied(400, "invalid_request", "tenant requires DPoP or mTLS sender constraint")
 	}
 	for _, want := range cfg.RequiredScopes {

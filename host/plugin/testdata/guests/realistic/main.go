@@ -50,7 +50,7 @@ func decide(in *abi.DecisionInput) abi.Decision {
 		return abi.Denied(403, "access_denied", "client is denied by tenant policy")
 	}
 	for _, aud := range in.Audiences {
-		if contains(cfg.MTLSAudiences, aud) && !(in.MTLS.Present && in.MTLS.Result == "ok") {
+		if contains(cfg.MTLSAudiences, aud) && !(in.MTLS.Present && in.MTLS.Result == abi.MTLSOK) {
 			return abi.Denied(401, "invalid_client", "audience requires mTLS-bound tokens")
 		}
 		if contains(cfg.DPoPAudiences, aud) && !(in.DPoP.Present && in.DPoP.Valid) {
