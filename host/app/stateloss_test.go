@@ -96,6 +96,12 @@ func TestRedisKilledAndRestartedUnderLoad(t *testing.T) {
 	e := newEnv(t, envOptions{redis: rd.Addr, redisPfx: testenv.Prefix("restart")})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	fk := newDPoPKey(t)
+	ft := e.dpopToken("dpop-plain", fk.proof(t, proofOpts{htu: e.cfg.Issuer + "/token", iat: e.clock.Now()}))
+	if ft.status != 200 {
+		t.Fatalf("token before the outage: %d %s", ft.status, ft.raw)
+	}
+	ftok := ft.str("access_token")
 
 	var mu sync.Mutex
 	counts := map[string]int{}
@@ -154,6 +160,12 @@ func TestRedisKilledAndRestartedUnderLoad(t *testing.T) {
 	// Down: a client that must send a nonce and sent no proof.
 	if r := e.token("demo-dpop", nil); r.status != 503 || r.header.Get("Retry-After") == "" {
 		t.Errorf("Redis down, no proof, nonce required: want 503 with Retry-After, got %d %v %s", r.status, r.header, r.raw)
+	}
+	// Down: a refused proof at /fresh-auth, whose answer would carry a
+	// nonce, is a 503 there too (not a 401 without its nonce).
+	wrongHTU := fk.proof(t, proofOpts{htu: e.cfg.Issuer + "/elsewhere", iat: e.clock.Now(), ath: ath(ftok)})
+	if r := e.do("/fresh-auth", reqOpts{headers: map[string][]string{"Authorization": {"DPoP " + ftok}, "DPoP": {wrongHTU}}}); r.status != 503 || r.header.Get("Retry-After") == "" {
+		t.Errorf("Redis down, refused proof at /fresh-auth: want 503 with Retry-After, got %d %v %s", r.status, r.header, r.raw)
 	}
 	time.Sleep(700 * time.Millisecond)
 	rd.Start()

@@ -307,7 +307,7 @@ func (v *Verifier) Verify(ctx context.Context, r Request) (Result, error) {
 		NonceScope:    r.NonceScope,
 		Nonce:         proof.Nonce,
 		IssuedAt:      iat,
-		LossMargin:    2 * v.skew,
+		LossMargin:    2*v.skew + lossMarginFloor,
 	})
 	if err != nil {
 		return Result{}, fmt.Errorf("dpop: checking replay and nonce state: %w", err)
@@ -336,6 +336,11 @@ func (v *Verifier) Verify(ctx context.Context, r Request) (Result, error) {
 	}
 	return Result{Proof: proof, NextNonce: res.NextNonce}, nil
 }
+
+// lossMarginFloor is added to 2 x allowedClockSkew after a state loss: the
+// epoch is Redis's clock and the proof was judged by a node's, so a
+// margin must remain for their drift even with a skew of 0.
+const lossMarginFloor = 5 * time.Second
 
 // replayTTL is how long the replay entry of a proof issued at iat and
 // accepted at now must live: until iat + lifetime + skew by this node's

@@ -411,6 +411,9 @@ func (sc *senderConstraints) dpopFailure(ctx context.Context, r *Request, cl *Cl
 		jkt = de.Proof.JKT
 	}
 	challenge := func(e *Error) *Error {
+		if e.Status == http.StatusServiceUnavailable {
+			return e // no nonce could be had: a retryable 503 at every endpoint
+		}
 		if resource {
 			e.Status = http.StatusUnauthorized
 			e = e.WithHeader("WWW-Authenticate", dpopChallenge(e, sc.algs))
@@ -436,14 +439,14 @@ func (sc *senderConstraints) dpopFailure(ctx context.Context, r *Request, cl *Cl
 		// not a replay (no audit record), a request for a fresh nonce,
 		// which the store always mints here, nonces enabled or not.
 		logReq("nonce_miss", "state-lost", jkt)
-		sc.metrics.NonceMiss(ctx)
-		sc.metrics.Degraded(ctx, "state-lost")
 		sc.log.WarnContext(ctx, "authority.dpop.state.lost", "tenant", cl.Tenant, "client", cl.ID,
 			"reason", "state-lost", "correlation_id", r.CorrelationID)
-		e := &Error{Status: 400, Code: CodeUseDPoPNonce, Reason: "dpop-state-lost", Description: de.Description}
 		if de.NextNonce == "" {
-			return ErrUnavailable("state-lost", err)
+			return ErrUnavailable("state-lost", err) // counted with the 503s
 		}
+		sc.metrics.NonceMiss(ctx)
+		sc.metrics.Degraded(ctx, "state-lost")
+		e := &Error{Status: 400, Code: CodeUseDPoPNonce, Reason: "dpop-state-lost", Description: de.Description}
 		return challenge(e.WithHeader("DPoP-Nonce", de.NextNonce))
 	case de.Code == dpop.CodeUseNonce:
 		status := "invalid"
