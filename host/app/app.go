@@ -181,6 +181,9 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 		a.redis = rc
 		a.closers = append(a.closers, rc.Close)
 		checks = append(checks, server.Checker{Name: "redis", Check: func(ctx context.Context) error { return rc.Ping(ctx).Err() }})
+		if cfg.Security.SenderConstraints.DPoP.Nonce.Store == "redis" {
+			checkRedisReplayDurability(ctx, rc, log)
+		}
 	}
 
 	var verifier *dpop.Verifier

@@ -195,3 +195,23 @@ func TestRedisKilledAndRestartedUnderLoad(t *testing.T) {
 		t.Fatal("no 503 while Redis was down: the test did not exercise the outage")
 	}
 }
+
+// TestUnsafeRedisSettingsAreLoggedAtStart: an evicting maxmemory-policy and
+// snapshot persistence can each drop replay entries while the epoch key
+// survives; the host names each at start. A Redis without persistence and
+// with noeviction gets no warning.
+func TestUnsafeRedisSettingsAreLoggedAtStart(t *testing.T) {
+	unsafe := testenv.StartPrivateRedis(t, "--maxmemory-policy", "allkeys-lru", "--save", "3600 1")
+	e := newEnv(t, envOptions{redis: unsafe.Addr, redisPfx: testenv.Prefix("unsafe")})
+	logs := e.logs.String()
+	for _, want := range []string{`"setting":"maxmemory-policy","value":"allkeys-lru"`, `"setting":"save","value":"3600 1"`} {
+		if !strings.Contains(logs, `"msg":"authority.dpop.state.unsafe"`) || !strings.Contains(logs, want) {
+			t.Errorf("not logged at start: %s", want)
+		}
+	}
+	safe := testenv.StartPrivateRedis(t)
+	e = newEnv(t, envOptions{redis: safe.Addr, redisPfx: testenv.Prefix("safe")})
+	if strings.Contains(e.logs.String(), "authority.dpop.state.unsafe") {
+		t.Error("a Redis without persistence and with noeviction was reported unsafe")
+	}
+}

@@ -19,13 +19,16 @@ type PrivateRedis struct {
 	tb   testing.TB
 	dir  string
 	port int
-	mu   sync.Mutex
-	cmd  *exec.Cmd
+	// extra are further redis-server arguments (after the defaults, so
+	// they override them).
+	extra []string
+	mu    sync.Mutex
+	cmd   *exec.Cmd
 }
 
 // StartPrivateRedis starts one, or skips when redis-server is not
 // installed and AUTHORITY_TEST_REDIS=off. It is stopped at cleanup.
-func StartPrivateRedis(tb testing.TB) *PrivateRedis {
+func StartPrivateRedis(tb testing.TB, extra ...string) *PrivateRedis {
 	tb.Helper()
 	if os.Getenv("AUTHORITY_TEST_REDIS") == "off" {
 		tb.Skip("AUTHORITY_TEST_REDIS=off: skipping Redis tests")
@@ -39,7 +42,7 @@ func StartPrivateRedis(tb testing.TB) *PrivateRedis {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	r := &PrivateRedis{Addr: fmt.Sprintf("127.0.0.1:%d", port), tb: tb, dir: tb.TempDir(), port: port}
+	r := &PrivateRedis{Addr: fmt.Sprintf("127.0.0.1:%d", port), tb: tb, dir: tb.TempDir(), port: port, extra: extra}
 	r.Start()
 	tb.Cleanup(r.Kill)
 	return r
@@ -54,8 +57,9 @@ func (r *PrivateRedis) Start() {
 	if r.cmd != nil {
 		return
 	}
-	cmd := exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", r.dir, "--daemonize", "no", "--loglevel", "warning")
+	args := append([]string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", r.dir, "--daemonize", "no", "--loglevel", "warning"}, r.extra...)
+	cmd := exec.Command("redis-server", args...)
 	if err := cmd.Start(); err != nil {
 		r.tb.Fatal(err)
 	}
