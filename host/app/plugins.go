@@ -244,12 +244,12 @@ func eventConstraint(e audit.Event) (string, abi.DPoP, abi.MTLS) {
 	jkt, x5t := sc["jkt"], sc["x5t#S256"]
 	switch e.Type {
 	case abi.EventDPoPReplay:
-		return abi.ConstraintDPoP, abi.DPoP{Present: true, Result: abi.DPoPReplay, JKT: jkt}, abi.MTLS{}
+		return abi.ConstraintDPoP, abi.DPoP{Present: true, Result: abi.DPoPReplay, JKT: jkt, Alg: sc["alg"]}, abi.MTLS{}
 	case abi.EventDPoPBypass:
 		return abi.ConstraintBypass, abi.DPoP{Result: abi.DPoPBypass}, abi.MTLS{}
 	case abi.EventMTLSBindingMismatch:
 		// x5t is the token's binding; Reason is the native result.
-		m := abi.MTLS{Present: e.Reason == abi.MTLSThumbprintMismatch, Result: e.Reason}
+		m := abi.MTLS{Present: e.Reason == abi.MTLSThumbprintMismatch, Thumbprint: x5t, Result: e.Reason}
 		return abi.ConstraintMTLS, abi.DPoP{}, m
 	}
 	var d abi.DPoP

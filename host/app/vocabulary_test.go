@@ -162,7 +162,7 @@ func TestABIVocabularyEvents(t *testing.T) {
 	}
 	waitEcho(t, e, "type="+abi.EventTokenIssued, "sc="+abi.ConstraintDPoP, "result=ok", "alg=ES256", "valid=true")
 	waitEcho(t, e, "type="+abi.EventDPoPReplay, "outcome="+abi.OutcomeFailure, "sc="+abi.ConstraintDPoP,
-		"present=true valid=false result="+abi.DPoPReplay)
+		"present=true valid=false result="+abi.DPoPReplay, "alg=ES256")
 
 	cert := e.demoMTLSCert()
 	mt := e.mtlsToken("demo-mtls", &cert.TLS, nil)
@@ -176,7 +176,7 @@ func TestABIVocabularyEvents(t *testing.T) {
 		t.Fatalf("fresh-auth without the certificate: %d %s", fr.status, fr.raw)
 	}
 	waitEcho(t, e, "type="+abi.EventMTLSBindingMismatch, "outcome="+abi.OutcomeFailure, "sc="+abi.ConstraintMTLS,
-		"mtls{present=false result=")
+		"mtls{present=false result="+abi.MTLSContextMissing+" x5t="+mtls.Thumbprint(cert.Cert)+"}")
 }
 
 // TestABIVocabularyPluginRateLimitIsAuditedAsRateLimited: a policy

@@ -426,7 +426,7 @@ func (sc *senderConstraints) dpopFailure(ctx context.Context, r *Request, cl *Cl
 		ev := audit.Event{Type: abi.EventDPoPReplay, Outcome: audit.OutcomeFailure, Tenant: cl.Tenant,
 			Client: cl.ID, Reason: "jti-reused", CorrelationID: r.CorrelationID, RemoteAddr: r.RemoteAddr, UserAgent: r.UserAgent}
 		if de.Proof != nil {
-			ev.SenderConstraint = map[string]string{"jkt": de.Proof.JKT, "jti": de.Proof.JTI, "htu": de.Proof.HTU}
+			ev.SenderConstraint = map[string]string{"jkt": de.Proof.JKT, "jti": de.Proof.JTI, "htu": de.Proof.HTU, "alg": de.Proof.Alg}
 		}
 		sc.audit.Record(ctx, ev)
 		// The rollout plan answers a replay with 401 at /token too, and
