@@ -58,12 +58,12 @@ func (s *Service) decide(ctx context.Context, r *Request, f policyFacts) *Error 
 			JKT: f.b.cnf.JKT, Alg: f.b.alg, NonceStatus: f.b.nonceStatus},
 		MTLS: abi.MTLS{Present: peerCert != "", Thumbprint: peerCert},
 	}
-	if f.b.dpopResult == "bypass" {
-		in.SenderConstraint = abi.ConstraintBypass
+	if f.b.dpopResult == "bypass" && in.SenderConstraint == abi.ConstraintNone {
+		in.SenderConstraint = abi.ConstraintBypass // unbound (a certificate binding stays "mtls")
 	}
-	// A certificate that authenticated the client, or matched the token
-	// it is bound to, passed the native check.
-	if f.b.cnf.X5tS256 != "" || (peerCert != "" && isCertificateMethod(f.client.AuthMethod)) {
+	// A presented certificate that matched the token's binding, or
+	// authenticated the client, passed the native check.
+	if peerCert != "" && (peerCert == f.b.cnf.X5tS256 || isCertificateMethod(f.client.AuthMethod)) {
 		in.MTLS.Result = abi.MTLSOK
 	}
 	d, err := s.plugins.Decide(ctx, f.client.Tenant, in)
