@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"stellaops.org/authority/internal/testenv"
 )
 
@@ -213,5 +215,40 @@ func TestUnsafeRedisSettingsAreLoggedAtStart(t *testing.T) {
 	e = newEnv(t, envOptions{redis: safe.Addr, redisPfx: testenv.Prefix("safe")})
 	if strings.Contains(e.logs.String(), "authority.dpop.state.unsafe") {
 		t.Error("a Redis without persistence and with noeviction was reported unsafe")
+	}
+}
+
+// TestRFC9449_11_1_ReplayAfterRedisSnapshotRestoreIsRefused: Redis saves a
+// snapshot, a proof is used, Redis is killed and restarts from the
+// snapshot (the epoch key is back, the proof's replay entry is not). The
+// node has seen a newer state, so the replay issues no token: it is asked
+// for a fresh nonce, and a proof with that nonce succeeds.
+func TestRFC9449_11_1_ReplayAfterRedisSnapshotRestoreIsRefused(t *testing.T) {
+	rd := testenv.StartPrivateRedis(t)
+	e := newEnv(t, envOptions{redis: rd.Addr, redisPfx: testenv.Prefix("snapshot")})
+	k := newDPoPKey(t)
+	htu := e.cfg.Issuer + "/token"
+	if r := e.dpopToken("dpop-plain", k.proof(t, proofOpts{htu: htu, iat: e.clock.Now()})); r.status != 200 {
+		t.Fatalf("before the snapshot: %d %s", r.status, r.raw)
+	}
+	rc := redis.NewClient(&redis.Options{Addr: rd.Addr})
+	defer rc.Close()
+	if err := rc.Save(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond) // the state's watermark moves past the snapshot
+	p := k.proof(t, proofOpts{htu: htu, iat: e.clock.Now()})
+	if r := e.dpopToken("dpop-plain", p); r.status != 200 {
+		t.Fatalf("first use: %d %s", r.status, r.raw)
+	}
+	rd.Kill()
+	rd.Start() // loads the snapshot
+	r := untilNot503(t, func() response { return e.dpopToken("dpop-plain", p) })
+	if r.status != 400 || r.str("error") != "use_dpop_nonce" || r.header.Get("DPoP-Nonce") == "" {
+		t.Fatalf("replay after the restore: want 400 use_dpop_nonce with a nonce, got %d %v %s", r.status, r.header, r.raw)
+	}
+	r = e.dpopToken("dpop-plain", k.proof(t, proofOpts{htu: htu, iat: e.clock.Now(), nonce: r.header.Get("DPoP-Nonce")}))
+	if r.status != 200 {
+		t.Fatalf("proof with the post-restore nonce: %d %s", r.status, r.raw)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -18,23 +19,35 @@ import (
 //	KEYS[3] scope's current key   ARGV[3] "1": validate the presented nonce
 //	KEYS[4] candidate nonce key   ARGV[4] "1": return a next nonce
 //	KEYS[5] epoch key             ARGV[5] candidate nonce (minted by the caller)
+//	KEYS[6] watermark key
 //	                              ARGV[6] nonce TTL ms
 //	                              ARGV[7] rotation age ms (TTL/2)
 //	                              ARGV[8] proof iat, unix ms ("": no epoch check)
 //	                              ARGV[9] epoch margin ms
 //	                              ARGV[10] "1": KEYS[2] is a presented nonce
+//	                              ARGV[11] highest watermark this node has seen (ms)
 //
-// Returns {replayed 0/1, nonce valid 0/1, next nonce or "", state lost 0/1}.
+// Returns {replayed 0/1, nonce valid 0/1, next nonce or "", state lost 0/1,
+// watermark ms}.
 //
 // Epoch first: KEYS[5] holds the Redis time (ms) at which this state began.
 // It has no TTL. When it is missing the state was lost (a restart without
 // persistence, a flush, an eviction) or never existed, which the script
-// cannot tell apart: it writes the current time. A proof whose iat is
+// cannot tell apart: any call writes the current time. A proof whose iat is
 // before epoch + margin may have been used before the loss, so unless it
 // carries a nonce valid in the new state (minted after the loss, hence the
 // proof too) or was already recorded in it (then it is a replay), it is
 // answered "state lost": nothing is recorded and a next nonce is always
 // returned. A value of "0" means no loss is known.
+//
+// Rollback: KEYS[6] is the Redis time of the latest proof check (a
+// watermark that only grows), and every node passes the highest value it
+// has been returned. A node that saw a higher watermark than the state now
+// holds was talking to a newer state than this one (a snapshot was
+// restored, a lagging replica took over): the script starts a new epoch
+// as for an empty state. Nonces carry the epoch they were minted in (their
+// key's value; the scope's current pointer is "<nonce> <epoch>"), so a
+// nonce restored from before the rollback does not vouch for a proof.
 //
 // Replay next: SET NX PX records the proof or detects the replay; a
 // replayed proof spends nothing. A nonce is valid while its key exists
@@ -45,18 +58,24 @@ import (
 const stateScript = `
 local lost = 0
 local check = ARGV[3] == '1'
+local ep = redis.call('GET', KEYS[5])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local w = tonumber(redis.call('GET', KEYS[6]) or '0')
+if not ep or tonumber(ARGV[11]) > w then
+  ep = tostring(now)
+  redis.call('SET', KEYS[5], ep)
+end
+if now > w then
+  w = now
+  redis.call('SET', KEYS[6], tostring(w))
+end
 if ARGV[8] ~= '' then
-  local ep = redis.call('GET', KEYS[5])
-  if not ep then
-    local t = redis.call('TIME')
-    ep = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
-    redis.call('SET', KEYS[5], ep)
-  end
   if tonumber(ARGV[8]) < tonumber(ep) + tonumber(ARGV[9]) then
     lost = 1
     if ARGV[1] ~= '0' and redis.call('EXISTS', KEYS[1]) == 1 then
       lost = 0
-    elseif ARGV[10] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then
+    elseif ARGV[10] == '1' and redis.call('GET', KEYS[2]) == ep then
       lost = 0
       check = true
     end
@@ -77,20 +96,22 @@ end
 local nxt = ''
 if ARGV[4] == '1' or lost == 1 then
   if ARGV[2] == 's' then
-    redis.call('SET', KEYS[4], '1', 'PX', ARGV[6])
+    redis.call('SET', KEYS[4], ep, 'PX', ARGV[6])
     nxt = ARGV[5]
   else
     local cur = redis.call('GET', KEYS[3])
     if cur then
-      nxt = cur
-    else
-      redis.call('SET', KEYS[4], '1', 'PX', ARGV[6])
-      redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[7])
+      local n, e = string.match(cur, '^(%S+) (%S+)$')
+      if e == ep then nxt = n end
+    end
+    if nxt == '' then
+      redis.call('SET', KEYS[4], ep, 'PX', ARGV[6])
+      redis.call('SET', KEYS[3], ARGV[5] .. ' ' .. ep, 'PX', ARGV[7])
       nxt = ARGV[5]
     end
   end
 end
-return {replayed, valid, nxt, lost}
+return {replayed, valid, nxt, lost, w}
 `
 
 // RedisState is the multi-node State (and NonceStore and ReplayCache) on
@@ -109,6 +130,9 @@ type RedisState struct {
 	ttl       time.Duration
 	singleUse bool
 	script    *redis.Script
+	// seen is the highest state watermark this node has been returned:
+	// a state holding less was rolled back (see stateScript).
+	seen atomic.Int64
 }
 
 // NewRedisState returns a State on client with keys under prefix.
@@ -183,22 +207,25 @@ func (s *RedisState) run(ctx context.Context, c scriptCall) (StateResult, error)
 	if candidate == "" && iat != "" {
 		candidate, _ = newNonce() // a lost state always answers a nonce
 	}
-	keys := []string{replayKey, presentedKey, s.prefix + "c:" + scopeHex, s.prefix + "n:" + scopeHex + ":" + candidate, s.prefix + "e"}
+	keys := []string{replayKey, presentedKey, s.prefix + "c:" + scopeHex, s.prefix + "n:" + scopeHex + ":" + candidate, s.prefix + "e", s.prefix + "w"}
 	out, err := s.script.Run(ctx, s.client, keys,
 		replayTTL, mode, validate, issue, candidate, millis(s.ttl), millis(s.ttl/2),
-		iat, fmt.Sprint(c.margin.Milliseconds()), presented).Slice()
+		iat, fmt.Sprint(c.margin.Milliseconds()), presented, fmt.Sprint(s.seen.Load())).Slice()
 	if err != nil {
 		return res, fmt.Errorf("dpop: redis state script: %w", err)
 	}
-	if len(out) != 4 {
+	if len(out) != 5 {
 		return res, fmt.Errorf("dpop: redis state script: unexpected reply of %d items", len(out))
 	}
 	replayed, ok1 := out[0].(int64)
 	valid, ok2 := out[1].(int64)
 	next, ok3 := out[2].(string)
 	lost, ok4 := out[3].(int64)
-	if !ok1 || !ok2 || !ok3 || !ok4 {
+	mark, ok5 := out[4].(int64)
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 {
 		return res, fmt.Errorf("dpop: redis state script: unexpected reply %v", out)
+	}
+	for cur := s.seen.Load(); mark > cur && !s.seen.CompareAndSwap(cur, mark); cur = s.seen.Load() {
 	}
 	res.Replayed, res.NonceValid, res.NextNonce, res.StateLost = replayed == 1, valid == 1, next, lost == 1
 	return res, nil

@@ -127,3 +127,92 @@ func TestMissingEpochIsALoss(t *testing.T) {
 		t.Fatalf("the epoch key must not expire, TTL %v", ttl)
 	}
 }
+
+// snapshot copies every key under the state's prefix (value and TTL), and
+// restore puts exactly that copy back: a restart from an RDB snapshot, or a
+// failover to a replica that lags behind.
+func snapshot(t *testing.T, st *RedisState) map[string][2]string {
+	t.Helper()
+	ctx := context.Background()
+	out := map[string][2]string{}
+	iter := st.client.Scan(ctx, 0, st.prefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		k := iter.Val()
+		d, err := st.client.Dump(ctx, k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ttl := st.client.PTTL(ctx, k).Val()
+		out[k] = [2]string{d, ttl.String()}
+	}
+	return out
+}
+
+func restore(t *testing.T, st *RedisState, snap map[string][2]string) {
+	t.Helper()
+	flushPrefix(t, st)
+	ctx := context.Background()
+	for k, v := range snap {
+		ttl, _ := time.ParseDuration(v[1])
+		if ttl < 0 {
+			ttl = 0
+		}
+		if err := st.client.Restore(ctx, k, ttl, v[0]).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestRFC9449_11_1_ReplayRefusedAfterStateRollback: the state goes back to
+// a snapshot taken before a proof was used (the epoch key survives, the
+// replay entry does not). The node that used the proof has seen a newer
+// watermark, so the replay is answered as a state loss, and a nonce from
+// the snapshot does not vouch for a proof; a nonce minted after the
+// rollback does.
+func TestRFC9449_11_1_ReplayRefusedAfterStateRollback(t *testing.T) {
+	for _, single := range []bool{false, true} {
+		t.Run(map[bool]string{false: "rotating", true: "singleUse"}[single], func(t *testing.T) {
+			c := redisClient(t)
+			st := NewRedisState(c, uniquePrefix(t, c), NonceOptions{TTL: time.Minute, SingleUse: single})
+			ctx := context.Background()
+			if err := c.Set(ctx, st.prefix+"e", "0", 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			cfg := testConfig("ES256")
+			cfg.Now = time.Now
+			v, err := NewVerifier(cfg, st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := newSigner(t, "ES256")
+			now := func(h, c map[string]any) { c["iat"] = time.Now().Unix() }
+			if _, err := v.Verify(ctx, tokenRequest(s.proof(t, now))); err != nil {
+				t.Fatal(err)
+			}
+			oldNonce, err := v.Nonce(ctx, testScope)
+			if err != nil {
+				t.Fatal(err)
+			}
+			snap := snapshot(t, st)
+			time.Sleep(5 * time.Millisecond) // the watermark moves on
+			p := s.proof(t, now)
+			if _, err := v.Verify(ctx, tokenRequest(p)); err != nil {
+				t.Fatalf("first use: %v", err)
+			}
+
+			restore(t, st, snap)
+
+			e := wantCheck(t, mustErr(v.Verify(ctx, tokenRequest(p))), CheckStateLost)
+			if e.Replay || e.NextNonce == "" || e.NextNonce == oldNonce {
+				t.Fatalf("after the rollback: %+v (old nonce %s)", e, oldNonce)
+			}
+			withOld := s.proof(t, func(h, c map[string]any) { now(h, c); c["nonce"] = oldNonce })
+			wantCheck(t, mustErr(v.Verify(ctx, tokenRequest(withOld))), CheckStateLost)
+			e = wantCheck(t, mustErr(v.Verify(ctx, tokenRequest(p))), CheckStateLost)
+			withNew := s.proof(t, func(h, c map[string]any) { now(h, c); c["nonce"] = e.NextNonce })
+			if _, err := v.Verify(ctx, tokenRequest(withNew)); err != nil {
+				t.Fatalf("proof with a post-rollback nonce: %v", err)
+			}
+		})
+	}
+}
