@@ -120,8 +120,8 @@ return {replayed, valid, nxt, lost, w}
 //
 // Keys (all under prefix): "r:<hex replay key>" replay entries,
 // "n:<hex scope id>:<nonce>" valid nonces, "c:<hex scope id>" a scope's
-// current nonce, "e" the epoch (see stateScript). Every key but the epoch
-// carries a TTL. For Redis Cluster, put a hash tag
+// current nonce, "e" the epoch and "w" the watermark (see stateScript).
+// Every key but those two carries a TTL. For Redis Cluster, put a hash tag
 // in the prefix (for example "{authority-dpop}:") so that one script's keys
 // share a slot.
 type RedisState struct {
