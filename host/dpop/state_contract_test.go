@@ -78,14 +78,20 @@ func uniquePrefix(t testing.TB, c redis.UniversalClient) string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	prefix := "dpoptest:" + hex.EncodeToString(b[:]) + ":"
-	t.Cleanup(func() {
-		ctx := context.Background()
-		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			c.Del(ctx, iter.Val())
-		}
-	})
+	t.Cleanup(func() { _ = deletePrefix(c, prefix) })
 	return prefix
+}
+
+// deletePrefix deletes every key under prefix.
+func deletePrefix(c redis.UniversalClient, prefix string) error {
+	ctx := context.Background()
+	iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		if err := c.Del(ctx, iter.Val()).Err(); err != nil {
+			return err
+		}
+	}
+	return iter.Err()
 }
 
 func redisBackend() backend {

@@ -2,22 +2,38 @@ package dpop
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 )
 
-// flushPrefix deletes every key under prefix: what a Redis restart without
-// persistence (or FLUSHALL) does to this state, on the shared server.
-func flushPrefix(t *testing.T, st *RedisState) {
+// redisVerifier is a Verifier on a RedisState under a fresh prefix, on the
+// real clock (Redis's clock is the real one). A non-empty epoch is written
+// first ("0": no loss known).
+func redisVerifier(t *testing.T, opts NonceOptions, epoch string) (*RedisState, *Verifier) {
 	t.Helper()
-	ctx := context.Background()
-	iter := st.client.Scan(ctx, 0, st.prefix+"*", 1000).Iterator()
-	for iter.Next(ctx) {
-		if err := st.client.Del(ctx, iter.Val()).Err(); err != nil {
+	c := redisClient(t)
+	st := NewRedisState(c, uniquePrefix(t, c), opts)
+	if epoch != "" {
+		if err := c.Set(context.Background(), st.prefix+"e", epoch, 0).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := iter.Err(); err != nil {
+	cfg := testConfig("ES256")
+	cfg.Now = time.Now
+	v, err := NewVerifier(cfg, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, v
+}
+
+// flushPrefix deletes every key under the state's prefix: what a Redis
+// restart without persistence (or FLUSHALL) does to this state, on the
+// shared server.
+func flushPrefix(t *testing.T, st *RedisState) {
+	t.Helper()
+	if err := deletePrefix(st.client, st.prefix); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -31,18 +47,8 @@ func TestRFC9449_11_1_ReplayRefusedAfterStateLoss(t *testing.T) {
 	for _, single := range []bool{false, true} {
 		name := map[bool]string{false: "rotating", true: "singleUse"}[single]
 		t.Run(name, func(t *testing.T) {
-			c := redisClient(t)
-			st := NewRedisState(c, uniquePrefix(t, c), NonceOptions{TTL: time.Minute, SingleUse: single})
+			st, v := redisVerifier(t, NonceOptions{TTL: time.Minute, SingleUse: single}, "0")
 			ctx := context.Background()
-			if err := c.Set(ctx, st.prefix+"e", "0", 0).Err(); err != nil { // no loss known
-				t.Fatal(err)
-			}
-			cfg := testConfig("ES256")
-			cfg.Now = time.Now // Redis's clock is the real one
-			v, err := NewVerifier(cfg, st)
-			if err != nil {
-				t.Fatal(err)
-			}
 			s := newSigner(t, "ES256")
 			now := func(h, c map[string]any) { c["iat"] = time.Now().Unix() }
 			p := s.proof(t, now)
@@ -53,8 +59,7 @@ func TestRFC9449_11_1_ReplayRefusedAfterStateLoss(t *testing.T) {
 
 			flushPrefix(t, st)
 
-			_, err = v.Verify(ctx, tokenRequest(p))
-			e := wantCheck(t, err, CheckStateLost)
+			e := wantCheck(t, mustErr(v.Verify(ctx, tokenRequest(p))), CheckStateLost)
 			if e.Code != CodeUseNonce || e.Replay || e.NextNonce == "" {
 				t.Fatalf("after the loss: want use_dpop_nonce with a nonce and no replay flag, got %+v", e)
 			}
@@ -82,19 +87,9 @@ func TestRFC9449_11_1_ReplayRefusedAfterStateLoss(t *testing.T) {
 // the node that judged it may drift from Redis); proofs dated later are
 // accepted without a nonce.
 func TestStateLossMarginCoversFastClientClocks(t *testing.T) {
-	c := redisClient(t)
-	st := NewRedisState(c, uniquePrefix(t, c), NonceOptions{})
-	ctx := context.Background()
 	epoch := time.Now().Add(-70 * time.Second)
-	if err := c.Set(ctx, st.prefix+"e", epoch.UnixMilli(), 0).Err(); err != nil {
-		t.Fatal(err)
-	}
-	cfg := testConfig("ES256") // skew 30 s
-	cfg.Now = time.Now
-	v, err := NewVerifier(cfg, st)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, v := redisVerifier(t, NonceOptions{}, fmt.Sprint(epoch.UnixMilli())) // testConfig: skew 30 s
+	ctx := context.Background()
 	s := newSigner(t, "ES256")
 	at := func(d time.Duration) string {
 		return s.proof(t, func(h, c map[string]any) { c["iat"] = epoch.Add(d).Unix() })
@@ -107,15 +102,8 @@ func TestStateLossMarginCoversFastClientClocks(t *testing.T) {
 // persistence, an evicted epoch key) cannot be told from a lost one, so its
 // first proofs are asked for a nonce; the epoch key is then written.
 func TestMissingEpochIsALoss(t *testing.T) {
-	c := redisClient(t)
-	st := NewRedisState(c, uniquePrefix(t, c), NonceOptions{})
-	ctx := context.Background()
-	cfg := testConfig("ES256")
-	cfg.Now = time.Now
-	v, err := NewVerifier(cfg, st)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, v := redisVerifier(t, NonceOptions{}, "")
+	c, ctx := st.client, context.Background()
 	s := newSigner(t, "ES256")
 	p := s.proof(t, func(h, c map[string]any) { c["iat"] = time.Now().Unix() })
 	wantCheck(t, mustErr(v.Verify(ctx, tokenRequest(p))), CheckStateLost)
@@ -172,18 +160,8 @@ func restore(t *testing.T, st *RedisState, snap map[string][2]string) {
 func TestRFC9449_11_1_ReplayRefusedAfterStateRollback(t *testing.T) {
 	for _, single := range []bool{false, true} {
 		t.Run(map[bool]string{false: "rotating", true: "singleUse"}[single], func(t *testing.T) {
-			c := redisClient(t)
-			st := NewRedisState(c, uniquePrefix(t, c), NonceOptions{TTL: time.Minute, SingleUse: single})
+			st, v := redisVerifier(t, NonceOptions{TTL: time.Minute, SingleUse: single}, "0")
 			ctx := context.Background()
-			if err := c.Set(ctx, st.prefix+"e", "0", 0).Err(); err != nil {
-				t.Fatal(err)
-			}
-			cfg := testConfig("ES256")
-			cfg.Now = time.Now
-			v, err := NewVerifier(cfg, st)
-			if err != nil {
-				t.Fatal(err)
-			}
 			s := newSigner(t, "ES256")
 			now := func(h, c map[string]any) { c["iat"] = time.Now().Unix() }
 			if _, err := v.Verify(ctx, tokenRequest(s.proof(t, now))); err != nil {

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"stellaops.org/authority/host/config"
+	"stellaops.org/authority/host/mtls"
 )
 
 // Client is a registered client, immutable after NewRegistry.
@@ -38,7 +39,7 @@ func SecretMethod(authMethod string) bool {
 // isCertificateMethod reports whether authMethod authenticates with a
 // client certificate (RFC 8705 §2).
 func isCertificateMethod(authMethod string) bool {
-	return !SecretMethod(authMethod) && authMethod != ""
+	return authMethod == string(mtls.MethodTLSClientAuth) || authMethod == string(mtls.MethodSelfSignedTLSClientAuth)
 }
 
 // Client authentication methods (RFC 7591 §2 token_endpoint_auth_method).

@@ -302,7 +302,7 @@ func (sc *senderConstraints) bindToken(ctx context.Context, r *Request, cl *Clie
 	var b binding
 	m := sc.cfg.Security.SenderConstraints.MTLS
 	if m.Enabled {
-		certClient := cl.AuthMethod == "tls_client_auth" || cl.AuthMethod == "self_signed_tls_client_auth"
+		certClient := isCertificateMethod(cl.AuthMethod)
 		required := cl.Policy.RequireMTLS || intersects(auds, m.EnforceForAudiences)
 		switch {
 		case r.Peer.Leaf != nil && (required || certClient):
