@@ -56,6 +56,9 @@ const (
 	EventDPoPReplay          = "authority.dpop.proof.replay"
 	EventDPoPBypass          = "authority.dpop.proof.bypass"
 	EventMTLSBindingMismatch = "authority.mtls.binding.mismatch"
+	// EventDPoPNonceMiss: a proof without the server nonce, or with a stale
+	// one, where one was required (400 use_dpop_nonce).
+	EventDPoPNonceMiss = "authority.dpop.nonce.miss"
 )
 
 // The sets, for validation and tests.
@@ -65,5 +68,5 @@ var (
 	MTLSResults       = []string{MTLSOK, MTLSContextMissing, MTLSMissingCertificate, MTLSThumbprintMismatch}
 	SenderConstraints = []string{ConstraintNone, ConstraintDPoP, ConstraintMTLS, ConstraintDPoPMTLS, ConstraintBypass}
 	Outcomes          = []string{OutcomeSuccess, OutcomeFailure, OutcomeLockedOut, OutcomeRateLimited, OutcomeError}
-	HostEventTypes    = []string{EventTokenIssued, EventTokenDenied, EventDPoPReplay, EventDPoPBypass, EventMTLSBindingMismatch}
+	HostEventTypes    = []string{EventTokenIssued, EventTokenDenied, EventDPoPReplay, EventDPoPBypass, EventMTLSBindingMismatch, EventDPoPNonceMiss}
 )

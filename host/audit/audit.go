@@ -53,7 +53,25 @@ type Event struct {
 	// Annotations are the tenant's policy plugins' annotations on the
 	// request, keys prefixed "<plugin>." (abi/SPEC.md §4.5).
 	Annotations map[string]string
+	// ConstraintKind, DPoP and MTLS carry a plugin record's sender
+	// constraint as the plugin emitted it; host events leave them empty
+	// and are mapped from SenderConstraint (Constraint).
+	ConstraintKind string
+	DPoP           abi.DPoP
+	MTLS           abi.MTLS
+	// Properties are a plugin record's attributes, or further host facts.
+	Properties map[string]string
 }
+
+// Event types the host records but never sends to events plugins (a
+// plugin failure fed to a failing plugin would feed itself).
+const (
+	// EventPluginFailure: a plugin call failed (trap, budget, bad output,
+	// open circuit); Reason is the failure kind.
+	EventPluginFailure = "authority.plugin.failure"
+	// EventConfigReload: a configuration reload, success or failure.
+	EventConfigReload = "authority.config.reload"
+)
 
 // Sink receives audit events. Record must not block the request for long
 // and must not fail it: a sink that cannot deliver counts and logs.

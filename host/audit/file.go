@@ -1,0 +1,324 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// MaxLineBytes is the longest line a FileStore reads back; a longer one is
+// reported as malformed rather than read into memory.
+const MaxLineBytes = 1 << 20
+
+// FileStore is a JSON-lines audit file (audit.file): one record per line,
+// appended with O_APPEND and fsync'd before Append returns. One process
+// owns it at a time (an exclusive lock on FILE.lock).
+type FileStore struct {
+	path string
+	mu   sync.Mutex
+	f    *os.File
+	lock *os.File
+	size int64
+	// heads caches each node's last position, filled by a scan at open.
+	heads map[string]fileHead
+}
+
+type fileHead struct {
+	seq  uint64
+	hash string
+}
+
+// OpenFile opens (creating, mode 0600 in a 0700 directory) the audit file
+// at path. A torn last line, left by a crash in the middle of a write that
+// was never acknowledged, is cut off.
+func OpenFile(path string) (*FileStore, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("%s is in use by another process (%v): give every node its own audit.file", path, err)
+	}
+	s := &FileStore{path: path, lock: lock}
+	if err := s.open(); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *FileStore) open() error {
+	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	heads := map[string]fileHead{}
+	var good int64
+	r := bufio.NewReaderSize(f, 64<<10)
+	for {
+		line, n, err := readLine(r)
+		if errors.Is(err, io.EOF) {
+			break // what follows the last newline is torn
+		}
+		if err != nil && !errors.Is(err, errLineTooLong) {
+			f.Close()
+			return err
+		}
+		good += n
+		if err == nil {
+			var h struct {
+				Node string `json:"node"`
+				Seq  uint64 `json:"seq"`
+			}
+			if json.Unmarshal(line, &h) == nil && h.Node != "" && h.Seq > heads[h.Node].seq {
+				heads[h.Node] = fileHead{seq: h.Seq, hash: Hash(line)}
+			}
+		}
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	if st.Size() > good {
+		if err := f.Truncate(good); err != nil {
+			f.Close()
+			return fmt.Errorf("cutting a torn last line: %w", err)
+		}
+	}
+	s.f, s.size, s.heads = f, good, heads
+	return nil
+}
+
+var errLineTooLong = errors.New("line too long")
+
+// readLine returns the next line without its newline and how many bytes
+// it took (newline included); io.EOF with what is left when the input
+// ends without a newline; errLineTooLong (no line) for a line over
+// MaxLineBytes, which is skipped.
+func readLine(r *bufio.Reader) ([]byte, int64, error) {
+	var buf []byte
+	var n int64
+	long := false
+	for {
+		chunk, err := r.ReadSlice('\n')
+		n += int64(len(chunk))
+		if !long && len(buf)+len(chunk) > MaxLineBytes+1 {
+			long, buf = true, nil
+		}
+		if !long {
+			buf = append(buf, chunk...)
+		}
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case err != nil:
+			return buf, n, err
+		case long:
+			return nil, n, errLineTooLong
+		default:
+			return buf[:len(buf)-1], n, nil
+		}
+	}
+}
+
+// Append implements Store.
+func (s *FileStore) Append(_ context.Context, batch []Sealed) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f == nil {
+		return errors.New("audit: file store closed")
+	}
+	heads := map[string]fileHead{}
+	var buf bytes.Buffer
+	for _, r := range batch {
+		h, ok := heads[r.Node]
+		if !ok {
+			h = s.heads[r.Node]
+		}
+		if r.Seq <= h.seq {
+			return ErrConflict
+		}
+		heads[r.Node] = fileHead{seq: r.Seq, hash: r.Hash}
+		buf.Write(r.Line)
+		buf.WriteByte('\n')
+	}
+	n, err := s.f.Write(buf.Bytes())
+	if err == nil {
+		err = s.f.Sync()
+	}
+	if err != nil {
+		// Leave none of the batch: cut what was written of it.
+		if n > 0 {
+			_ = s.f.Truncate(s.size)
+		}
+		return fmt.Errorf("audit file %s: %w", s.path, err)
+	}
+	s.size += int64(n)
+	for node, h := range heads {
+		s.heads[node] = h
+	}
+	return nil
+}
+
+// Head implements Store.
+func (s *FileStore) Head(_ context.Context, node string) (uint64, string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f == nil {
+		return 0, "", errors.New("audit: file store closed")
+	}
+	h := s.heads[node]
+	return h.seq, h.hash, nil
+}
+
+// Scan implements Store: the file's lines in order (Node and Seq empty: a
+// file has no index to compare).
+func (s *FileStore) Scan(ctx context.Context, fn func(Sealed) error) error {
+	return scanFile(ctx, s.path, fn)
+}
+
+// ScanFile reads an audit file that no process needs to hold (audit
+// verify on a copy).
+func ScanFile(ctx context.Context, path string, fn func(Sealed) error) error {
+	return scanFile(ctx, path, fn)
+}
+
+func scanFile(ctx context.Context, path string, fn func(Sealed) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 64<<10)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		line, _, err := readLine(r)
+		if errors.Is(err, io.EOF) {
+			if len(line) > 0 {
+				return fn(Sealed{Line: line}) // a torn tail is reported by Verify
+			}
+			return nil
+		}
+		if err != nil && !errors.Is(err, errLineTooLong) {
+			return err
+		}
+		if err := fn(Sealed{Line: line}); err != nil {
+			return err
+		}
+	}
+}
+
+// Purge implements Store by rewriting the file without the purged records
+// (a temporary file, fsync'd, renamed over the old one).
+func (s *FileStore) Purge(ctx context.Context, cutoff time.Time) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f == nil {
+		return 0, errors.New("audit: file store closed")
+	}
+	var index []Sealed
+	err := scanFile(ctx, s.path, func(r Sealed) error {
+		var h struct {
+			Node       string    `json:"node"`
+			Seq        uint64    `json:"seq"`
+			EventType  string    `json:"eventType"`
+			OccurredAt time.Time `json:"occurredAt"`
+		}
+		_ = json.Unmarshal(r.Line, &h)
+		index = append(index, Sealed{Node: h.Node, Seq: h.Seq, EventType: h.EventType, OccurredAt: h.OccurredAt})
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	from := PurgeBounds(index, cutoff)
+	if len(from) == 0 {
+		return 0, nil
+	}
+	tmp, err := os.OpenFile(s.path+".purge", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(s.path + ".purge")
+	w := bufio.NewWriterSize(tmp, 64<<10)
+	var n int64
+	i := 0
+	err = scanFile(ctx, s.path, func(r Sealed) error {
+		h := index[i]
+		i++
+		if h.Node != "" && h.Seq < from[h.Node] {
+			n++
+			return nil
+		}
+		w.Write(r.Line)
+		return w.WriteByte('\n')
+	})
+	if err == nil {
+		err = w.Flush()
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, err
+	}
+	if err := os.Rename(s.path+".purge", s.path); err != nil {
+		return 0, err
+	}
+	if d, err := os.Open(filepath.Dir(s.path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	s.f.Close()
+	if err := s.open(); err != nil {
+		s.f = nil
+		return n, err
+	}
+	return n, nil
+}
+
+// Ping implements Store.
+func (s *FileStore) Ping(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f == nil {
+		return errors.New("audit: file store closed")
+	}
+	_, err := s.f.Stat()
+	return err
+}
+
+// Close implements Store.
+func (s *FileStore) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var err error
+	if s.f != nil {
+		err = s.f.Close()
+		s.f = nil
+	}
+	if s.lock != nil {
+		s.lock.Close()
+		s.lock = nil
+	}
+	return err
+}
