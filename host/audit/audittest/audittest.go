@@ -97,8 +97,10 @@ func WriteChain(t testing.TB, s audit.Store, node string, key ed25519.PrivateKey
 
 type fakePseudonyms struct{}
 
-func (fakePseudonyms) Pseudonym(tenant, v string) (string, error) { return "p-" + tenant + "-" + v, nil }
-func (fakePseudonyms) Network(tenant, v string) (string, error)   { return "n-" + tenant + "-" + v, nil }
+func (fakePseudonyms) Pseudonym(tenant, v string) (string, error) {
+	return "p-" + tenant + "-" + v, nil
+}
+func (fakePseudonyms) Network(tenant, v string) (string, error) { return "n-" + tenant + "-" + v, nil }
 
 func lines(t testing.TB, s audit.Store) []audit.Sealed {
 	t.Helper()
