@@ -243,6 +243,9 @@ func (w *Writer) run() {
 	defer w.cancel()
 	tick := time.NewTicker(w.o.CheckpointInterval)
 	defer tick.Stop()
+	// The first checkpoint marks the (re)start and signs the head the
+	// chain resumed from, before any new record.
+	w.write(nil, true, false)
 	for {
 		var batch []item
 		checkpoint, final := false, false

@@ -200,11 +200,12 @@ func testWriterChain(t *testing.T, newStore Factory) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.OK() || rep.Records != 82 || len(rep.Chains) != 2 {
+	// 40 events and two checkpoints (start, final) per node.
+	if !rep.OK() || rep.Records != 84 || len(rep.Chains) != 2 {
 		t.Fatalf("verify: %+v", rep)
 	}
 	for _, c := range rep.Chains {
-		if c.Records != 41 || !c.Final || c.Unsealed != 0 || c.First != 1 || c.Last != 41 {
+		if c.Records != 42 || !c.Final || c.Unsealed != 0 || c.First != 1 || c.Last != 42 {
 			t.Errorf("chain %+v", c)
 		}
 	}
@@ -232,7 +233,7 @@ func testResume(t *testing.T, newStore Factory) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.OK() || len(rep.Chains) != 1 || rep.Chains[0].Last != 12 {
+	if !rep.OK() || len(rep.Chains) != 1 || rep.Chains[0].Last != 14 {
 		t.Fatalf("a restarted node's chain: %+v", rep)
 	}
 }
@@ -241,7 +242,8 @@ func testPurge(t *testing.T, newStore Factory) {
 	s, _ := newStore(t)
 	key := Key(t)
 	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	// Three sessions a day apart: each ends with a checkpoint.
+	// Three sessions a day apart: each starts and ends with a checkpoint
+	// (seq 1 and 6, 7 and 12, 13 and 18).
 	for d := range 3 {
 		day := t0.Add(time.Duration(d) * 24 * time.Hour)
 		WriteChain(t, s, "n", key, Events("t", 4, day), func() time.Time { return day.Add(time.Hour) })
@@ -250,18 +252,19 @@ func testPurge(t *testing.T, newStore Factory) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Records before the day-1 checkpoint (seq 10) go: 9 of them.
-	if n != 9 {
-		t.Fatalf("purged %d, want 9", n)
+	// Records before the latest checkpoint older than the cutoff (day 1's
+	// final, seq 12) go: 11 of them.
+	if n != 11 {
+		t.Fatalf("purged %d, want 11", n)
 	}
 	rep, err := audit.Verify(context.Background(), s, audit.VerifyOptions{Keys: []ed25519.PublicKey{key.Public().(ed25519.PublicKey)}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.OK() || !rep.Chains[0].Anchored || rep.Chains[0].First != 10 || rep.Records != 6 {
+	if !rep.OK() || !rep.Chains[0].Anchored || rep.Chains[0].First != 12 || rep.Records != 7 {
 		t.Fatalf("after purge: %+v", rep)
 	}
-	if seq, _, _ := s.Head(context.Background(), "n"); seq != 15 {
+	if seq, _, _ := s.Head(context.Background(), "n"); seq != 18 {
 		t.Fatalf("head after purge: %d", seq)
 	}
 	// Nothing is older than the first checkpoint: a second purge is a no-op.
@@ -298,18 +301,24 @@ func testTamper(t *testing.T, newStore Factory) {
 	t.Run("edit", func(t *testing.T) {
 		s, tam, key, ls := setup(t)
 		edited := strings.Replace(string(ls[4].Line), `"outcome":"success"`, `"outcome":"failure"`, 1)
+		if edited == string(ls[4].Line) {
+			t.Fatalf("the edit changed nothing: %s", edited)
+		}
 		tam.Replace(t, "n", 5, []byte(edited))
 		expect(t, verify(t, s, key), audit.ProblemEdited, 5)
 	})
 	t.Run("edit and recompute the chain", func(t *testing.T) {
 		s, tam, key, ls := setup(t)
-		// Rewrite record 3 and re-link every later one: only the signed
-		// checkpoint at the end can tell.
+		// Rewrite record 3 (seq 1 is the start checkpoint) and re-link
+		// every later one: only the signed final checkpoint can tell.
 		prev := audit.Hash(ls[1].Line)
 		for i := 2; i < len(ls); i++ {
 			line := string(ls[i].Line)
 			if i == 2 {
-				line = strings.Replace(line, `"client":"client-2"`, `"client":"someone-else"`, 1)
+				line = strings.Replace(line, `"outcome":"success"`, `"outcome":"failure"`, 1)
+				if line == string(ls[i].Line) {
+					t.Fatalf("the edit changed nothing: %s", line)
+				}
 			}
 			old := audit.Hash(ls[i-1].Line)
 			line = strings.Replace(line, `"prev":"`+old+`"`, `"prev":"`+prev+`"`, 1)
@@ -346,7 +355,7 @@ func testTamper(t *testing.T, newStore Factory) {
 	})
 	t.Run("truncate the tail", func(t *testing.T) {
 		s, tam, key, _ := setup(t)
-		tam.TruncateAfter(t, "n", 8) // the final checkpoint (seq 11) goes too
+		tam.TruncateAfter(t, "n", 8) // the final checkpoint (seq 12) goes too
 		expect(t, verify(t, s, key), audit.ProblemTruncated, 8)
 	})
 	t.Run("untouched", func(t *testing.T) {
