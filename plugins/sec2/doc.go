@@ -8,4 +8,4 @@
 //
 // It serves the events hook and needs grants audit and pseudonymize. It
 // imports only sdk/ and abi/.
-package sec2
+package main
