@@ -575,3 +575,39 @@ func newManager(tb testing.TB, opts plugin.RuntimeOptions, deps plugin.Deps, cfg
 	tb.Cleanup(func() { _ = m.Close(context.Background()) })
 	return m
 }
+
+// namedSink keeps the emitting plugin's name with each record, as the
+// host's audit sink receives it.
+type namedSink struct {
+	mu    sync.Mutex
+	names []string
+	evs   []abi.Event
+}
+
+func (s *namedSink) Audit(_ context.Context, name string, ev abi.Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.names = append(s.names, name)
+	s.evs = append(s.evs, ev)
+	return nil
+}
+
+// TestRecordSource: the sink learns the records are SEC2's, source
+// "plugin:sec2", from the host, whatever the record's type.
+func TestRecordSource(t *testing.T) {
+	sink := &namedSink{}
+	m := newManager(t, plugin.RuntimeOptions{}, plugin.Deps{Secrets: plugin.StaticSecrets{"test": []byte("k")}, Audit: sink}, nil)
+	for _, c := range hostEvents()[:3] {
+		if err := m.EmitSync(context.Background(), "test", c.in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(sink.names) != 3 {
+		t.Fatalf("%d records", len(sink.names))
+	}
+	for i, n := range sink.names {
+		if plugin.PluginSource(n) != "plugin:sec2" || sink.evs[i].Tenant != "test" {
+			t.Fatalf("record %d: source %q tenant %q", i, plugin.PluginSource(n), sink.evs[i].Tenant)
+		}
+	}
+}
