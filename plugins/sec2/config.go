@@ -27,10 +27,10 @@ const (
 const (
 	defaultIPv4Prefix = 24
 	minIPv4Prefix     = 8
-	maxIPv4Prefix     = 32
+	maxIPv4Prefix     = 31
 	defaultIPv6Prefix = 48
 	minIPv6Prefix     = 16
-	maxIPv6Prefix     = 128
+	maxIPv6Prefix     = 127
 	// maxProperties leaves at least 15 of abi.MaxEventAttributes for the
 	// event's own attributes (jti, annotations) and SEC2's marker.
 	maxProperties = 16
