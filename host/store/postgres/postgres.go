@@ -162,18 +162,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
-	cfg, err := pgxpool.ParseConfig(opts.DSN)
+	cfg, err := poolConfig(opts.DSN, opts.MaxConns, opts.RequestTimeout, opts.Schema)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: options.dsn: %w", err)
-	}
-	cfg.MaxConns = opts.MaxConns
-	// The server abandons a statement (and a lock wait) when the request
-	// that issued it has given up; a migration lifts both (SET LOCAL).
-	ms := fmt.Sprint(opts.RequestTimeout.Milliseconds())
-	cfg.ConnConfig.RuntimeParams["statement_timeout"] = ms
-	cfg.ConnConfig.RuntimeParams["lock_timeout"] = ms
-	if opts.Schema != "" {
-		cfg.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{opts.Schema}.Sanitize()
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -199,6 +190,26 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		}
 	}
 	return s, nil
+}
+
+// poolConfig is the pool configuration of dsn: at most maxConns
+// connections, each with timeout as statement_timeout and lock_timeout, so
+// the server abandons a statement (and a lock wait) when the request that
+// issued it has given up (a migration lifts both with SET LOCAL), and with
+// schema, if set, as its search_path.
+func poolConfig(dsn string, maxConns int32, timeout time.Duration, schema string) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	cfg.MaxConns = maxConns
+	ms := fmt.Sprint(timeout.Milliseconds())
+	cfg.ConnConfig.RuntimeParams["statement_timeout"] = ms
+	cfg.ConnConfig.RuntimeParams["lock_timeout"] = ms
+	if schema != "" {
+		cfg.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{schema}.Sanitize()
+	}
+	return cfg, nil
 }
 
 // Pool exposes the connection pool (for migrations tooling and readiness
