@@ -89,13 +89,18 @@ type chainState struct {
 	gaps map[uint64]int
 }
 
+// Scanner is the part of a Store that Verify reads.
+type Scanner interface {
+	Scan(ctx context.Context, fn func(Sealed) error) error
+}
+
 // Verify reads every record of s and checks each node's chain: sequence
 // numbers contiguous from 1 (or from a signed checkpoint left by a purge),
 // each record's Prev the hash of the record before it, checkpoint
 // signatures under opts.Keys, and (with opts.MaxCheckpointAge) a tail that
 // ends in a recent or final checkpoint. An error is returned only when s
 // cannot be read.
-func Verify(ctx context.Context, s Store, opts VerifyOptions) (Report, error) {
+func Verify(ctx context.Context, s Scanner, opts VerifyOptions) (Report, error) {
 	keys := map[string]ed25519.PublicKey{}
 	for _, k := range opts.Keys {
 		keys[KeyID(k)] = k

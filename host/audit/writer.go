@@ -368,21 +368,27 @@ func (w *Writer) commit(recs []pending, final bool) {
 			err = nil // it landed
 			goto done
 		case seq == batch[0].Seq-1 && head == recs[0].rec.Prev:
-			// nothing landed: append the same batch again
+			err = nil // nothing landed: append the same batch again
 		default:
 			w.o.Log.Error("authority.audit.chain.conflict", "node", w.o.Node, "expected_seq", batch[0].Seq-1, "store_seq", seq,
 				"detail", "another writer uses this node id (audit.node); continuing after the store's head")
 			w.seq, w.head = seq, head
-			batch, _ = w.seal(recs, final) // it encoded before
+			batch, err = w.seal(recs, final) // it encoded before: err is nil
 		}
 	}
 done:
 	if w.failing.Swap(nil) != nil {
 		w.o.Log.Info("authority.audit.sink.recovered", "node", w.o.Node)
 	}
-	for _, p := range recs {
+	for i, p := range recs {
 		if p.done != nil {
 			p.done <- nil
+		}
+		if p.rec.EventType == EventCheckpoint {
+			// A copy outside the sink: a verifier can compare the sink's
+			// checkpoints with the log's.
+			w.o.Log.Info("authority.audit.checkpoint", "node", w.o.Node, "seq", batch[i].Seq, "head", p.rec.Prev,
+				"hash", batch[i].Hash, "final", p.rec.Checkpoint.Final)
 		}
 	}
 	if w.o.Observer != nil {

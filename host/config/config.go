@@ -40,6 +40,7 @@ type Config struct {
 	Telemetry Telemetry `yaml:"telemetry"`
 	Limits    Limits    `yaml:"limits"`
 	Plugins   Plugins   `yaml:"plugins"`
+	Audit     Audit     `yaml:"audit"`
 	Admin     Admin     `yaml:"admin"`
 	Tenants   []Tenant  `yaml:"tenants"`
 }
@@ -61,6 +62,55 @@ func (c *Config) MTLSAlias() string {
 		return ""
 	}
 	return strings.TrimRight(c.MTLSIssuer, "/")
+}
+
+// Audit configures the durable, hash-chained audit trail (docs/audit.md).
+type Audit struct {
+	// Sink is where records go: "auto" (the default: postgres when
+	// storage.tokens is postgres, else file when file is set, else log),
+	// "postgres" (table authority_audit of storage.postgres), "file"
+	// (JSON lines at file) or "log" (the structured log only: nothing
+	// durable, no chain; development).
+	Sink string `yaml:"sink"`
+	// File is the JSON-lines file of the file sink; one node per file.
+	File string `yaml:"file"`
+	// Node names this node's chain: unique among the nodes sharing a sink,
+	// stable across restarts. Default: the host name.
+	Node string `yaml:"node"`
+	// SigningKeyFile holds the Ed25519 private key (PKCS#8 PEM) that signs
+	// chain checkpoints; GenerateKey creates one when missing
+	// (development). VerifyKeys are further public keys (PKIX PEM) that
+	// audit verify trusts: other nodes', retired ones.
+	SigningKeyFile string   `yaml:"signingKeyFile"`
+	GenerateKey    bool     `yaml:"generateKey"`
+	VerifyKeys     []string `yaml:"verifyKeys"`
+	// OnFailure is what /token does while the sink fails or its queue is
+	// full: "continue" (issue, count the lost records; /readyz notes it)
+	// or "refuse" (503 with Retry-After until the issuance record can be
+	// made durable; /readyz fails). Regulated tenants want refuse.
+	OnFailure string `yaml:"onFailure"`
+	// Retention is how long records are kept (0: forever); PurgeInterval
+	// how often older ones are deleted (whole chain segments, from a
+	// checkpoint on, so what is left still verifies).
+	Retention     Duration `yaml:"retention"`
+	PurgeInterval Duration `yaml:"purgeInterval"`
+	// QueueSize bounds the records waiting to be written; BatchMax is the
+	// most written in one transaction or fsync.
+	QueueSize int `yaml:"queueSize"`
+	BatchMax  int `yaml:"batchMax"`
+	// CheckpointInterval is how often a signed checkpoint is written.
+	CheckpointInterval Duration `yaml:"checkpointInterval"`
+	// WriteTimeout bounds one batch write.
+	WriteTimeout Duration `yaml:"writeTimeout"`
+}
+
+// TenantAudit is a tenant's choice of how its records hold the client
+// address: "hash" (the default: a keyed pseudonym) or "truncate" (the
+// network: IPv4Prefix bits of an IPv4 address, IPv6Prefix of an IPv6 one).
+type TenantAudit struct {
+	Network    string `yaml:"network"`
+	IPv4Prefix int    `yaml:"ipv4Prefix"`
+	IPv6Prefix int    `yaml:"ipv6Prefix"`
 }
 
 // Admin protects the administrative endpoint POST /admin/reload.
@@ -326,6 +376,8 @@ type Tenant struct {
 	// Plugins is the tenant's ordered plugin chain: policy decisions combine
 	// deny-overrides, and no plugin can loosen a native check.
 	Plugins []plugin.Spec `yaml:"plugins"`
+	// Audit is how the tenant's audit records hold personal data.
+	Audit TenantAudit `yaml:"audit"`
 }
 
 // SenderPolicy says which sender constraints a client must use.
@@ -472,10 +524,27 @@ func Default() *Config {
 		Plugins: Plugins{CacheDir: "var/plugin-cache", State: "memory", EventQueueSize: 1024, BreakerThreshold: 5,
 			BreakerCooldown: Duration(30 * time.Second),
 			Audit:           PluginAudit{RecordsPerCall: 8, BytesPerCall: 16 << 10, Rate: 10, Burst: 50}},
+		Audit: Audit{Sink: "auto", OnFailure: "continue", Retention: Duration(365 * 24 * time.Hour),
+			PurgeInterval: Duration(time.Hour), QueueSize: 4096, BatchMax: 512,
+			CheckpointInterval: Duration(time.Minute), WriteTimeout: Duration(5 * time.Second)},
 		Telemetry: Telemetry{ServiceName: "authority", SampleRatio: 1,
 			OTLP: OTLP{MetricInterval: Duration(30 * time.Second)}},
 		Limits: Limits{MaxBodyBytes: 64 << 10},
 	}
+}
+
+// AuditSink is the sink audit.sink selects: postgres, file or log.
+func (c *Config) AuditSink() string {
+	if c.Audit.Sink != "auto" && c.Audit.Sink != "" {
+		return c.Audit.Sink
+	}
+	switch {
+	case c.Storage.Tokens == "postgres":
+		return "postgres"
+	case c.Audit.File != "":
+		return "file"
+	}
+	return "log"
 }
 
 // EnvLookup is os.LookupEnv's signature, injectable for tests.

@@ -157,7 +157,7 @@ func TestSigningKeysExactlyOneActive(t *testing.T) {
 }
 
 func TestEnvironmentOverridesSecretsAndDSNs(t *testing.T) {
-	cfg, err := Parse([]byte(minimal + "storage:\n  tokens: postgres\n"))
+	cfg, err := Parse([]byte(minimal + "storage:\n  tokens: postgres\naudit:\n  signingKeyFile: k.pem\nplugins:\n  pseudonymSecretFile: p.secret\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,5 +389,63 @@ func TestRFC8414_2_IssuerIDIsCanonical(t *testing.T) {
 		if got := cfg.MTLSAlias(); got != c.alias {
 			t.Errorf("MTLSAlias(%q, https %q) = %q, want %q", c.mtlsIssuer, c.https, got, c.alias)
 		}
+	}
+}
+
+// A durable audit sink (PostgreSQL when the tokens are there, a file when
+// audit.file is set) needs its checkpoint key and the pseudonym secret;
+// each missing one is named.
+func TestAuditDurableSinkNeedsKeys(t *testing.T) {
+	for _, doc := range []string{
+		minimal + "storage:\n  tokens: postgres\n  postgres:\n    dsn: postgres://x@h/db\n",
+		minimal + "audit:\n  file: var/audit.jsonl\n",
+	} {
+		err := parseValidate(t, doc)
+		if err == nil || !strings.Contains(err.Error(), "audit.signingKeyFile: required") ||
+			!strings.Contains(err.Error(), "plugins.pseudonymSecretFile: required") {
+			t.Fatalf("err = %v", err)
+		}
+	}
+	cfg, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.AuditSink() != "log" {
+		t.Fatalf("memory tokens and no audit.file: sink %s, want log", cfg.AuditSink())
+	}
+}
+
+func TestAuditConfigErrorsNameTheKey(t *testing.T) {
+	keys := "audit:\n  signingKeyFile: k.pem\n  file: a.jsonl\nplugins:\n  pseudonymSecretFile: p.secret\n"
+	cases := map[string]string{
+		"audit.sink":                  strings.Replace(keys, "audit:\n", "audit:\n  sink: syslog\n", 1),
+		"audit.onFailure":             strings.Replace(keys, "audit:\n", "audit:\n  onFailure: maybe\n", 1),
+		"audit.retention":             strings.Replace(keys, "audit:\n", "audit:\n  retention: 30s\n", 1),
+		"audit.queueSize":             strings.Replace(keys, "audit:\n", "audit:\n  queueSize: 0\n", 1),
+		"audit.batchMax":              strings.Replace(keys, "audit:\n", "audit:\n  batchMax: 0\n", 1),
+		"audit.checkpointInterval":    strings.Replace(keys, "audit:\n", "audit:\n  checkpointInterval: 10ms\n", 1),
+		"audit.writeTimeout":          strings.Replace(keys, "audit:\n", "audit:\n  writeTimeout: 1m\n", 1),
+		"audit.node":                  strings.Replace(keys, "audit:\n", "audit:\n  node: \"a b\"\n", 1),
+		"tenants[0].audit.network":    keys + "TENANT_AUDIT:    audit: {network: keep}\n",
+		"tenants[0].audit.ipv4Prefix": keys + "TENANT_AUDIT:    audit: {network: truncate, ipv4Prefix: 32}\n",
+		"tenants[0].audit.ipv6Prefix": keys + "TENANT_AUDIT:    audit: {network: truncate, ipv6Prefix: 8}\n",
+	}
+	for key, extra := range cases {
+		t.Run(key, func(t *testing.T) {
+			doc := minimal + extra
+			if i := strings.Index(extra, "TENANT_AUDIT:"); i >= 0 {
+				line := strings.TrimPrefix(extra[i:], "TENANT_AUDIT:")
+				doc = strings.Replace(minimal, "    clients:", line+"    clients:", 1) + extra[:i]
+			}
+			err := parseValidate(t, doc)
+			if err == nil || !strings.Contains(err.Error(), key+":") {
+				t.Fatalf("err = %v, want one naming %s\n%s", err, key, doc)
+			}
+		})
+	}
+	// refuse needs a durable sink.
+	err := parseValidate(t, minimal+"audit:\n  onFailure: refuse\n")
+	if err == nil || !strings.Contains(err.Error(), "audit.onFailure: refuse needs a durable sink") {
+		t.Fatalf("err = %v", err)
 	}
 }

@@ -284,6 +284,8 @@ func (c *Config) Validate() error {
 		bad("limits.maxInFlight", "must be >= 0 (0: no cap), got %d", c.Limits.MaxInFlight)
 	}
 
+	c.validateAudit(bad)
+
 	if len(c.Tenants) == 0 {
 		bad("tenants", "at least one tenant is required")
 	}
@@ -300,6 +302,7 @@ func (c *Config) Validate() error {
 		}
 		tenantIDs[t.ID] = ti
 		validatePolicy(bad, c, tk+".senderConstraint", t.SenderConstraint)
+		validateTenantAudit(bad, tk+".audit", t.Audit)
 		if len(t.Plugins) > 0 {
 			if err := plugin.ValidateTenant(tk+".plugins", t.Plugins); err != nil {
 				errs = append(errs, err)
@@ -505,4 +508,80 @@ func (t *Tenant) Policy(cl *Client) SenderPolicy {
 		return *cl.SenderConstraint
 	}
 	return t.SenderConstraint
+}
+
+func (c *Config) validateAudit(bad func(key, format string, args ...any)) {
+	a := c.Audit
+	switch a.Sink {
+	case "", "auto", "log", "file", "postgres":
+	default:
+		bad("audit.sink", "must be auto, postgres, file or log, got %q", a.Sink)
+		return
+	}
+	sink := c.AuditSink()
+	switch {
+	case sink == "file" && a.File == "":
+		bad("audit.file", "required when audit.sink is file")
+	case sink == "postgres" && c.Storage.Tokens != "postgres" && c.Storage.Postgres.DSN == "":
+		bad("storage.postgres.dsn", "required when audit.sink is postgres (or set AUTHORITY_POSTGRES_DSN)")
+	}
+	if a.OnFailure != OnFailureContinue && a.OnFailure != OnFailureRefuse {
+		bad("audit.onFailure", "must be continue or refuse, got %q", a.OnFailure)
+	}
+	if sink == "log" {
+		if a.OnFailure == OnFailureRefuse {
+			bad("audit.onFailure", "refuse needs a durable sink (audit.sink postgres or file), but the sink is log")
+		}
+		return
+	}
+	if a.SigningKeyFile == "" {
+		bad("audit.signingKeyFile", "required: the %s sink's chain checkpoints are signed with it (audit.generateKey creates one in development)", sink)
+	}
+	if c.Plugins.PseudonymSecretFile == "" {
+		bad("plugins.pseudonymSecretFile", "required: the %s audit sink pseudonymizes subject, IP address and user agent with the tenants' keys derived from it", sink)
+	}
+	if a.Node != "" && !validID(a.Node) {
+		bad("audit.node", "must be 1-64 characters of a-z, A-Z, 0-9, '-', '_', '.', got %q", a.Node)
+	}
+	if a.Retention.D() < 0 {
+		bad("audit.retention", "must be >= 0 (0: keep forever)")
+	}
+	if a.Retention.D() > 0 && a.Retention.D() < 2*a.CheckpointInterval.D() {
+		bad("audit.retention", "must be at least twice audit.checkpointInterval (%s)", a.CheckpointInterval.D())
+	}
+	if a.PurgeInterval.D() < time.Second {
+		bad("audit.purgeInterval", "must be >= 1s")
+	}
+	if a.QueueSize < 1 || a.QueueSize > 1<<20 {
+		bad("audit.queueSize", "must be 1..1048576, got %d", a.QueueSize)
+	}
+	if a.BatchMax < 1 || a.BatchMax > 10000 {
+		bad("audit.batchMax", "must be 1..10000, got %d", a.BatchMax)
+	}
+	if a.CheckpointInterval.D() < time.Second {
+		bad("audit.checkpointInterval", "must be >= 1s")
+	}
+	if a.WriteTimeout.D() <= 0 || a.WriteTimeout.D() >= HTTPWriteTimeout {
+		bad("audit.writeTimeout", "must be > 0 and < %s", HTTPWriteTimeout)
+	}
+}
+
+// Audit failure policies (audit.onFailure).
+const (
+	OnFailureContinue = "continue"
+	OnFailureRefuse   = "refuse"
+)
+
+func validateTenantAudit(bad func(key, format string, args ...any), key string, a TenantAudit) {
+	switch a.Network {
+	case "", "hash", "truncate":
+	default:
+		bad(key+".network", "must be hash or truncate, got %q", a.Network)
+	}
+	if a.IPv4Prefix != 0 && (a.IPv4Prefix < 8 || a.IPv4Prefix > 31) {
+		bad(key+".ipv4Prefix", "must be 8..31 (0: 24), got %d", a.IPv4Prefix)
+	}
+	if a.IPv6Prefix != 0 && (a.IPv6Prefix < 16 || a.IPv6Prefix > 127) {
+		bad(key+".ipv6Prefix", "must be 16..127 (0: 48), got %d", a.IPv6Prefix)
+	}
 }

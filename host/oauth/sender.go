@@ -32,10 +32,29 @@ type SenderOptions struct {
 	DPoP    *dpop.Verifier
 	Metrics *telemetry.Metrics
 	Tracing *telemetry.Tracing
-	Audit   audit.Sink
+	// Audit receives every security event: the log and the plugins.
+	Audit audit.Sink
+	// Trail is the durable audit trail (nil with audit.sink log); every
+	// event goes to it too. With RefuseWithoutTrail (audit.onFailure
+	// refuse), no token is handed out before its issuance record is
+	// durable in it.
+	Trail              Trail
+	RefuseWithoutTrail bool
+	// TrailTimeout bounds the wait for an issuance record under
+	// RefuseWithoutTrail.
+	TrailTimeout time.Duration
 	// DevCA, when set, is trusted for tls_client_auth by tenants that
 	// configure no trustRoots (tls.devPki only).
 	DevCA *x509.Certificate
+}
+
+// Trail is the durable audit trail (audit.Writer).
+type Trail interface {
+	audit.Sink
+	// Admit says whether a record would be taken now.
+	Admit() error
+	// RecordDurable returns once e is durable, or why it is not.
+	RecordDurable(ctx context.Context, e audit.Event) error
 }
 
 // senderConstraints holds the native DPoP and mTLS enforcement. Plugins
@@ -45,7 +64,11 @@ type senderConstraints struct {
 	dpop     *dpop.Verifier
 	metrics  *telemetry.Metrics
 	tracing  *telemetry.Tracing
-	audit    audit.Sink
+	audit    audit.Sink // everything: others and the trail
+	others   audit.Sink // the log and the plugins
+	trail    Trail
+	refuse   bool
+	trailTTL time.Duration
 	log      *slog.Logger
 	now      func() time.Time
 	trust    map[string]*mtls.TrustStore
@@ -62,6 +85,14 @@ func newSenderConstraints(cfg *config.Config, o SenderOptions, now func() time.T
 	}
 	if sc.audit == nil {
 		sc.audit = audit.LogSink{Logger: log}
+	}
+	sc.others = sc.audit
+	if o.Trail != nil {
+		sc.trail, sc.refuse, sc.trailTTL = o.Trail, o.RefuseWithoutTrail, o.TrailTimeout
+		sc.audit = audit.Multi{sc.others, o.Trail}
+		if sc.trailTTL <= 0 {
+			sc.trailTTL = 5 * time.Second
+		}
 	}
 	if cfg.Security.SenderConstraints.DPoP.Enabled && sc.dpop == nil {
 		return nil, errors.New("security.senderConstraints.dpop.enabled: no DPoP verifier was configured")
@@ -334,12 +365,14 @@ func (sc *senderConstraints) bindToken(ctx context.Context, r *Request, cl *Clie
 			sc.log.WarnContext(ctx, "authority.dpop.proof.bypass", "tenant", cl.Tenant, "client", cl.ID,
 				"authority.dpop_result", "bypass", "correlation_id", r.CorrelationID)
 			sc.audit.Record(ctx, audit.Event{Type: abi.EventDPoPBypass, Outcome: audit.OutcomeSuccess,
-				Tenant: cl.Tenant, Client: cl.ID, Reason: "allowTemporaryBypass", CorrelationID: r.CorrelationID})
+				Tenant: cl.Tenant, Client: cl.ID, Reason: "allowTemporaryBypass", CorrelationID: r.CorrelationID,
+				RemoteAddr: r.RemoteAddr, UserAgent: r.UserAgent})
 			return b, nil
 		}
 		if nonceRequired {
 			logReq("missing", "missing", "")
 			sc.metrics.NonceMiss(ctx)
+			sc.nonceMiss(ctx, r, cl, abi.NonceMissing, nil)
 			return b, withNonce(&Error{Status: 400, Code: CodeUseDPoPNonce, Reason: "dpop-missing",
 				Description: "a DPoP proof with a server-provided nonce is required"}, "")
 		}
@@ -455,6 +488,7 @@ func (sc *senderConstraints) dpopFailure(ctx context.Context, r *Request, cl *Cl
 		}
 		logReq("nonce_miss", status, jkt)
 		sc.metrics.NonceMiss(ctx)
+		sc.nonceMiss(ctx, r, cl, map[bool]string{true: abi.NonceMissing, false: abi.NonceStale}[status == "missing"], de.Proof)
 		return challenge(withNonce(&Error{Status: 400, Code: CodeUseDPoPNonce, Reason: "dpop-" + de.Check,
 			Description: de.Description}, de.NextNonce))
 	default:
@@ -473,6 +507,18 @@ func (sc *senderConstraints) dpopFailure(ctx context.Context, r *Request, cl *Cl
 		}
 		return challenge(withNonce(e, de.NextNonce))
 	}
+}
+
+// nonceMiss records a DPoP nonce miss: a required nonce absent (no proof,
+// or a proof without one) or stale.
+func (sc *senderConstraints) nonceMiss(ctx context.Context, r *Request, cl *Client, status string, p *dpop.Proof) {
+	sc2 := map[string]string{"nonce": status, "present": "false"}
+	if p != nil {
+		sc2["present"], sc2["jkt"], sc2["alg"] = "true", p.JKT, p.Alg
+	}
+	sc.audit.Record(ctx, audit.Event{Type: abi.EventDPoPNonceMiss, Outcome: audit.OutcomeFailure, Tenant: cl.Tenant,
+		Client: cl.ID, Reason: "nonce-" + status, CorrelationID: r.CorrelationID, RemoteAddr: r.RemoteAddr,
+		UserAgent: r.UserAgent, SenderConstraint: sc2})
 }
 
 // dpopChallenge is the RFC 9449 §7.1 WWW-Authenticate challenge for e.

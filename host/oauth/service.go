@@ -131,18 +131,64 @@ const TokenTypeJWT = "at+jwt"
 // Token handles POST /token and counts its outcome.
 func (s *Service) Token(ctx context.Context, r *Request) (*TokenResponse, *Error) {
 	out := tokenOutcome{TokenOutcome: telemetry.TokenOutcome{Tenant: "unknown", GrantType: "other", SenderConstraint: "none"}}
-	resp, e := s.token(ctx, r, &out)
+	var resp *TokenResponse
+	var e *Error
+	sc := s.sender
+	if err := s.admitTrail(); err != nil {
+		e = ErrUnavailable("audit-unavailable", err)
+	} else {
+		resp, e = s.token(ctx, r, &out)
+	}
+	ev := tokenEvent(r, &out, e)
+	if e == nil && sc.refuse {
+		// audit.onFailure refuse: the token leaves only with its record.
+		tctx, cancel := context.WithTimeout(ctx, sc.trailTTL)
+		err := sc.trail.RecordDurable(tctx, ev)
+		cancel()
+		if err == nil {
+			sc.metrics.Token(ctx, out.TokenOutcome)
+			sc.others.Record(ctx, ev)
+			return resp, nil
+		}
+		if out.jti != "" {
+			if _, rerr := s.store.Revoke(context.WithoutCancel(ctx), out.jti, s.now()); rerr != nil {
+				s.log.ErrorContext(ctx, "authority.audit.revoke.failed", "jti", out.jti, "error", rerr.Error())
+			}
+		}
+		resp, e = nil, ErrUnavailable("audit-unavailable", err)
+		ev = tokenEvent(r, &out, e)
+	}
+	if e != nil {
+		out.Error = e.Code
+	}
+	sc.metrics.Token(ctx, out.TokenOutcome)
+	sc.audit.Record(ctx, ev)
+	return resp, e
+}
+
+// admitTrail refuses a token request up front, under audit.onFailure
+// refuse, while the audit trail cannot take records.
+func (s *Service) admitTrail() error {
+	if !s.sender.refuse {
+		return nil
+	}
+	return s.sender.trail.Admit()
+}
+
+// tokenEvent is the audit event of a token request's outcome.
+func tokenEvent(r *Request, out *tokenOutcome, e *Error) audit.Event {
 	ev := audit.Event{Type: abi.EventTokenIssued, Outcome: audit.OutcomeSuccess, CorrelationID: r.CorrelationID,
 		Tenant: out.Tenant, Client: out.client, Subject: out.client, Scopes: out.scopes, TokenID: out.jti,
 		RemoteAddr: r.RemoteAddr, UserAgent: r.UserAgent, Annotations: annotationMap(out.annotations)}
 	if e != nil {
-		out.Error = e.Code
 		ev.Type, ev.Outcome, ev.Reason = abi.EventTokenDenied, audit.OutcomeFailure, e.Reason
 		switch {
 		case e.Status >= 500:
 			ev.Outcome = audit.OutcomeError
 		case e.Status == http.StatusTooManyRequests:
 			ev.Outcome = audit.OutcomeRateLimited // a policy plugin's rate limit
+		case e.Status == http.StatusLocked:
+			ev.Outcome = audit.OutcomeLockedOut // a policy plugin's lockout
 		}
 	}
 	if out.cnf.JKT != "" || out.cnf.X5tS256 != "" {
@@ -150,12 +196,13 @@ func (s *Service) Token(ctx context.Context, r *Request) (*TokenResponse, *Error
 		if out.alg != "" {
 			ev.SenderConstraint["alg"] = out.alg
 		}
+		if out.nonce != "" {
+			ev.SenderConstraint["nonce"] = out.nonce
+		}
 	} else if out.bypass && e == nil {
 		ev.SenderConstraint = map[string]string{"bypass": "true"}
 	}
-	s.sender.metrics.Token(ctx, out.TokenOutcome)
-	s.sender.audit.Record(ctx, ev)
-	return resp, e
+	return ev
 }
 
 // tokenOutcome is what a token request produced, for metrics and audit.
@@ -166,6 +213,7 @@ type tokenOutcome struct {
 	scopes []string
 	cnf    Cnf
 	alg    string // the DPoP proof's algorithm, when one bound the token
+	nonce  string // the DPoP nonce status (abi.Nonce*), when a proof bound it
 	bypass bool   // issued unbound under allowTemporaryBypass
 	// annotations are the plugin chain's, for the audit record.
 	annotations []abi.KV
@@ -213,6 +261,9 @@ func (s *Service) token(ctx context.Context, r *Request, out *tokenOutcome) (*To
 		return nil, e
 	}
 	out.SenderConstraint, out.scopes, out.cnf, out.alg, out.bypass = b.kind(), scopes, b.cnf, b.alg, b.dpopResult == "bypass"
+	if b.cnf.JKT != "" {
+		out.nonce = b.nonceStatus
+	}
 	withNonce := func(e *Error) *Error {
 		if b.nonce != "" {
 			e.WithHeader("DPoP-Nonce", b.nonce)

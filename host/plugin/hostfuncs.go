@@ -265,6 +265,13 @@ func Pseudonym(key, v []byte) []byte {
 	return h.Sum(nil)
 }
 
+// PseudonymString is what the pseudonymize host function writes:
+// base64url (unpadded, 43 bytes) of Pseudonym. The host's own audit
+// records use it too, so host and plugin pseudonyms of a value match.
+func PseudonymString(key, v []byte) string {
+	return base64.RawURLEncoding.EncodeToString(Pseudonym(key, v))
+}
+
 func readKey(m api.Memory, ptr, n uint32) (string, bool) {
 	if n == 0 || n > maxKeyBytes {
 		return "", false

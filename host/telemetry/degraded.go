@@ -22,6 +22,7 @@ var DegradedReasons = []string{
 	"dpop-state",             // the DPoP replay/nonce state (Redis) failed
 	"dpop-nonce-unavailable", // a DPoP answer could not get its nonce
 	"state-lost",             // the DPoP state was lost; the proof may predate the loss
+	"audit-unavailable",      // audit.onFailure refuse: the issuance record could not be made durable
 	"other",
 }
 

@@ -34,6 +34,7 @@ type Metrics struct {
 	provider *sdkmetric.MeterProvider
 	registry *prometheus.Registry
 	handler  http.Handler
+	audit    *auditMetrics
 
 	nonceMiss     metric.Int64Counter
 	mtlsMismatch  metric.Int64Counter
