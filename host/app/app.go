@@ -59,6 +59,8 @@ type Authority struct {
 	// rawStore is Store without instrumentation (for maintenance calls).
 	rawStore store.TokenStore
 	closers  []func() error
+	// trail is the durable audit trail (nil with audit.sink log).
+	trail *trail
 
 	// What a reload reuses, and the swappable plugin set.
 	redis    redis.UniversalClient
@@ -82,6 +84,9 @@ type Authority struct {
 type Options struct {
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// AuditStore, when set, replaces the store audit.sink selects (fault
+	// injection in tests); the configured sink must not be log.
+	AuditStore audit.Store
 }
 
 // Build assembles every component. Close releases them.
@@ -147,6 +152,7 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 	a.closers = append(a.closers, func() error { return a.Tracing.Shutdown(context.Background()) })
 
 	var checks []server.Checker
+	var pgStore *postgres.Store
 	switch cfg.Storage.Tokens {
 	case "postgres":
 		pg, err := postgres.Open(ctx, postgres.Options{
@@ -163,7 +169,7 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 		if err != nil {
 			return nil, fmt.Errorf("storage.postgres: %w", err)
 		}
-		a.Store = pg
+		a.Store, pgStore = pg, pg
 	default:
 		a.Store = store.NewMemory(store.MemoryOptions{Now: o.Now, Retention: cfg.Storage.Retention.D()})
 	}
@@ -210,7 +216,17 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 
 	a.logSink = audit.LogSink{Logger: log}
 	a.log, a.now, a.verifier, a.keys, a.devCA = log, o.Now, verifier, ks, devCA
-	mgr, err := buildPlugins(ctx, cfg, log, o.Now, a.Metrics, a.Tracing.Tracer(), a.logSink, pluginStateFor(cfg, a.redis))
+	if a.trail, err = buildTrail(ctx, cfg, log, a.Metrics, pgStore, o); err != nil {
+		return nil, err
+	}
+	if a.trail != nil {
+		t := a.trail
+		// Closed after the plugins (whose last records it takes) and
+		// before the token store (whose pool it may share).
+		a.closers = append(a.closers, func() error { return t.close(cfg.Listen.ShutdownTimeout.D()) })
+		checks = append(checks, server.Checker{Name: "audit", Public: true, Check: t.check})
+	}
+	mgr, err := buildPlugins(ctx, cfg, log, o.Now, a.Metrics, a.Tracing.Tracer(), a.hostSink(), pluginStateFor(cfg, a.redis))
 	if err != nil {
 		return nil, err
 	}
@@ -252,9 +268,29 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 func (a *Authority) newService(cfg *config.Config) (*oauth.Service, error) {
 	return oauth.NewService(oauth.Options{
 		Config: cfg, Keys: a.keys, Store: a.Store, Logger: a.log, Now: a.now, Plugins: &a.plugins,
-		Sender: oauth.SenderOptions{DPoP: a.verifier, Metrics: a.Metrics, Tracing: a.Tracing, DevCA: a.devCA,
-			Audit: audit.Multi{a.logSink, &a.plugins}},
+		Sender: a.senderOptions(cfg),
 	})
+}
+
+// senderOptions are the OAuth service's sender-constraint dependencies:
+// every event goes to the log, the plugins and the durable trail.
+func (a *Authority) senderOptions(cfg *config.Config) oauth.SenderOptions {
+	o := oauth.SenderOptions{DPoP: a.verifier, Metrics: a.Metrics, Tracing: a.Tracing, DevCA: a.devCA,
+		Audit: audit.Multi{a.logSink, &a.plugins}}
+	if a.trail != nil {
+		o.Trail, o.RefuseWithoutTrail, o.TrailTimeout = a.trail.writer, a.trail.refuse, cfg.Audit.WriteTimeout.D()
+	}
+	return o
+}
+
+// hostSink receives what the host records outside the OAuth service
+// (plugin records and failures, reloads): the log and the durable trail,
+// never the plugins.
+func (a *Authority) hostSink() audit.Sink {
+	if a.trail == nil {
+		return a.logSink
+	}
+	return audit.Multi{a.logSink, a.trail.writer}
 }
 
 // Plugins returns the current plugin manager (nil without plugins).
@@ -289,6 +325,9 @@ func Run(ctx context.Context, path string, cfg *config.Config, log *slog.Logger)
 	a.ConfigPath = path
 	defer a.Close()
 	go a.purgeExpired(ctx, log)
+	if a.trail != nil {
+		go a.trail.purge(ctx, cfg.Audit, log)
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -24,6 +24,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"stellaops.org/authority/host/app"
+	"stellaops.org/authority/host/audit"
 	"stellaops.org/authority/host/config"
 	"stellaops.org/authority/host/mtls"
 	"stellaops.org/authority/host/mtls/mtlstest"
@@ -164,6 +165,8 @@ type envOptions struct {
 	keyDir    string // shared signing-key directory (two nodes); a temp dir when empty
 	quiet     bool   // format logs but discard them (benchmarks)
 	startTime time.Time
+	// auditStore replaces the audit file (fault injection).
+	auditStore audit.Store
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -221,6 +224,14 @@ func newEnv(t testing.TB, o envOptions) *env {
 			markRedisStateClean(t, o.redis, o.redisPfx)
 		}
 	}
+	// Every node keeps a durable audit trail: its own file (or, on
+	// PostgreSQL, the table), its own chain id, the shared keys.
+	cfg.Audit.File = filepath.Join(dir, "audit", "audit.jsonl")
+	cfg.Audit.Node = "node-" + filepath.Base(dir)
+	cfg.Audit.SigningKeyFile, cfg.Audit.GenerateKey = filepath.Join(keyDir, "audit-checkpoint.pem"), true
+	if cfg.Plugins.PseudonymSecretFile == "" {
+		cfg.Plugins.PseudonymSecretFile, cfg.Plugins.GenerateSecret = filepath.Join(keyDir, "pseudonym.secret"), true
+	}
 	if o.mutate != nil {
 		o.mutate(cfg)
 	}
@@ -238,7 +249,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		sink = io.Discard
 	}
 	log := app.NewLogger(sink, "info")
-	a, err := app.Build(context.Background(), cfg, log, app.Options{Now: clk.Now})
+	a, err := app.Build(context.Background(), cfg, log, app.Options{Now: clk.Now, AuditStore: o.auditStore})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,7 +48,7 @@ func buildPlugins(ctx context.Context, cfg *config.Config, log *slog.Logger, now
 	deps := plugin.Deps{
 		Clock:    clockFunc(now),
 		Logger:   log,
-		Observer: pluginObserver{m},
+		Observer: newPluginObserver(m, sink, now),
 		Metrics:  m,
 		Tracer:   tracer,
 		Counters: state.counters,
@@ -192,11 +194,54 @@ type clockFunc func() time.Time
 
 func (c clockFunc) Now() time.Time { return c() }
 
-// pluginObserver feeds plugin calls into authority_plugin_* metrics.
-type pluginObserver struct{ m *telemetry.Metrics }
+// pluginObserver feeds plugin calls into authority_plugin_* metrics, and
+// failed calls into the audit trail (authority.plugin.failure): at most
+// one record per second per tenant, plugin, hook and failure kind, the
+// next one counting those it stands for ("suppressed"), so a plugin that
+// fails on every request cannot flood the trail.
+type pluginObserver struct {
+	m    *telemetry.Metrics
+	sink audit.Sink
+	now  func() time.Time
+	last *sync.Map // failureKey -> *failureState
+}
+
+type failureKey struct{ tenant, plugin, hook, kind string }
+
+type failureState struct {
+	mu         sync.Mutex
+	at         time.Time
+	suppressed int
+}
+
+func newPluginObserver(m *telemetry.Metrics, sink audit.Sink, now func() time.Time) pluginObserver {
+	return pluginObserver{m: m, sink: sink, now: now, last: &sync.Map{}}
+}
 
 func (o pluginObserver) PluginCall(tenant, plugin, hook string, elapsed time.Duration, failure plugin.FailureKind) {
 	o.m.PluginCall(tenant, plugin, hook, elapsed, string(failure))
+	if failure == "" || o.sink == nil {
+		return
+	}
+	k := failureKey{tenant, plugin, hook, string(failure)}
+	v, _ := o.last.LoadOrStore(k, &failureState{})
+	st := v.(*failureState)
+	now := o.now()
+	st.mu.Lock()
+	if !st.at.IsZero() && now.Sub(st.at) < time.Second {
+		st.suppressed++
+		st.mu.Unlock()
+		return
+	}
+	suppressed := st.suppressed
+	st.at, st.suppressed = now, 0
+	st.mu.Unlock()
+	props := map[string]string{"plugin": plugin, "hook": hook}
+	if suppressed > 0 {
+		props["suppressed"] = strconv.Itoa(suppressed)
+	}
+	o.sink.Record(context.Background(), audit.Event{Type: audit.EventPluginFailure, Time: now, Tenant: tenant,
+		Outcome: audit.OutcomeError, Reason: string(failure), Properties: props})
 }
 
 // pluginAudit receives the events plugins emit with audit_emit and writes
@@ -206,9 +251,20 @@ func (o pluginObserver) PluginCall(tenant, plugin, hook string, elapsed time.Dur
 type pluginAudit struct{ sink audit.Sink }
 
 func (a pluginAudit) Audit(ctx context.Context, name string, ev abi.Event) error {
-	a.sink.Record(ctx, audit.Event{Source: plugin.PluginSource(name), Type: ev.Type, Time: ev.Time,
+	e := audit.Event{Source: plugin.PluginSource(name), Type: ev.Type, Time: ev.Time,
 		CorrelationID: ev.CorrelationID, Tenant: ev.Tenant, Outcome: ev.Outcome, Reason: ev.Reason,
-		Subject: ev.Subject, Client: ev.Client, Scopes: ev.Scopes})
+		Subject: ev.Subject, Client: ev.Client, Scopes: ev.Scopes, RemoteAddr: ev.RemoteAddr, UserAgent: ev.UserAgent,
+		ConstraintKind: ev.SenderConstraint, DPoP: ev.DPoP, MTLS: ev.MTLS}
+	if e.ConstraintKind == "" && (ev.DPoP != (abi.DPoP{}) || ev.MTLS != (abi.MTLS{})) {
+		e.ConstraintKind = abi.ConstraintNone
+	}
+	if len(ev.Attributes) > 0 {
+		e.Properties = make(map[string]string, len(ev.Attributes))
+		for _, kv := range ev.Attributes {
+			e.Properties[kv.Key] = kv.Value
+		}
+	}
+	a.sink.Record(ctx, e)
 	return nil
 }
 
@@ -225,7 +281,7 @@ func (p pluginEvents) Record(_ context.Context, e audit.Event) {
 	if ev.Time.IsZero() {
 		ev.Time = time.Now().UTC()
 	}
-	ev.SenderConstraint, ev.DPoP, ev.MTLS = eventConstraint(e)
+	ev.SenderConstraint, ev.DPoP, ev.MTLS = audit.Constraint(e)
 	if e.TokenID != "" {
 		ev.Attributes = append(ev.Attributes, abi.KV{Key: "jti", Value: e.TokenID})
 	}
@@ -233,40 +289,6 @@ func (p pluginEvents) Record(_ context.Context, e audit.Event) {
 		ev.Attributes = append(ev.Attributes, abi.KV{Key: "annotation." + k, Value: e.Annotations[k]})
 	}
 	p.mgr.Emit(e.Tenant, ev)
-}
-
-// eventConstraint maps what a host audit record says about the sender
-// constraint onto the ABI's words (abi/SPEC.md §4.2, §4.3, §4.6): a bound
-// token's key and certificate passed the native checks (ok); a replayed
-// proof, a bypass and a certificate mismatch say so.
-func eventConstraint(e audit.Event) (string, abi.DPoP, abi.MTLS) {
-	sc := e.SenderConstraint
-	jkt, x5t := sc["jkt"], sc["x5t#S256"]
-	switch e.Type {
-	case abi.EventDPoPReplay:
-		return abi.ConstraintDPoP, abi.DPoP{Present: true, Result: abi.DPoPReplay, JKT: jkt, Alg: sc["alg"]}, abi.MTLS{}
-	case abi.EventDPoPBypass:
-		return abi.ConstraintBypass, abi.DPoP{Result: abi.DPoPBypass}, abi.MTLS{}
-	case abi.EventMTLSBindingMismatch:
-		// x5t is the token's binding; Reason is the native result.
-		m := abi.MTLS{Present: e.Reason == abi.MTLSThumbprintMismatch, Thumbprint: x5t, Result: e.Reason}
-		return abi.ConstraintMTLS, abi.DPoP{}, m
-	}
-	var d abi.DPoP
-	var m abi.MTLS
-	kind := abi.ConstraintNone
-	if jkt != "" {
-		d = abi.DPoP{Present: true, Valid: true, Result: abi.DPoPOK, JKT: jkt, Alg: sc["alg"]}
-		kind = abi.ConstraintDPoP
-	}
-	if x5t != "" {
-		m = abi.MTLS{Present: true, Thumbprint: x5t, Result: abi.MTLSOK}
-		kind = map[bool]string{true: abi.ConstraintDPoPMTLS, false: abi.ConstraintMTLS}[jkt != ""]
-	}
-	if sc["bypass"] == "true" {
-		kind, d = abi.ConstraintBypass, abi.DPoP{Result: abi.DPoPBypass}
-	}
-	return kind, d, m
 }
 
 // tenantSecrets derives each tenant's pseudonymization key from the host

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"stellaops.org/authority/host/audit"
 	"stellaops.org/authority/host/config"
 	"stellaops.org/authority/host/plugin"
 )
@@ -27,6 +28,11 @@ func (a *Authority) Reload(ctx context.Context) error {
 	defer a.reloadMu.Unlock()
 	err := a.reload(ctx)
 	a.Metrics.ConfigReload(ctx, err == nil)
+	ev := audit.Event{Type: audit.EventConfigReload, Outcome: audit.OutcomeSuccess, Time: a.now().UTC()}
+	if err != nil {
+		ev.Outcome, ev.Reason = audit.OutcomeFailure, "invalid-configuration"
+	}
+	a.hostSink().Record(ctx, ev)
 	if err != nil {
 		// /readyz is unauthenticated: it says that the reload failed and when,
 		// the reason (paths, keys) is in the log record.
@@ -52,7 +58,7 @@ func (a *Authority) reload(ctx context.Context) error {
 		a.log.WarnContext(ctx, "authority.config.reload.restart_required", "sections", changed)
 		keepRunning(cfg, a.Config)
 	}
-	mgr, err := buildPlugins(ctx, cfg, a.log, a.now, a.Metrics, a.Tracing.Tracer(), a.logSink, pluginStateFor(cfg, a.redis))
+	mgr, err := buildPlugins(ctx, cfg, a.log, a.now, a.Metrics, a.Tracing.Tracer(), a.hostSink(), pluginStateFor(cfg, a.redis))
 	if err != nil {
 		return err
 	}
@@ -66,6 +72,9 @@ func (a *Authority) reload(ctx context.Context) error {
 	old := a.plugins.p.Swap(mgr)
 	a.Server.SetService(svc)
 	a.Service, a.Config = svc, cfg
+	if a.trail != nil {
+		a.trail.pseudo.update(cfg)
+	}
 	if old != nil {
 		a.retire(old)
 	}
@@ -122,6 +131,7 @@ func keepRunning(cfg, running *config.Config) {
 	cfg.Security.SenderConstraints.DPoP = running.Security.SenderConstraints.DPoP
 	cfg.Security.TrustedProxies = running.Security.TrustedProxies
 	cfg.Telemetry, cfg.Logging, cfg.Limits, cfg.Admin = running.Telemetry, running.Logging, running.Limits, running.Admin
+	cfg.Audit = running.Audit
 }
 
 var restartSections = []struct {
@@ -135,6 +145,7 @@ var restartSections = []struct {
 	{"tls", func(c *config.Config) any { return c.TLS }},
 	{"signing", func(c *config.Config) any { return c.Signing }},
 	{"storage", func(c *config.Config) any { return c.Storage }},
+	{"audit", func(c *config.Config) any { return c.Audit }},
 	{"security.senderConstraints.dpop", func(c *config.Config) any { return c.Security.SenderConstraints.DPoP }},
 	{"security.trustedProxies", func(c *config.Config) any { return c.Security.TrustedProxies }},
 	{"telemetry", func(c *config.Config) any { return c.Telemetry }},

@@ -1,0 +1,232 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"stellaops.org/authority/host/audit"
+	"stellaops.org/authority/host/config"
+	"stellaops.org/authority/host/plugin"
+	"stellaops.org/authority/host/store/postgres"
+	"stellaops.org/authority/host/telemetry"
+)
+
+// trail is the running audit trail: the durable store, its writer and how
+// records pseudonymize personal data.
+type trail struct {
+	store  audit.Store
+	writer *audit.Writer
+	pseudo *pseudonyms
+	refuse bool
+	// closeStore is false when the store shares the token store's pool.
+	closeStore bool
+}
+
+// AuditNode is the chain id of this node: audit.node, else the host name.
+func AuditNode(cfg *config.Config) (string, error) {
+	if cfg.Audit.Node != "" {
+		return cfg.Audit.Node, nil
+	}
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "", fmt.Errorf("audit.node: not set and the host name is unknown (%v)", err)
+	}
+	return h, nil
+}
+
+// OpenAuditStore opens the store audit.sink selects (nil for log). pg is
+// the running token store, whose pool the table shares; without it (the
+// audit CLI) the table is opened on storage.postgres.dsn.
+func OpenAuditStore(ctx context.Context, cfg *config.Config, pg *postgres.Store) (audit.Store, bool, error) {
+	switch cfg.AuditSink() {
+	case "file":
+		s, err := audit.OpenFile(config.ResolvePath(cfg.Audit.File))
+		if err != nil {
+			return nil, false, fmt.Errorf("audit.file: %w", err)
+		}
+		return s, true, nil
+	case "postgres":
+		if pg != nil {
+			return pg.Audit(), false, nil
+		}
+		// Only the CLI opens the table on its own, to read it: it never
+		// migrates (the server does).
+		s, err := postgres.OpenAuditDSN(ctx, cfg.Storage.Postgres.DSN, cfg.Storage.Postgres.Schema, false)
+		if err != nil {
+			return nil, false, fmt.Errorf("audit (storage.postgres): %w", err)
+		}
+		return s, true, nil
+	}
+	return nil, false, nil
+}
+
+// buildTrail opens the audit sink and starts its writer; nil with
+// audit.sink log.
+func buildTrail(ctx context.Context, cfg *config.Config, log *slog.Logger, m *telemetry.Metrics, pg *postgres.Store, o Options) (*trail, error) {
+	if cfg.AuditSink() == "log" {
+		log.Warn("authority.audit.sink.none", "detail", "audit records go to the log only: no durable, verifiable trail (set audit.file or use PostgreSQL)")
+		return nil, nil
+	}
+	secret, err := pseudonymSecret(cfg.Plugins)
+	if err != nil {
+		return nil, fmt.Errorf("plugins.pseudonymSecretFile: %w", err)
+	}
+	key, err := audit.LoadSigningKey(config.ResolvePath(cfg.Audit.SigningKeyFile), cfg.Audit.GenerateKey)
+	if err != nil {
+		return nil, fmt.Errorf("audit.signingKeyFile: %w", err)
+	}
+	node, err := AuditNode(cfg)
+	if err != nil {
+		return nil, err
+	}
+	st, closeStore := o.AuditStore, false
+	if st == nil {
+		if st, closeStore, err = OpenAuditStore(ctx, cfg, pg); err != nil {
+			return nil, err
+		}
+	}
+	t := &trail{store: st, pseudo: newPseudonyms(secret, cfg), refuse: cfg.Audit.OnFailure == config.OnFailureRefuse, closeStore: closeStore}
+	a := cfg.Audit
+	t.writer, err = audit.NewWriter(ctx, audit.WriterOptions{Node: node, Store: st, Signer: audit.NewSigner(key),
+		Pseudonymizer: t.pseudo, QueueSize: a.QueueSize, BatchMax: a.BatchMax, CheckpointInterval: a.CheckpointInterval.D(),
+		WriteTimeout: a.WriteTimeout.D(), Observer: m, Log: log, Now: o.Now})
+	if err != nil {
+		if closeStore {
+			st.Close()
+		}
+		return nil, err
+	}
+	if err := m.ObserveAudit(t.writer.QueueDepth); err != nil {
+		return nil, err
+	}
+	log.Info("authority.audit.sink", "sink", cfg.AuditSink(), "node", node, "on_failure", a.OnFailure)
+	return t, nil
+}
+
+// close writes what is queued and a final checkpoint, then closes the
+// store it owns.
+func (t *trail) close(timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err := t.writer.Close(ctx)
+	if t.closeStore {
+		if cerr := t.store.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// check is the /readyz check of the trail: failing under
+// audit.onFailure refuse (this node refuses tokens), a note otherwise.
+func (t *trail) check(context.Context) error {
+	err := t.writer.Admit()
+	if err == nil {
+		return nil
+	}
+	// The cause (a DSN, a path) stays in the log: /readyz is public.
+	msg := fmt.Sprintf("audit sink unavailable: records are queued or dropped (%d dropped so far; see authority.audit.sink.failed)", t.writer.Dropped())
+	if t.refuse {
+		return publicError(msg + "; tokens are refused (audit.onFailure refuse)")
+	}
+	return degraded(msg)
+}
+
+type publicError string
+
+func (e publicError) Error() string { return string(e) }
+
+// purge deletes audit records older than audit.retention every
+// audit.purgeInterval until ctx ends.
+func (t *trail) purge(ctx context.Context, cfg config.Audit, log *slog.Logger) {
+	if cfg.Retention.D() <= 0 {
+		return
+	}
+	tk := time.NewTicker(cfg.PurgeInterval.D())
+	defer tk.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tk.C:
+			n, err := t.store.Purge(ctx, now.Add(-cfg.Retention.D()))
+			if err != nil && ctx.Err() == nil {
+				log.Warn("authority.audit.purge.failed", "error", err.Error())
+				continue
+			}
+			if n > 0 {
+				log.Info("authority.audit.purged", "records", n)
+			}
+		}
+	}
+}
+
+// pseudonyms implements audit.Pseudonymizer with the tenants' keys (the
+// same pseudonyms the pseudonymize host function gives plugins) and each
+// tenant's tenants[].audit choice for the client address.
+type pseudonyms struct {
+	secret tenantSecrets
+	keys   sync.Map // tenant -> []byte
+	net    atomic.Pointer[map[string]config.TenantAudit]
+}
+
+func newPseudonyms(secret []byte, cfg *config.Config) *pseudonyms {
+	p := &pseudonyms{secret: tenantSecrets(secret)}
+	p.update(cfg)
+	return p
+}
+
+// update takes the tenants' choices of a (reloaded) configuration.
+func (p *pseudonyms) update(cfg *config.Config) {
+	m := make(map[string]config.TenantAudit, len(cfg.Tenants))
+	for _, t := range cfg.Tenants {
+		m[t.ID] = t.Audit
+	}
+	p.net.Store(&m)
+}
+
+func (p *pseudonyms) key(tenant string) []byte {
+	if k, ok := p.keys.Load(tenant); ok {
+		return k.([]byte)
+	}
+	k, _ := p.secret.PseudonymKey(context.Background(), tenant)
+	p.keys.Store(tenant, k)
+	return k
+}
+
+// Pseudonym implements audit.Pseudonymizer.
+func (p *pseudonyms) Pseudonym(tenant, v string) (string, error) {
+	return plugin.PseudonymString(p.key(tenant), []byte(v)), nil
+}
+
+// Network implements audit.Pseudonymizer: the address's pseudonym, or its
+// network under truncate. An address that does not parse is pseudonymized.
+func (p *pseudonyms) Network(tenant, v string) (string, error) {
+	ta := (*p.net.Load())[tenant]
+	if ta.Network == "truncate" {
+		if addr, err := netip.ParseAddr(v); err == nil {
+			addr = addr.Unmap()
+			bits := ta.IPv4Prefix
+			if bits == 0 {
+				bits = 24
+			}
+			if addr.Is6() {
+				bits = ta.IPv6Prefix
+				if bits == 0 {
+					bits = 48
+				}
+			}
+			pfx, err := addr.WithZone("").Prefix(bits)
+			if err == nil {
+				return pfx.String(), nil
+			}
+		}
+	}
+	return p.Pseudonym(tenant, v)
+}
