@@ -4,6 +4,7 @@
 //	authority-host migrate --config FILE   apply PostgreSQL migrations
 //	authority-host check   --config FILE   validate a configuration
 //	authority-host hash-secret             print the secretDigest of a secret read from stdin
+//	authority-host audit verify            check the audit trail's hash chains and checkpoints
 package main
 
 import (
@@ -34,6 +35,7 @@ commands:
   check   --config FILE   load and validate a configuration and exit
   hash-secret             read a client secret on stdin, print its secretDigest
   plugin  <command>       inspect, verify, sign, keygen, test plugin modules (plugin help)
+  audit   <command>       verify the audit trail, print its checkpoint key (audit help)
 `
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -94,6 +96,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 0
 	case "plugin":
 		return runPlugin(rest, stdin, stdout, stderr)
+	case "audit":
+		return runAudit(rest, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
