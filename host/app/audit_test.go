@@ -268,4 +268,3 @@ func TestAuditRecordsConfigReload(t *testing.T) {
 		t.Fatalf("reload records: %+v", recs)
 	}
 }
-
