@@ -271,6 +271,7 @@ func TestGuildSignedPluginLoadsOthersRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	*cfg = *e.cfg
+	cfg.Audit.File = filepath.Join(t.TempDir(), "audit.jsonl") // e's node holds its own
 	mutate(cfg)
 	_, err = app.Build(t.Context(), cfg, app.NewLogger(io.Discard, "info"), app.Options{})
 	if err == nil || !strings.Contains(err.Error(), "denyrule") {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 func TestRunServesAndShutsDownGracefully(t *testing.T) {
 	e := newEnv(t, envOptions{}) // for a valid configuration with free ports
 	cfg := *e.cfg
+	cfg.Audit.File = filepath.Join(t.TempDir(), "audit.jsonl") // e's node holds its own
 	e.plain.Close()
 	e.secure.Close()
 	ctx, cancel := context.WithCancel(context.Background())
