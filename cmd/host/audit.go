@@ -160,6 +160,7 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "authority-host audit verify: no checkpoint key (--key, or --config with audit.signingKeyFile): checkpoints cannot be checked")
 		return 2
 	}
+	opts.Keys = keys
 	rep, err := audit.Verify(ctx, scanner(scan), opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "authority-host audit verify: reading %s: %v\n", where, err)

@@ -172,7 +172,8 @@ func (sc *senderConstraints) certificateMatches(ctx context.Context, r *Request,
 		"endpoint", endpoint, "tenant", rec.Tenant, "client", rec.ClientID, "jti", rec.ID,
 		"cnf_x5t_s256", rec.SenderCertificate, "correlation_id", r.CorrelationID)
 	sc.audit.Record(ctx, audit.Event{Type: abi.EventMTLSBindingMismatch, Outcome: audit.OutcomeFailure,
-		Tenant: rec.Tenant, Client: rec.ClientID, Reason: string(reason), CorrelationID: r.CorrelationID,
+		Tenant: rec.Tenant, Client: rec.ClientID, Subject: rec.Subject, TokenID: rec.ID, Reason: string(reason),
+		CorrelationID: r.CorrelationID, RemoteAddr: r.RemoteAddr, UserAgent: r.UserAgent,
 		SenderConstraint: map[string]string{"x5t#S256": rec.SenderCertificate, "endpoint": endpoint}})
 	return false
 }
