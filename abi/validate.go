@@ -106,6 +106,14 @@ func validKVs(field string, kvs []KV, max int) error {
 	return nil
 }
 
+// Printable reports whether s is printable ASCII (%x20-7E), the charset of
+// annotation and attribute values.
+func Printable(s string) bool { return printable(s) }
+
+// KeyChars reports whether s is made of [a-z0-9_.-], the charset of
+// annotation and attribute keys and of event types.
+func KeyChars(s string) bool { return keyChars(s) }
+
 func printable(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < 0x20 || s[i] > 0x7e {

@@ -274,12 +274,12 @@ func parseSelector(s string) (selector, string) {
 		return selector{}, shape
 	}
 	if p, ok := strings.CutSuffix(s, "*"); ok {
-		if !keyChars(p) {
+		if !abi.KeyChars(p) {
 			return selector{}, shape
 		}
 		return selector{value: p, prefix: true}, ""
 	}
-	if !keyChars(s) {
+	if !abi.KeyChars(s) {
 		return selector{}, shape
 	}
 	if strings.HasSuffix(s, ".") {
@@ -326,7 +326,7 @@ func parseProperties(e *configError, v json.RawMessage) []abi.KV {
 	maxKey := abi.MaxKeyLen - len(propertyPrefix)
 	for _, k := range keys {
 		name := "properties." + k
-		if k == "" || len(k) > maxKey || !keyChars(k) {
+		if k == "" || len(k) > maxKey || !abi.KeyChars(k) {
 			e.add(strconv.Quote(name), "key must be 1-"+strconv.Itoa(maxKey)+" characters of [a-z0-9_.-]")
 			continue
 		}
@@ -335,7 +335,7 @@ func parseProperties(e *configError, v json.RawMessage) []abi.KV {
 			e.add(name, "must be a string")
 			continue
 		}
-		if len(s) > abi.MaxValueLen || !printable(s) {
+		if len(s) > abi.MaxValueLen || !abi.Printable(s) {
 			e.add(name, "must be at most "+strconv.Itoa(abi.MaxValueLen)+" printable ASCII characters")
 			continue
 		}
@@ -349,27 +349,5 @@ func parseProperties(e *configError, v json.RawMessage) []abi.KV {
 // abi.MaxEventTypeLen bytes.
 func validType(typ string) bool {
 	return len(typ) > len("authority.") && len(typ) <= abi.MaxEventTypeLen &&
-		strings.HasPrefix(typ, "authority.") && keyChars(typ)
-}
-
-// keyChars reports whether s is made of [a-z0-9_.-] (attribute keys and
-// event types, abi/validate.go).
-func keyChars(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-// printable reports whether s is printable ASCII (attribute values).
-func printable(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
+		strings.HasPrefix(typ, "authority.") && abi.KeyChars(typ)
 }

@@ -304,6 +304,6 @@ func validScope(s string) bool {
 
 // validKV reports whether kv is an attribute audit_emit accepts.
 func validKV(kv abi.KV) bool {
-	return kv.Key != "" && len(kv.Key) <= abi.MaxKeyLen && keyChars(kv.Key) &&
-		len(kv.Value) <= abi.MaxValueLen && printable(kv.Value)
+	return kv.Key != "" && len(kv.Key) <= abi.MaxKeyLen && abi.KeyChars(kv.Key) &&
+		len(kv.Value) <= abi.MaxValueLen && abi.Printable(kv.Value)
 }
