@@ -145,7 +145,7 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 	case cfg.AuditSink() == "file":
 		fileScan(config.ResolvePath(cfg.Audit.File))
 	default:
-		st, _, err := app.OpenAuditStore(ctx, cfg, nil)
+		st, _, err := app.OpenAuditStore(ctx, cfg, nil, false) // verify reads; it never migrates
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1

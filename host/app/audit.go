@@ -41,9 +41,10 @@ func AuditNode(cfg *config.Config) (string, error) {
 }
 
 // OpenAuditStore opens the store audit.sink selects (nil for log). pg is
-// the running token store, whose pool the table shares; without it (the
-// audit CLI) the table is opened on storage.postgres.dsn.
-func OpenAuditStore(ctx context.Context, cfg *config.Config, pg *postgres.Store) (audit.Store, bool, error) {
+// the running token store, whose pool the table shares; without it (memory
+// tokens with audit.sink postgres, or the audit CLI) the table is opened
+// on storage.postgres.dsn, and migrated first when migrate is set.
+func OpenAuditStore(ctx context.Context, cfg *config.Config, pg *postgres.Store, migrate bool) (audit.Store, bool, error) {
 	switch cfg.AuditSink() {
 	case "file":
 		s, err := audit.OpenFile(config.ResolvePath(cfg.Audit.File))
@@ -55,9 +56,7 @@ func OpenAuditStore(ctx context.Context, cfg *config.Config, pg *postgres.Store)
 		if pg != nil {
 			return pg.Audit(), false, nil
 		}
-		// Only the CLI opens the table on its own, to read it: it never
-		// migrates (the server does).
-		s, err := postgres.OpenAuditDSN(ctx, cfg.Storage.Postgres.DSN, cfg.Storage.Postgres.Schema, false)
+		s, err := postgres.OpenAuditDSN(ctx, cfg.Storage.Postgres.DSN, cfg.Storage.Postgres.Schema, migrate)
 		if err != nil {
 			return nil, false, fmt.Errorf("audit (storage.postgres): %w", err)
 		}
@@ -87,7 +86,7 @@ func buildTrail(ctx context.Context, cfg *config.Config, log *slog.Logger, m *te
 	}
 	st, closeStore := o.AuditStore, false
 	if st == nil {
-		if st, closeStore, err = OpenAuditStore(ctx, cfg, pg); err != nil {
+		if st, closeStore, err = OpenAuditStore(ctx, cfg, pg, cfg.Storage.Postgres.MigrateOnStart); err != nil {
 			return nil, err
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"stellaops.org/authority/host/audit"
 	"stellaops.org/authority/host/config"
 	"stellaops.org/authority/host/plugin"
+	"stellaops.org/authority/internal/testenv"
 )
 
 // auditRecords closes the node (its writer flushes and writes the final
@@ -266,5 +267,49 @@ func TestAuditRecordsConfigReload(t *testing.T) {
 	recs := byType(e.auditRecords(), audit.EventConfigReload)
 	if len(recs) != 2 || recs[0].Outcome != "success" || recs[1].Outcome != "failure" {
 		t.Fatalf("reload records: %+v", recs)
+	}
+}
+
+// TestAuditTrailOnPostgres: beside PostgreSQL tokens the trail is the
+// authority_audit table; two nodes write their own chains into it, and
+// both verify after the nodes stop.
+func TestAuditTrailOnPostgres(t *testing.T) {
+	dsn, schema := testenv.FreshSchema(t)
+	keys := t.TempDir()
+	a := newEnv(t, envOptions{postgres: dsn, pgSchema: schema, keyDir: keys})
+	b := newEnv(t, envOptions{postgres: dsn, pgSchema: schema, keyDir: keys})
+	a.mustToken("demo-bearer")
+	b.mustToken("demo-bearer")
+	a.mustToken("demo-bearer")
+	if a.cfg.AuditSink() != "postgres" || a.cfg.Audit.Node == b.cfg.Audit.Node {
+		t.Fatalf("sink %s, nodes %s and %s", a.cfg.AuditSink(), a.cfg.Audit.Node, b.cfg.Audit.Node)
+	}
+	for _, e := range []*env{a, b} {
+		e.plain.Close()
+		e.secure.Close()
+		if err := e.a.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, _, err := app.OpenAuditStore(context.Background(), a.cfg, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	pub, err := audit.LoadVerifyKey(a.cfg.Audit.SigningKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := audit.Verify(context.Background(), st, audit.VerifyOptions{Keys: []ed25519.PublicKey{pub}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || len(rep.Chains) != 2 || rep.Chains[0].Records+rep.Chains[1].Records != 3+4 {
+		t.Fatalf("verify: %+v", rep) // 3 issuances, a start and a final checkpoint per node
+	}
+	for _, c := range rep.Chains {
+		if !c.Final {
+			t.Fatalf("chain %+v does not end with its final checkpoint", c)
+		}
 	}
 }
