@@ -179,8 +179,10 @@ func TestRedisCounterEdges(t *testing.T) {
 		t.Fatalf("non-integer value: error %v", err)
 	}
 
-	// A sub-millisecond window is rounded up, not dropped.
-	if v, ttl, err := counters.Incr(ctx, rtScope, "tiny", 1, 300*time.Microsecond); err != nil || v != 1 || ttl != time.Millisecond {
+	// A sub-millisecond window is rounded up, not dropped: the key gets a
+	// 1 ms TTL, which may run out before Redis reports it back on a loaded
+	// machine (0), but never more (the rounding is TestCeilMillis's).
+	if v, ttl, err := counters.Incr(ctx, rtScope, "tiny", 1, 300*time.Microsecond); err != nil || v != 1 || ttl < 0 || ttl > time.Millisecond {
 		t.Fatalf("sub-ms window: (%d, %v, %v)", v, ttl, err)
 	}
 
