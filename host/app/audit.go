@@ -93,7 +93,7 @@ func buildTrail(ctx context.Context, cfg *config.Config, log *slog.Logger, m *te
 	t := &trail{store: st, pseudo: newPseudonyms(secret, cfg), refuse: cfg.Audit.OnFailure == config.OnFailureRefuse, closeStore: closeStore}
 	a := cfg.Audit
 	t.writer, err = audit.NewWriter(ctx, audit.WriterOptions{Node: node, Store: st, Signer: audit.NewSigner(key),
-		Pseudonymizer: t.pseudo, QueueSize: a.QueueSize, BatchMax: a.BatchMax, CheckpointInterval: a.CheckpointInterval.D(),
+		Pseudonymizer: t.pseudo, QueueSize: a.QueueSize, BatchMax: a.BatchMax, BatchWait: batchWait(a.BatchWait.D()), CheckpointInterval: a.CheckpointInterval.D(),
 		WriteTimeout: a.WriteTimeout.D(), Observer: m, Log: log, Now: o.Now})
 	if err != nil {
 		if closeStore {
@@ -171,7 +171,7 @@ func (t *trail) purge(ctx context.Context, cfg config.Audit, log *slog.Logger) {
 // tenant's tenants[].audit choice for the client address.
 type pseudonyms struct {
 	secret tenantSecrets
-	keys   sync.Map // tenant -> []byte
+	keys   sync.Map // tenant -> *plugin.Pseudonymizer
 	net    atomic.Pointer[map[string]config.TenantAudit]
 }
 
@@ -190,18 +190,18 @@ func (p *pseudonyms) update(cfg *config.Config) {
 	p.net.Store(&m)
 }
 
-func (p *pseudonyms) key(tenant string) []byte {
-	if k, ok := p.keys.Load(tenant); ok {
-		return k.([]byte)
+func (p *pseudonyms) of(tenant string) *plugin.Pseudonymizer {
+	if ps, ok := p.keys.Load(tenant); ok {
+		return ps.(*plugin.Pseudonymizer)
 	}
 	k, _ := p.secret.PseudonymKey(context.Background(), tenant)
-	p.keys.Store(tenant, k)
-	return k
+	ps, _ := p.keys.LoadOrStore(tenant, plugin.NewPseudonymizer(k))
+	return ps.(*plugin.Pseudonymizer)
 }
 
 // Pseudonym implements audit.Pseudonymizer.
 func (p *pseudonyms) Pseudonym(tenant, v string) (string, error) {
-	return plugin.PseudonymString(p.key(tenant), []byte(v)), nil
+	return p.of(tenant).String(v), nil
 }
 
 // Network implements audit.Pseudonymizer: the address's pseudonym, or its
@@ -228,4 +228,13 @@ func (p *pseudonyms) Network(tenant, v string) (string, error) {
 		}
 	}
 	return p.Pseudonym(tenant, v)
+}
+
+// batchWait maps audit.batchWait onto WriterOptions.BatchWait (where 0
+// means the default): a configured 0 is "do not wait".
+func batchWait(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

@@ -30,6 +30,8 @@ type FileStore struct {
 	size int64
 	// heads caches each node's last position, filled by a scan at open.
 	heads map[string]fileHead
+	// buf is reused by Append for a batch's lines.
+	buf []byte
 }
 
 type fileHead struct {
@@ -143,7 +145,14 @@ func (s *FileStore) Append(_ context.Context, batch []Sealed) error {
 		return errors.New("audit: file store closed")
 	}
 	heads := map[string]fileHead{}
-	var buf bytes.Buffer
+	size := 0
+	for _, r := range batch {
+		size += len(r.Line) + 1
+	}
+	if cap(s.buf) < size || cap(s.buf) > 4<<20 {
+		s.buf = make([]byte, 0, max(size, 64<<10))
+	}
+	buf := bytes.NewBuffer(s.buf[:0])
 	for _, r := range batch {
 		h, ok := heads[r.Node]
 		if !ok {
@@ -158,7 +167,9 @@ func (s *FileStore) Append(_ context.Context, batch []Sealed) error {
 	}
 	n, err := s.f.Write(buf.Bytes())
 	if err == nil {
-		err = s.f.Sync()
+		// fdatasync: the data and the size that makes it readable, not
+		// the access times.
+		err = syscall.Fdatasync(int(s.f.Fd()))
 	}
 	if err != nil {
 		// Leave none of the batch: cut what was written of it.

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -96,10 +95,11 @@ type Checkpoint struct {
 	Signature string `json:"signature"`
 }
 
-// MarshalRecord is the canonical encoding of r: encoding/json of the
-// struct (fields in declaration order, map keys sorted), no trailing
-// newline. The chain hashes exactly these bytes.
-func MarshalRecord(r *Record) ([]byte, error) { return json.Marshal(r) }
+// MarshalRecord is the canonical encoding of r: what encoding/json writes
+// for the struct (fields in declaration order, map keys sorted), no
+// trailing newline, produced by a hand-written encoder (appendRecord). The
+// chain hashes exactly these bytes.
+func MarshalRecord(r *Record) ([]byte, error) { return appendRecord(make([]byte, 0, 512), r), nil }
 
 // Hash is hex SHA-256 of an encoded record, the Prev of the next one.
 func Hash(line []byte) string {
@@ -258,26 +258,30 @@ func NewRecord(e Event, p Pseudonymizer) (Record, error) {
 		r.SenderConstraint = &SenderConstraint{Kind: kind, JKT: d.JKT, X5tS256: m.Thumbprint, Alg: d.Alg,
 			Nonce: d.NonceStatus, DPoP: d.Result, MTLS: m.Result}
 	}
-	props := map[string]string{}
+	var props map[string]string
+	set := func(k, v string) {
+		if props == nil {
+			props = make(map[string]string, 1+len(e.Annotations)+len(e.Properties))
+		}
+		props[k] = v
+	}
 	if e.TokenID != "" {
-		props["jti"] = e.TokenID
+		set("jti", e.TokenID)
 	}
 	for k, v := range e.SenderConstraint {
 		switch k {
 		case "jkt", "x5t#S256", "alg", "bypass", "nonce", "present":
 		default:
-			props["senderConstraint."+k] = v // a proof's jti and htu, the endpoint of a mismatch
+			set("senderConstraint."+k, v) // a proof's jti and htu, the endpoint of a mismatch
 		}
 	}
 	for k, v := range e.Annotations {
-		props["annotation."+k] = v
+		set("annotation."+k, v)
 	}
 	for k, v := range e.Properties {
-		props[k] = v
+		set(k, v)
 	}
-	if len(props) > 0 {
-		r.Properties = props
-	}
+	r.Properties = props
 	return r, nil
 }
 

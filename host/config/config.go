@@ -98,6 +98,10 @@ type Audit struct {
 	// most written in one transaction or fsync.
 	QueueSize int `yaml:"queueSize"`
 	BatchMax  int `yaml:"batchMax"`
+	// BatchWait is how long a batch may gather after its first record:
+	// the most a record waits before its write starts, and under load one
+	// write (a commit, an fsync) per wait instead of one per record.
+	BatchWait Duration `yaml:"batchWait"`
 	// CheckpointInterval is how often a signed checkpoint is written.
 	CheckpointInterval Duration `yaml:"checkpointInterval"`
 	// WriteTimeout bounds one batch write.
@@ -525,7 +529,7 @@ func Default() *Config {
 			BreakerCooldown: Duration(30 * time.Second),
 			Audit:           PluginAudit{RecordsPerCall: 8, BytesPerCall: 16 << 10, Rate: 10, Burst: 50}},
 		Audit: Audit{Sink: "auto", OnFailure: "continue", Retention: Duration(365 * 24 * time.Hour),
-			PurgeInterval: Duration(time.Hour), QueueSize: 4096, BatchMax: 512,
+			PurgeInterval: Duration(time.Hour), QueueSize: 4096, BatchMax: 512, BatchWait: Duration(5 * time.Millisecond),
 			CheckpointInterval: Duration(time.Minute), WriteTimeout: Duration(5 * time.Second)},
 		Telemetry: Telemetry{ServiceName: "authority", SampleRatio: 1,
 			OTLP: OTLP{MetricInterval: Duration(30 * time.Second)}},

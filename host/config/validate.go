@@ -558,6 +558,9 @@ func (c *Config) validateAudit(bad func(key, format string, args ...any)) {
 	if a.BatchMax < 1 || a.BatchMax > 10000 {
 		bad("audit.batchMax", "must be 1..10000, got %d", a.BatchMax)
 	}
+	if a.BatchWait.D() < 0 || a.BatchWait.D() > time.Second {
+		bad("audit.batchWait", "must be 0..1s, got %s", a.BatchWait.D())
+	}
 	if a.CheckpointInterval.D() < time.Second {
 		bad("audit.checkpointInterval", "must be >= 1s")
 	}

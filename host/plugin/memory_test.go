@@ -161,3 +161,15 @@ func BenchmarkMemoryCountersChurn(b *testing.B) {
 	e, _ := c.Usage(sc)
 	b.ReportMetric(float64(e), "keys")
 }
+
+// A Pseudonymizer reusing its HMAC state gives exactly the pseudonyms of
+// PseudonymString (the host function's), call after call.
+func TestPseudonymizerMatchesPseudonymString(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	p := plugin.NewPseudonymizer(key)
+	for _, v := range []string{"", "alice", "203.0.113.7", "alice", string(make([]byte, 4096))} {
+		if got, want := p.String(v), plugin.PseudonymString(key, []byte(v)); got != want || len(got) != 43 {
+			t.Fatalf("%q: %s, want %s", v, got, want)
+		}
+	}
+}
