@@ -237,11 +237,25 @@ func TestAuditOnFailureContinue(t *testing.T) {
 	st := failingStore()
 	e := newEnv(t, envOptions{auditStore: st, mutate: func(c *config.Config) { c.Audit.QueueSize = 4 }})
 	st.SetFail(errors.New("disk on fire"))
+	// The writer learns of the failure with its next write: the first
+	// token's record. Until then /readyz is green.
+	e.mustToken("demo-bearer")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		rr := e.do("/readyz", reqOpts{method: http.MethodGet})
+		if rr.status != 200 {
+			t.Fatalf("readyz under continue: %d %s", rr.status, rr.raw)
+		}
+		if strings.Contains(rr.raw, "audit sink unavailable") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz never noted the failing sink: %s", rr.raw)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	for range 12 {
 		e.mustToken("demo-bearer")
-	}
-	if rr := e.do("/readyz", reqOpts{method: http.MethodGet}); rr.status != 200 || !strings.Contains(rr.raw, "audit sink unavailable") {
-		t.Fatalf("readyz: %d %s", rr.status, rr.raw)
 	}
 	if m := e.metrics(); !strings.Contains(m, `authority_audit_records_dropped_total{reason="sink-unavailable"}`) ||
 		strings.Contains(m, `authority_audit_records_dropped_total{reason="sink-unavailable"} 0`) {
