@@ -61,6 +61,10 @@ const (
 	EventDPoPNonceMiss = "authority.dpop.nonce.miss"
 )
 
+// HostOnlyEventPrefix starts the types of the host's own audit trail
+// records (its chain checkpoints): audit_emit refuses them (HostInvalid).
+const HostOnlyEventPrefix = "authority.audit."
+
 // The sets, for validation and tests.
 var (
 	DPoPResults       = []string{DPoPOK, DPoPMissing, DPoPInvalid, DPoPReplay, DPoPNonceMiss, DPoPBypass}

@@ -8,6 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 
 	"stellaops.org/authority/host/app"
@@ -18,7 +20,8 @@ import (
 const auditUsage = `usage: authority-host audit <command> [flags]
 
 commands:
-  verify [--config FILE] [--file PATH] [--key PEM]... [--max-age DURATION] [--json]
+  verify [--config FILE] [--file PATH] [--key PEM]... [--max-age DURATION]
+         [--expect NODE:SEQ:HASH]... [--json]
         check the audit trail: every node's hash chain (sequence numbers
         contiguous, each record naming the hash of the one before) and its
         signed checkpoints. With --config: the sink it configures (audit.file,
@@ -27,8 +30,13 @@ commands:
         3 x audit.checkpointInterval. --file PATH reads a JSON-lines file
         instead; --key adds a trusted key (PKIX public or PKCS#8 private PEM).
         A chain that does not end with a final checkpoint and whose last one
-        is older than --max-age is reported as cut off (0: not checked).
-        Prints the first broken, missing or reordered record.
+        is older than --max-age (default 3m without --config; 0: not
+        checked) is reported as cut off. With --config, a chain that starts
+        after deleted records must start at a checkpoint older than
+        audit.retention. --expect names a record that must be there (the
+        node, seq and hash of an authority.audit.checkpoint log line): it
+        finds a tail cut back to an earlier clean stop, which the sink alone
+        cannot show. Prints the first broken, missing or reordered record.
   public-key --config FILE
         print the public key of audit.signingKeyFile (PKIX PEM), for
         verifiers that must not hold the private key
@@ -56,6 +64,19 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 	fs.Func("key", "trusted checkpoint key (repeatable)", func(s string) error { keyFiles = append(keyFiles, s); return nil })
 	maxAge := fs.Duration("max-age", -1, "how old the last checkpoint of a chain that did not stop cleanly may be")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	var expect []audit.Expected
+	fs.Func("expect", "NODE:SEQ:HASH of a record the chain must hold (repeatable)", func(s string) error {
+		i, j := strings.Index(s, ":"), strings.LastIndex(s, ":")
+		if i <= 0 || j <= i {
+			return fmt.Errorf("%q is not NODE:SEQ:HASH", s)
+		}
+		seq, err := strconv.ParseUint(s[i+1:j], 10, 64)
+		if err != nil || seq == 0 || len(s[j+1:]) != 64 {
+			return fmt.Errorf("%q is not NODE:SEQ:HASH (seq a positive number, hash 64 hex digits)", s)
+		}
+		expect = append(expect, audit.Expected{Node: s[:i], Seq: seq, Hash: strings.ToLower(s[j+1:])})
+		return nil
+	})
 	if err := fs.Parse(rest); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, auditUsage)
@@ -111,8 +132,9 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	opts := audit.VerifyOptions{Now: time.Now()}
+	opts := audit.VerifyOptions{Now: time.Now(), Expect: expect, MaxCheckpointAge: 3 * time.Minute}
 	if cfg != nil {
+		opts.CheckRetention, opts.Retention = true, cfg.Audit.Retention.D()
 		if cfg.Audit.SigningKeyFile != "" {
 			if err := addKey(config.ResolvePath(cfg.Audit.SigningKeyFile)); err != nil {
 				fmt.Fprintln(stderr, "audit.signingKeyFile:", err)

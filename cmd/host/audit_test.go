@@ -22,6 +22,9 @@ func TestAuditVerifyHelpExitsZero(t *testing.T) {
 	if code, _, _ := runCmd(t, "", "audit", "verify"); code != 2 {
 		t.Fatalf("verify without a source: exit %d, want 2", code)
 	}
+	if code, _, errs := runCmd(t, "", "audit", "verify", "--file", "x", "--expect", "n1:7:short"); code != 2 || !strings.Contains(errs, "NODE:SEQ:HASH") {
+		t.Fatalf("a bad --expect: exit %d %q, want 2", code, errs)
+	}
 }
 
 // TestAuditVerifyFileAndEdit: a trail written by a writer verifies under

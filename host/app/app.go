@@ -61,6 +61,8 @@ type Authority struct {
 	closers  []func() error
 	// trail is the durable audit trail (nil with audit.sink log).
 	trail *trail
+	// secret is the pseudonymization secret, read once at start.
+	secret []byte
 
 	// What a reload reuses, and the swappable plugin set.
 	redis    redis.UniversalClient
@@ -216,7 +218,12 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 
 	a.logSink = audit.LogSink{Logger: log}
 	a.log, a.now, a.verifier, a.keys, a.devCA = log, o.Now, verifier, ks, devCA
-	if a.trail, err = buildTrail(ctx, cfg, log, a.Metrics, pgStore, o); err != nil {
+	if cfg.Plugins.PseudonymSecretFile != "" {
+		if a.secret, err = pseudonymSecret(cfg.Plugins); err != nil {
+			return nil, fmt.Errorf("plugins.pseudonymSecretFile: %w", err)
+		}
+	}
+	if a.trail, err = buildTrail(ctx, cfg, log, a.Metrics, pgStore, o, a.secret); err != nil {
 		return nil, err
 	}
 	if a.trail != nil {
@@ -226,7 +233,7 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 		a.closers = append(a.closers, func() error { return t.close(cfg.Listen.ShutdownTimeout.D()) })
 		checks = append(checks, server.Checker{Name: "audit", Public: true, Check: t.check})
 	}
-	mgr, err := buildPlugins(ctx, cfg, log, o.Now, a.Metrics, a.Tracing.Tracer(), a.hostSink(), pluginStateFor(cfg, a.redis))
+	mgr, err := buildPlugins(ctx, cfg, log, o.Now, a.Metrics, a.Tracing.Tracer(), a.hostSink(), pluginStateFor(cfg, a.redis), a.secret)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -67,14 +68,13 @@ func OpenAuditStore(ctx context.Context, cfg *config.Config, pg *postgres.Store,
 
 // buildTrail opens the audit sink and starts its writer; nil with
 // audit.sink log.
-func buildTrail(ctx context.Context, cfg *config.Config, log *slog.Logger, m *telemetry.Metrics, pg *postgres.Store, o Options) (*trail, error) {
+func buildTrail(ctx context.Context, cfg *config.Config, log *slog.Logger, m *telemetry.Metrics, pg *postgres.Store, o Options, secret []byte) (*trail, error) {
 	if cfg.AuditSink() == "log" {
 		log.Warn("authority.audit.sink.none", "detail", "audit records go to the log only: no durable, verifiable trail (set audit.file or use PostgreSQL)")
 		return nil, nil
 	}
-	secret, err := pseudonymSecret(cfg.Plugins)
-	if err != nil {
-		return nil, fmt.Errorf("plugins.pseudonymSecretFile: %w", err)
+	if secret == nil {
+		return nil, errors.New("plugins.pseudonymSecretFile: required by the audit sink")
 	}
 	key, err := audit.LoadSigningKey(config.ResolvePath(cfg.Audit.SigningKeyFile), cfg.Audit.GenerateKey)
 	if err != nil {
@@ -91,6 +91,20 @@ func buildTrail(ctx context.Context, cfg *config.Config, log *slog.Logger, m *te
 		}
 	}
 	t := &trail{store: st, pseudo: newPseudonyms(secret, cfg), refuse: cfg.Audit.OnFailure == config.OnFailureRefuse, closeStore: closeStore}
+	// The gauge is registered before the writer runs (it counts from its
+	// first record on); it reads the writer once there is one.
+	var live atomic.Pointer[audit.Writer]
+	if err := m.ObserveAudit(func() int {
+		if w := live.Load(); w != nil {
+			return w.QueueDepth()
+		}
+		return 0
+	}); err != nil {
+		if closeStore {
+			st.Close()
+		}
+		return nil, err
+	}
 	a := cfg.Audit
 	t.writer, err = audit.NewWriter(ctx, audit.WriterOptions{Node: node, Store: st, Signer: audit.NewSigner(key),
 		Pseudonymizer: t.pseudo, QueueSize: a.QueueSize, BatchMax: a.BatchMax, BatchWait: batchWait(a.BatchWait.D()), CheckpointInterval: a.CheckpointInterval.D(),
@@ -101,9 +115,7 @@ func buildTrail(ctx context.Context, cfg *config.Config, log *slog.Logger, m *te
 		}
 		return nil, err
 	}
-	if err := m.ObserveAudit(t.writer.QueueDepth); err != nil {
-		return nil, err
-	}
+	live.Store(t.writer)
 	log.Info("authority.audit.sink", "sink", cfg.AuditSink(), "node", node, "on_failure", a.OnFailure)
 	return t, nil
 }

@@ -32,7 +32,10 @@ import (
 
 // buildPlugins starts the plugin manager when any tenant has plugins (nil
 // otherwise: tenants without plugins cost nothing).
-func buildPlugins(ctx context.Context, cfg *config.Config, log *slog.Logger, now func() time.Time, m *telemetry.Metrics, tracer trace.Tracer, sink audit.Sink, state pluginState) (*plugin.Manager, error) {
+// secret is the pseudonymization secret read at start (nil when none is
+// configured): a reload never reads another, so the plugins' pseudonyms
+// keep matching the audit trail's.
+func buildPlugins(ctx context.Context, cfg *config.Config, log *slog.Logger, now func() time.Time, m *telemetry.Metrics, tracer trace.Tracer, sink audit.Sink, state pluginState, secret []byte) (*plugin.Manager, error) {
 	specs := map[string][]plugin.Spec{}
 	any := false
 	for _, t := range cfg.Tenants {
@@ -55,11 +58,7 @@ func buildPlugins(ctx context.Context, cfg *config.Config, log *slog.Logger, now
 		KV:       state.kv,
 		Audit:    pluginAudit{sink},
 	}
-	if cfg.Plugins.PseudonymSecretFile != "" {
-		secret, err := pseudonymSecret(cfg.Plugins)
-		if err != nil {
-			return nil, fmt.Errorf("plugins.pseudonymSecretFile: %w", err)
-		}
+	if secret != nil {
 		deps.Secrets = tenantSecrets(secret)
 	}
 	resolved := make([]string, len(cfg.Plugins.GuildKeys))
@@ -251,7 +250,9 @@ func (o pluginObserver) PluginCall(tenant, plugin, hook string, elapsed time.Dur
 type pluginAudit struct{ sink audit.Sink }
 
 func (a pluginAudit) Audit(ctx context.Context, name string, ev abi.Event) error {
-	e := audit.Event{Source: plugin.PluginSource(name), Type: ev.Type, Time: ev.Time,
+	// occurredAt is the host's time of receipt (Time zero): a plugin's
+	// clock, or its lack, never dates a record.
+	e := audit.Event{Source: plugin.PluginSource(name), Type: ev.Type,
 		CorrelationID: ev.CorrelationID, Tenant: ev.Tenant, Outcome: ev.Outcome, Reason: ev.Reason,
 		Subject: ev.Subject, Client: ev.Client, Scopes: ev.Scopes, RemoteAddr: ev.RemoteAddr, UserAgent: ev.UserAgent,
 		ConstraintKind: ev.SenderConstraint, DPoP: ev.DPoP, MTLS: ev.MTLS}

@@ -58,7 +58,7 @@ func (a *Authority) reload(ctx context.Context) error {
 		a.log.WarnContext(ctx, "authority.config.reload.restart_required", "sections", changed)
 		keepRunning(cfg, a.Config)
 	}
-	mgr, err := buildPlugins(ctx, cfg, a.log, a.now, a.Metrics, a.Tracing.Tracer(), a.hostSink(), pluginStateFor(cfg, a.redis))
+	mgr, err := buildPlugins(ctx, cfg, a.log, a.now, a.Metrics, a.Tracing.Tracer(), a.hostSink(), pluginStateFor(cfg, a.redis), a.secret)
 	if err != nil {
 		return err
 	}
@@ -132,6 +132,7 @@ func keepRunning(cfg, running *config.Config) {
 	cfg.Security.TrustedProxies = running.Security.TrustedProxies
 	cfg.Telemetry, cfg.Logging, cfg.Limits, cfg.Admin = running.Telemetry, running.Logging, running.Limits, running.Admin
 	cfg.Audit = running.Audit
+	cfg.Plugins.PseudonymSecretFile, cfg.Plugins.GenerateSecret = running.Plugins.PseudonymSecretFile, running.Plugins.GenerateSecret
 }
 
 var restartSections = []struct {
@@ -146,6 +147,9 @@ var restartSections = []struct {
 	{"signing", func(c *config.Config) any { return c.Signing }},
 	{"storage", func(c *config.Config) any { return c.Storage }},
 	{"audit", func(c *config.Config) any { return c.Audit }},
+	{"plugins.pseudonymSecretFile", func(c *config.Config) any {
+		return [2]any{c.Plugins.PseudonymSecretFile, c.Plugins.GenerateSecret}
+	}},
 	{"security.senderConstraints.dpop", func(c *config.Config) any { return c.Security.SenderConstraints.DPoP }},
 	{"security.trustedProxies", func(c *config.Config) any { return c.Security.TrustedProxies }},
 	{"telemetry", func(c *config.Config) any { return c.Telemetry }},

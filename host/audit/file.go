@@ -32,6 +32,10 @@ type FileStore struct {
 	heads map[string]fileHead
 	// buf is reused by Append for a batch's lines.
 	buf []byte
+	// broken is set when a failed write could not be cut back.
+	broken error
+	// purgeMu serializes purges (which run mostly without mu).
+	purgeMu sync.Mutex
 }
 
 type fileHead struct {
@@ -138,9 +142,15 @@ func readLine(r *bufio.Reader) ([]byte, int64, error) {
 }
 
 // Append implements Store.
-func (s *FileStore) Append(_ context.Context, batch []Sealed) error {
+func (s *FileStore) Append(ctx context.Context, batch []Sealed) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.broken != nil {
+		return s.broken
+	}
 	if s.f == nil {
 		return errors.New("audit: file store closed")
 	}
@@ -172,9 +182,11 @@ func (s *FileStore) Append(_ context.Context, batch []Sealed) error {
 		err = syscall.Fdatasync(int(s.f.Fd()))
 	}
 	if err != nil {
-		// Leave none of the batch: cut what was written of it.
-		if n > 0 {
-			_ = s.f.Truncate(s.size)
+		// Leave none of the batch: cut what was written of it. If even
+		// that fails, the file's tail is unknown: refuse every write
+		// until a restart rescans it.
+		if terr := s.f.Truncate(s.size); terr != nil {
+			s.broken = fmt.Errorf("audit file %s: a failed write could not be undone (%v); restart to rescan it", s.path, terr)
 		}
 		return fmt.Errorf("audit file %s: %w", s.path, err)
 	}
@@ -242,45 +254,80 @@ func ScanLines(ctx context.Context, in io.Reader, fn func(Sealed) error) error {
 	}
 }
 
+// lineHead is what Purge reads of each line.
+type lineHead struct {
+	Node       string    `json:"node"`
+	Seq        uint64    `json:"seq"`
+	Source     string    `json:"source"`
+	EventType  string    `json:"eventType"`
+	OccurredAt time.Time `json:"occurredAt"`
+}
+
+// scanPrefix calls fn with every line of the file's first size bytes.
+func scanPrefix(ctx context.Context, path string, size int64, fn func(Sealed) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return ScanLines(ctx, io.LimitReader(f, size), fn)
+}
+
 // Purge implements Store by rewriting the file without the purged records
-// (a temporary file, fsync'd, renamed over the old one).
+// (a temporary file, fsync'd, renamed over the old one). It streams: no
+// per-record index is kept, and the file is rewritten only when a record
+// goes. The copy runs without the store's lock, so Append goes on; only
+// the records appended meanwhile are copied under it, before the rename.
 func (s *FileStore) Purge(ctx context.Context, cutoff time.Time) (int64, error) {
+	s.purgeMu.Lock()
+	defer s.purgeMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.f == nil {
+		s.mu.Unlock()
 		return 0, errors.New("audit: file store closed")
 	}
-	var index []Sealed
-	err := scanFile(ctx, s.path, func(r Sealed) error {
-		var h struct {
-			Node       string    `json:"node"`
-			Seq        uint64    `json:"seq"`
-			EventType  string    `json:"eventType"`
-			OccurredAt time.Time `json:"occurredAt"`
+	size0 := s.size
+	s.mu.Unlock()
+
+	// Pass 1: each node's bound (PurgeBounds) and its first sequence number.
+	from, first := map[string]uint64{}, map[string]uint64{}
+	err := scanPrefix(ctx, s.path, size0, func(r Sealed) error {
+		var h lineHead
+		if json.Unmarshal(r.Line, &h) != nil || h.Node == "" {
+			return nil
 		}
-		_ = json.Unmarshal(r.Line, &h)
-		index = append(index, Sealed{Node: h.Node, Seq: h.Seq, EventType: h.EventType, OccurredAt: h.OccurredAt})
+		if _, ok := first[h.Node]; !ok {
+			first[h.Node] = h.Seq
+		}
+		if h.EventType == EventCheckpoint && h.Source == SourceHost && h.OccurredAt.Before(cutoff) && h.Seq > from[h.Node] {
+			from[h.Node] = h.Seq
+		}
 		return nil
 	})
 	if err != nil {
 		return 0, err
 	}
-	from := PurgeBounds(index, cutoff)
-	if len(from) == 0 {
+	drops := false
+	for node, bound := range from {
+		drops = drops || first[node] < bound
+	}
+	if !drops {
 		return 0, nil
 	}
-	tmp, err := os.OpenFile(s.path+".purge", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+
+	// Pass 2: copy what is kept, without the lock.
+	tmpPath := s.path + ".purge"
+	tmp, err := os.OpenFile(tmpPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return 0, err
 	}
-	defer os.Remove(s.path + ".purge")
+	defer os.Remove(tmpPath)
+	defer tmp.Close()
 	w := bufio.NewWriterSize(tmp, 64<<10)
 	var n int64
-	i := 0
-	err = scanFile(ctx, s.path, func(r Sealed) error {
-		h := index[i]
-		i++
-		if h.Node != "" && h.Seq < from[h.Node] {
+	err = scanPrefix(ctx, s.path, size0, func(r Sealed) error {
+		var h lineHead
+		if json.Unmarshal(r.Line, &h) == nil && h.Node != "" && h.Seq < from[h.Node] {
 			n++
 			return nil
 		}
@@ -290,27 +337,50 @@ func (s *FileStore) Purge(ctx context.Context, cutoff time.Time) (int64, error) 
 	if err == nil {
 		err = w.Flush()
 	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
 	if err != nil {
 		return 0, err
 	}
-	if err := os.Rename(s.path+".purge", s.path); err != nil {
+
+	// Under the lock: what was appended meanwhile (all of it newer than
+	// the cutoff's checkpoints, so kept), then the swap.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f == nil {
+		return 0, errors.New("audit: file store closed")
+	}
+	if s.size > size0 {
+		src, err := os.Open(s.path)
+		if err != nil {
+			return 0, err
+		}
+		_, err = io.Copy(tmp, io.NewSectionReader(src, size0, s.size-size0))
+		src.Close()
+		if err != nil {
+			return 0, err
+		}
+	}
+	if err := syscall.Fdatasync(int(tmp.Fd())); err != nil {
+		return 0, err
+	}
+	st, err := tmp.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if err := os.Rename(tmpPath, s.path); err != nil {
 		return 0, err
 	}
 	if d, err := os.Open(filepath.Dir(s.path)); err == nil {
 		_ = d.Sync()
 		d.Close()
 	}
-	s.f.Close()
-	if err := s.open(); err != nil {
+	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_APPEND, 0o600)
+	if err != nil {
+		s.f.Close()
 		s.f = nil
 		return n, err
 	}
+	s.f.Close()
+	s.f, s.size = f, st.Size() // the heads are unchanged: a purge keeps every chain's last record
 	return n, nil
 }
 

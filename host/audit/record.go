@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"stellaops.org/authority/abi"
@@ -218,6 +219,9 @@ type Pseudonymizer interface {
 // chain position), pseudonymizing its personal data with p. With p nil,
 // the personal data is left out: a record never holds it raw.
 func NewRecord(e Event, p Pseudonymizer) (Record, error) {
+	if strings.HasPrefix(e.Type, abi.HostOnlyEventPrefix) {
+		return Record{}, fmt.Errorf("event type %q is the audit trail's own", e.Type)
+	}
 	r := Record{Source: e.Source, EventType: e.Type, OccurredAt: e.Time.UTC(), CorrelationID: e.CorrelationID,
 		Tenant: e.Tenant, Outcome: e.Outcome, Reason: e.Reason, Client: e.Client, Scopes: e.Scopes}
 	if r.Source == "" {

@@ -64,7 +64,10 @@ type MemoryStore struct {
 func NewMemoryStore() *MemoryStore { return &MemoryStore{} }
 
 // Append implements Store.
-func (m *MemoryStore) Append(_ context.Context, batch []Sealed) error {
+func (m *MemoryStore) Append(ctx context.Context, batch []Sealed) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.Fail != nil {
@@ -140,7 +143,7 @@ func (m *MemoryStore) Purge(_ context.Context, cutoff time.Time) (int64, error) 
 func PurgeBounds(recs []Sealed, cutoff time.Time) map[string]uint64 {
 	from := map[string]uint64{}
 	for _, r := range recs {
-		if r.EventType == EventCheckpoint && r.OccurredAt.Before(cutoff) && r.Seq > from[r.Node] {
+		if r.EventType == EventCheckpoint && r.Source == SourceHost && r.OccurredAt.Before(cutoff) && r.Seq > from[r.Node] {
 			from[r.Node] = r.Seq
 		}
 	}

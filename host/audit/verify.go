@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 )
 
@@ -31,6 +32,25 @@ type VerifyOptions struct {
 	// MaxCheckpointAge at Now. Zero MaxCheckpointAge skips the check.
 	Now              time.Time
 	MaxCheckpointAge time.Duration
+	// CheckRetention makes a chain that starts after purged records
+	// acceptable only when its anchoring checkpoint is older than
+	// Retention at Now (what a purge under audit.retention leaves); with
+	// Retention 0 (keep forever) no chain may start after purged records.
+	CheckRetention bool
+	Retention      time.Duration
+	// Expect are chain heads known from outside the sink (the logged
+	// authority.audit.checkpoint lines): each must be in its chain with
+	// that hash, so a tail cut back to an earlier final checkpoint, or
+	// cut and then resumed by a restart, is found.
+	Expect []Expected
+}
+
+// Expected is a record a chain must hold: node, seq and hex hash (the
+// "node", "seq" and "hash" of an authority.audit.checkpoint log line).
+type Expected struct {
+	Node string
+	Seq  uint64
+	Hash string
 }
 
 // Problem is one break in a chain. Position is the record's 1-based place
@@ -84,6 +104,7 @@ type chainState struct {
 	rep      ChainReport
 	lastHash string
 	lastPos  int
+	anchorAt time.Time
 	// gaps maps a missing sequence number to the index of its problem, so
 	// a record that turns up later is reported as reordered instead.
 	gaps map[uint64]int
@@ -113,6 +134,7 @@ func Verify(ctx context.Context, s Scanner, opts VerifyOptions) (Report, error) 
 		return len(rep.Problems) - 1
 	}
 	pos := 0
+	seen := make([]bool, len(opts.Expect))
 	err := s.Scan(ctx, func(sr Sealed) error {
 		pos++
 		rep.Records++
@@ -126,9 +148,21 @@ func Verify(ctx context.Context, s Scanner, opts VerifyOptions) (Report, error) 
 			return nil
 		}
 		hash := Hash(sr.Line)
+		for i, e := range opts.Expect {
+			if e.Node == r.Node && e.Seq == r.Seq {
+				seen[i] = true
+				if e.Hash != hash {
+					problem(Problem{Kind: ProblemEdited, Node: r.Node, Seq: r.Seq, Position: pos,
+						Detail: "the record does not have the hash the expected (logged) checkpoint names"})
+				}
+			}
+		}
 		if sr.Node != "" && (sr.Node != r.Node || sr.Seq != r.Seq) {
 			problem(Problem{Kind: ProblemIndexMismatch, Node: r.Node, Seq: r.Seq, Position: pos,
 				Detail: fmt.Sprintf("stored as node %s seq %d but the record says node %s seq %d", sr.Node, sr.Seq, r.Node, r.Seq)})
+		} else if col := indexDisagrees(sr, &r); col != "" {
+			problem(Problem{Kind: ProblemIndexMismatch, Node: r.Node, Seq: r.Seq, Position: pos,
+				Detail: "the stored " + col + " column disagrees with the record"})
 		} else if sr.Hash != "" && sr.Hash != hash {
 			problem(Problem{Kind: ProblemEdited, Node: r.Node, Seq: r.Seq, Position: pos,
 				Detail: "the record does not match the hash stored beside it"})
@@ -140,7 +174,11 @@ func Verify(ctx context.Context, s Scanner, opts VerifyOptions) (Report, error) 
 			order = append(order, r.Node)
 		}
 		isCheckpoint := r.EventType == EventCheckpoint
-		if isCheckpoint {
+		if isCheckpoint && r.Source != SourceHost {
+			problem(Problem{Kind: ProblemCheckpoint, Node: r.Node, Seq: r.Seq, Position: pos,
+				Detail: "a checkpoint whose source is " + strconvQuote(r.Source) + ": only the host writes checkpoints"})
+			isCheckpoint = false
+		} else if isCheckpoint {
 			if err := verifyCheckpoint(&r, keys); err != nil {
 				problem(Problem{Kind: ProblemCheckpoint, Node: r.Node, Seq: r.Seq, Position: pos,
 					Detail: err.Error() + ": the checkpoint, or a record before it (with the chain recomputed), was altered"})
@@ -154,7 +192,12 @@ func Verify(ctx context.Context, s Scanner, opts VerifyOptions) (Report, error) 
 				problem(Problem{Kind: ProblemEdited, Node: r.Node, Seq: r.Seq, Position: pos,
 					Detail: "the first record of the chain names a predecessor"})
 			case r.Seq > 1 && isCheckpoint:
-				c.rep.Anchored = true // earlier records purged by retention
+				c.rep.Anchored, c.anchorAt = true, r.OccurredAt // earlier records purged by retention
+				if opts.CheckRetention && (opts.Retention <= 0 || !r.OccurredAt.Before(opts.Now.Add(-opts.Retention))) {
+					problem(Problem{Kind: ProblemMissing, Node: r.Node, Seq: r.Seq, Position: pos,
+						Detail: fmt.Sprintf("the chain starts at checkpoint seq %d of %s: records 1..%d are gone, but retention (%s) would have kept them",
+							r.Seq, r.OccurredAt.UTC().Format(time.RFC3339), r.Seq-1, retentionText(opts.Retention))})
+				}
 			case r.Seq > 1:
 				c.gaps[1] = problem(Problem{Kind: ProblemMissing, Node: r.Node, Seq: r.Seq, Position: pos,
 					Detail: fmt.Sprintf("the chain starts at seq %d without a checkpoint: records 1..%d are missing", r.Seq, r.Seq-1)})
@@ -196,8 +239,22 @@ func Verify(ctx context.Context, s Scanner, opts VerifyOptions) (Report, error) 
 	if err != nil {
 		return rep, err
 	}
+	for i, e := range opts.Expect {
+		if !seen[i] {
+			last := uint64(0)
+			if c := chains[e.Node]; c != nil {
+				last = c.rep.Last
+			}
+			problem(Problem{Kind: ProblemTruncated, Node: e.Node, Seq: e.Seq, Position: max(pos, 1),
+				Detail: fmt.Sprintf("the expected record seq %d is not in the chain (which ends at seq %d): its tail was cut", e.Seq, last)})
+		}
+	}
 	for _, n := range order {
 		c := chains[n]
+		if c.rep.LastCheckpoint == 0 && c.rep.Records > 0 {
+			problem(Problem{Kind: ProblemCheckpoint, Node: n, Seq: c.rep.Last, Position: pos,
+				Detail: "the chain has no valid checkpoint: nothing signed vouches for it (a node writes one at start)"})
+		}
 		if opts.MaxCheckpointAge > 0 && !c.rep.Final {
 			at := c.rep.LastCheckpointAt
 			if at.IsZero() || opts.Now.Sub(at) > opts.MaxCheckpointAge {
@@ -215,3 +272,29 @@ func Verify(ctx context.Context, s Scanner, opts VerifyOptions) (Report, error) 
 	slices.SortStableFunc(rep.Problems, func(a, b Problem) int { return a.Position - b.Position })
 	return rep, nil
 }
+
+// indexDisagrees names a column a store keeps beside the record (Source,
+// EventType, Tenant, OccurredAt: what queries and retention read) that
+// says something else than the record; "" when all agree or are not kept.
+func indexDisagrees(sr Sealed, r *Record) string {
+	switch {
+	case sr.Source != "" && sr.Source != r.Source:
+		return "source"
+	case sr.EventType != "" && sr.EventType != r.EventType:
+		return "event_type"
+	case sr.Tenant != r.Tenant && sr.Node != "":
+		return "tenant"
+	case !sr.OccurredAt.IsZero() && (sr.OccurredAt.Sub(r.OccurredAt) >= time.Microsecond || r.OccurredAt.Sub(sr.OccurredAt) >= time.Microsecond):
+		return "occurred_at" // (PostgreSQL keeps microseconds: a rounding is no disagreement)
+	}
+	return ""
+}
+
+func retentionText(d time.Duration) string {
+	if d <= 0 {
+		return "keep forever"
+	}
+	return d.String()
+}
+
+func strconvQuote(s string) string { return strconv.Quote(s) }

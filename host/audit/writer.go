@@ -90,9 +90,10 @@ type Writer struct {
 	quit   chan struct{}
 	exited chan struct{}
 
-	// Chain state, owned by the run goroutine.
-	seq  uint64
-	head string
+	// Chain state, owned by the run goroutine: the head sealed so far,
+	// and the head the store has (what a batch given up on rewinds to).
+	seq, durableSeq   uint64
+	head, durableHead string
 
 	failing atomic.Pointer[failure]
 	drops   atomic.Int64
@@ -140,7 +141,7 @@ func NewWriter(ctx context.Context, o WriterOptions) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit: reading the head of chain %q: %w", o.Node, err)
 	}
-	w.seq, w.head = seq, head
+	w.seq, w.head, w.durableSeq, w.durableHead = seq, head, seq, head
 	if seq > 0 {
 		o.Log.Info("authority.audit.chain.resumed", "node", o.Node, "seq", seq)
 	}
@@ -314,6 +315,9 @@ func (w *Writer) gather(batch []item, all bool) []item {
 type pending struct {
 	rec  Record
 	done chan error
+	// checkpoint marks the writer's own checkpoints, the only records it
+	// signs (never by EventType: an event may carry any type).
+	checkpoint bool
 }
 
 func (w *Writer) write(items []item, checkpoint, final bool) {
@@ -331,7 +335,7 @@ func (w *Writer) write(items []item, checkpoint, final bool) {
 		recs = append(recs, pending{rec: r, done: it.done})
 	}
 	if checkpoint {
-		recs = append(recs, pending{rec: Record{Source: SourceHost, EventType: EventCheckpoint, OccurredAt: w.o.Now().UTC()}})
+		recs = append(recs, pending{rec: Record{Source: SourceHost, EventType: EventCheckpoint, OccurredAt: w.o.Now().UTC()}, checkpoint: true})
 	}
 	for start := 0; start < len(recs); start += w.o.BatchMax {
 		end := min(start+w.o.BatchMax, len(recs))
@@ -345,6 +349,10 @@ func (w *Writer) write(items []item, checkpoint, final bool) {
 // landed after all, it is not written twice; if someone else wrote at
 // these positions, the chain is re-sealed after theirs (and logged).
 func (w *Writer) commit(recs []pending, final bool) {
+	if w.abandon.Load() {
+		w.giveUp(recs, ErrUnavailable)
+		return
+	}
 	batch, err := w.seal(recs, final)
 	if err != nil {
 		w.drop(DropEncode, len(recs))
@@ -400,6 +408,8 @@ func (w *Writer) commit(recs []pending, final bool) {
 		}
 	}
 done:
+	last := batch[len(batch)-1]
+	w.durableSeq, w.durableHead = last.Seq, last.Hash
 	if w.failing.Swap(nil) != nil {
 		w.o.Log.Info("authority.audit.sink.recovered", "node", w.o.Node)
 	}
@@ -407,7 +417,7 @@ done:
 		if p.done != nil {
 			p.done <- nil
 		}
-		if p.rec.EventType == EventCheckpoint {
+		if p.checkpoint {
 			// A copy outside the sink: a verifier can compare the sink's
 			// checkpoints with the log's.
 			w.o.Log.Info("authority.audit.checkpoint", "node", w.o.Node, "seq", batch[i].Seq, "head", p.rec.Prev,
@@ -428,7 +438,7 @@ func (w *Writer) seal(recs []pending, final bool) ([]Sealed, error) {
 		r := &recs[i].rec
 		seq++
 		r.Node, r.Seq, r.Prev = w.o.Node, seq, head
-		if r.EventType == EventCheckpoint {
+		if recs[i].checkpoint {
 			w.o.Signer.sign(r, final && i == len(recs)-1)
 		}
 		line, err := MarshalRecord(r)
@@ -450,6 +460,9 @@ func (w *Writer) fail(err error) {
 }
 
 func (w *Writer) giveUp(recs []pending, err error) {
+	// Nothing after the store's head was written: the chain stays whole
+	// (a record given up on leaves no gap, only a count).
+	w.seq, w.head = w.durableSeq, w.durableHead
 	w.drop(DropClosed, len(recs))
 	w.o.Log.Error("authority.audit.record.dropped", "reason", DropClosed, "records", len(recs), "error", err.Error())
 	for _, p := range recs {

@@ -9,6 +9,7 @@ import (
 	"hash"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -118,7 +119,8 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 		inst.auditBytes += int(n)
 		raw, ok := m.Read(uint32(stack[0]), n)
 		var ev abi.Event
-		if !ok || abi.DecodeEvent(raw, &ev) != nil || abi.ValidateEvent(&ev) != nil {
+		if !ok || abi.DecodeEvent(raw, &ev) != nil || abi.ValidateEvent(&ev) != nil ||
+			strings.HasPrefix(ev.Type, abi.HostOnlyEventPrefix) {
 			status(stack, abi.HostInvalid)
 			return
 		}

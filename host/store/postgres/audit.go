@@ -286,7 +286,7 @@ func (a *AuditStore) scanPage(ctx context.Context, node string, seq int64, page 
 const purgeSQL = `
 	WITH bounds AS (
 		SELECT node, max(seq) AS keep_from FROM authority_audit
-		WHERE event_type = $2 AND occurred_at < $1
+		WHERE event_type = $2 AND source = 'host' AND occurred_at < $1
 		GROUP BY node)
 	DELETE FROM authority_audit a USING bounds b
 	WHERE a.node = b.node AND a.seq < b.keep_from`
