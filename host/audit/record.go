@@ -15,6 +15,13 @@ import (
 	"stellaops.org/authority/abi"
 )
 
+// The longest network prefixes a record may hold instead of a pseudonym
+// of the address (tenants[].audit.ipv4Prefix / ipv6Prefix, SEC2's).
+const (
+	MaxIPv4Prefix = 24
+	MaxIPv6Prefix = 64
+)
+
 // EventCheckpoint is the type of a chain checkpoint record: the node's
 // signature over its chain's head (see Checkpoint).
 const EventCheckpoint = "authority.audit.checkpoint"
@@ -290,16 +297,24 @@ func NewRecord(e Event, p Pseudonymizer) (Record, error) {
 }
 
 // looksPseudonymized reports whether a plugin's value is a pseudonym (43
-// bytes of base64url, what pseudonymize returns) or a network prefix with
-// its host bits cleared ("203.0.113.0/24"). Anything else in a plugin's
-// record is pseudonymized by the host, so no plugin can put raw personal
-// data into the sink.
+// bytes of canonical base64url, what pseudonymize returns) or a network of
+// at most /24 (IPv4) or /64 (IPv6) with its host bits cleared
+// ("203.0.113.0/24"; never an IPv4-mapped one). Anything else in a
+// plugin's subject, address or user agent is pseudonymized by the host. A
+// 43-character value that happens to be canonical base64url cannot be told
+// from a pseudonym; the SEC2 plugin only ever sends pseudonyms there.
 func looksPseudonymized(v string) bool {
 	if len(v) == 43 {
-		if _, err := base64.RawURLEncoding.DecodeString(v); err == nil {
+		if _, err := base64.RawURLEncoding.Strict().DecodeString(v); err == nil {
 			return true
 		}
 	}
 	pfx, err := netip.ParsePrefix(v)
-	return err == nil && pfx == pfx.Masked() && pfx.Bits() < pfx.Addr().BitLen()
+	if err != nil || pfx != pfx.Masked() || pfx.Addr().Is4In6() || pfx.Addr().Zone() != "" {
+		return false
+	}
+	if pfx.Addr().Is4() {
+		return pfx.Bits() <= MaxIPv4Prefix
+	}
+	return pfx.Bits() <= MaxIPv6Prefix
 }

@@ -84,6 +84,8 @@ type item struct {
 type Writer struct {
 	o     WriterOptions
 	queue chan item
+	// flush cuts a batch wait short: a request waits for a record.
+	flush chan struct{}
 
 	mu     sync.RWMutex
 	closed bool
@@ -135,7 +137,8 @@ func NewWriter(ctx context.Context, o WriterOptions) (*Writer, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	w := &Writer{o: o, queue: make(chan item, o.QueueSize), quit: make(chan struct{}), exited: make(chan struct{})}
+	w := &Writer{o: o, queue: make(chan item, o.QueueSize), quit: make(chan struct{}), exited: make(chan struct{}),
+		flush: make(chan struct{}, 1)}
 	w.stop, w.cancel = context.WithCancel(context.Background())
 	seq, head, err := o.Store.Head(ctx, o.Node)
 	if err != nil {
@@ -184,6 +187,12 @@ func (w *Writer) enqueue(e Event, done chan error) bool {
 	}
 	select {
 	case w.queue <- item{ev: e, done: done}:
+		if done != nil {
+			select {
+			case w.flush <- struct{}{}:
+			default:
+			}
+		}
 		return true
 	default:
 		if w.failing.Load() != nil {
@@ -272,6 +281,8 @@ func (w *Writer) run() {
 				wait.Reset(w.o.BatchWait)
 				select {
 				case <-wait.C:
+				case <-w.flush:
+					wait.Stop()
 				case <-w.quit:
 					wait.Stop()
 				}

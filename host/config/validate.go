@@ -581,10 +581,11 @@ func validateTenantAudit(bad func(key, format string, args ...any), key string, 
 	default:
 		bad(key+".network", "must be hash or truncate, got %q", a.Network)
 	}
-	if a.IPv4Prefix != 0 && (a.IPv4Prefix < 8 || a.IPv4Prefix > 31) {
-		bad(key+".ipv4Prefix", "must be 8..31 (0: 24), got %d", a.IPv4Prefix)
+	// At most /24 and /64: a longer prefix comes close to the address.
+	if a.IPv4Prefix != 0 && (a.IPv4Prefix < 8 || a.IPv4Prefix > 24) {
+		bad(key+".ipv4Prefix", "must be 8..24 (0: 24), got %d", a.IPv4Prefix)
 	}
-	if a.IPv6Prefix != 0 && (a.IPv6Prefix < 16 || a.IPv6Prefix > 127) {
-		bad(key+".ipv6Prefix", "must be 16..127 (0: 48), got %d", a.IPv6Prefix)
+	if a.IPv6Prefix != 0 && (a.IPv6Prefix < 16 || a.IPv6Prefix > 64) {
+		bad(key+".ipv6Prefix", "must be 16..64 (0: 48), got %d", a.IPv6Prefix)
 	}
 }

@@ -27,10 +27,10 @@ const (
 const (
 	defaultIPv4Prefix = 24
 	minIPv4Prefix     = 8
-	maxIPv4Prefix     = 31
+	maxIPv4Prefix     = 24
 	defaultIPv6Prefix = 48
 	minIPv6Prefix     = 16
-	maxIPv6Prefix     = 127
+	maxIPv6Prefix     = 64
 	// maxProperties leaves at least 15 of abi.MaxEventAttributes for the
 	// event's own attributes (jti, annotations) and SEC2's marker.
 	maxProperties = 16

@@ -475,7 +475,7 @@ func TestBadConfigFailsLoudly(t *testing.T) {
 		{"unknown key", map[string]any{"netwrk": "hash"}, "netwrk: unknown key"},
 		{"wrong type", map[string]any{"includeAnnotations": "yes"}, "includeAnnotations: must be true or false"},
 		{"bad network mode", map[string]any{"network": "mask"}, `network: must be \"hash\", \"truncate\" or \"omit\"`},
-		{"bad prefix", map[string]any{"network": "truncate", "ipv4Prefix": 4}, "ipv4Prefix: must be an integer from 8 to 31, got 4"},
+		{"bad prefix", map[string]any{"network": "truncate", "ipv4Prefix": 4}, "ipv4Prefix: must be an integer from 8 to 24, got 4"},
 		{"bad property key", map[string]any{"properties": map[string]any{"Reg": "x"}}, "key must be 1-55 characters"},
 	}
 	for _, c := range cases {
