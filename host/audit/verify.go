@@ -178,6 +178,13 @@ func Verify(ctx context.Context, s Scanner, opts VerifyOptions) (Report, error) 
 			problem(Problem{Kind: ProblemCheckpoint, Node: r.Node, Seq: r.Seq, Position: pos,
 				Detail: "a checkpoint whose source is " + strconvQuote(r.Source) + ": only the host writes checkpoints"})
 			isCheckpoint = false
+		} else if isCheckpoint && (r.Tenant != "" || r.Subject != "" || r.Client != "" || r.Outcome != "" || r.Reason != "" ||
+			r.CorrelationID != "" || len(r.Scopes) > 0 || r.Network != nil || r.SenderConstraint != nil || len(r.Properties) > 0) {
+			// The signature covers the chain position, not these fields: a
+			// checkpoint carries none of them.
+			problem(Problem{Kind: ProblemCheckpoint, Node: r.Node, Seq: r.Seq, Position: pos,
+				Detail: "a checkpoint carrying event fields: it was edited"})
+			isCheckpoint = false
 		} else if isCheckpoint {
 			if err := verifyCheckpoint(&r, keys); err != nil {
 				problem(Problem{Kind: ProblemCheckpoint, Node: r.Node, Seq: r.Seq, Position: pos,
