@@ -182,7 +182,7 @@ func (a *AuditStore) Append(ctx context.Context, batch []audit.Sealed) error {
 	if err != nil {
 		return fmt.Errorf("postgres: audit append: begin: %w", err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after Commit
+	defer tx.Rollback(ctx) //nolint:errcheck // no-op after Commit; a cancelled ctx closes the connection, which ends the transaction too
 	tag, err := tx.Exec(ctx, appendSQL, nodes, seqs, hashes, sources, types, tenants, times, bodies)
 	if err != nil {
 		if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "23505" {
@@ -307,7 +307,7 @@ func (a *AuditStore) Purge(ctx context.Context, cutoff time.Time) (int64, error)
 	if err != nil {
 		return 0, fmt.Errorf("postgres: audit purge: begin: %w", err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after Commit
+	defer tx.Rollback(ctx) //nolint:errcheck // no-op after Commit; a cancelled ctx closes the connection, which ends the transaction too
 	if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = 0`); err != nil {
 		return 0, fmt.Errorf("postgres: audit purge: statement_timeout: %w", err)
 	}

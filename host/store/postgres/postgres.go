@@ -10,6 +10,10 @@
 //
 // The schema is created and upgraded by the embedded, versioned migrations
 // (migrations/NNNN_name.sql) through Migrate; Open runs it unless told not to.
+//
+// AuditStore (audit.go) is the audit trail's audit.Store on the table
+// authority_audit, on the token store's pool (Store.Audit) or its own
+// (OpenAuditDSN).
 package postgres
 
 import (
