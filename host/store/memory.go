@@ -136,8 +136,36 @@ func (m *Memory) Revoke(ctx context.Context, id string, at time.Time) (bool, err
 	return true, nil
 }
 
+// Rotate uses up an active token (see TokenStore.Rotate).
+func (m *Memory) Rotate(ctx context.Context, id string, at time.Time) (*Token, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	at = CanonicalTime(at)
+	if at.IsZero() {
+		return nil, fmt.Errorf("%w: rotatedAt: must be set", ErrInvalidToken)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	e, ok := m.tokens[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+	before := e.tok.Clone()
+	if e.tok.Status != StatusActive {
+		return before, fmt.Errorf("%w: %q is %s", ErrNotActive, id, e.tok.Status)
+	}
+	e.tok.Status, e.tok.RevokedAt = StatusRotated, at
+	return before, nil
+}
+
+// revokeLocked revokes an active token; a revoked or rotated one keeps its
+// status and time.
 func revokeLocked(t *Token, at time.Time) bool {
-	if t.Status == StatusRevoked {
+	if t.Status != StatusActive {
 		return false
 	}
 	t.Status = StatusRevoked

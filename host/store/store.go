@@ -18,10 +18,14 @@ import (
 // Status is the lifecycle state of a stored token.
 type Status string
 
-// Token statuses. A token only ever moves from StatusActive to StatusRevoked.
+// Token statuses. A token only ever moves from StatusActive to
+// StatusRevoked or StatusRotated, and never back.
 const (
 	StatusActive  Status = "active"
 	StatusRevoked Status = "revoked"
+	// StatusRotated: a refresh token that was used (Rotate). Presenting it
+	// again is reuse, which revokes its family (RFC 9700 §4.14.2).
+	StatusRotated Status = "rotated"
 )
 
 // Kind says what a token is used for.
@@ -60,11 +64,15 @@ type Token struct {
 	IssuedAt          time.Time
 	ExpiresAt         time.Time
 	Status            Status
-	RevokedAt         time.Time // zero unless Status is StatusRevoked
+	RevokedAt         time.Time // when it stopped being active (revoked or rotated); zero while active
 	SenderConstraint  string    // ConstraintNone, ConstraintDPoP, ConstraintMTLS or ConstraintDPoPMTLS
 	KeyThumbprint     string    // DPoP cnf.jkt; "" unless the constraint includes dpop
 	SenderCertificate string    // mTLS cnf x5t#S256; "" unless the constraint includes mtls
 	ParentID          string    // the token this one was derived from (refresh lineage); "" if none
+	// AuthTime is when the subject (or, without one, the client)
+	// authenticated for the grant this token comes from; a refresh-token
+	// family's absolute lifetime counts from it. Zero when not recorded.
+	AuthTime time.Time
 }
 
 // Errors returned by every TokenStore. Implementations wrap them with %w, so
@@ -84,6 +92,8 @@ var (
 	// it behind work it cannot finish in time (a full write queue): a
 	// retryable condition, answered 503 with Retry-After.
 	ErrBusy = errors.New("store: busy")
+	// ErrNotActive: Rotate found the token revoked or already rotated.
+	ErrNotActive = errors.New("store: token not active")
 )
 
 // TokenStore records issued tokens and their revocation. All methods are safe
@@ -112,6 +122,14 @@ type TokenStore interface {
 	// itself) and reports how many it revoked. It is how a refresh-token
 	// family is invalidated when reuse is detected.
 	RevokeByParent(ctx context.Context, parentID string, at time.Time) (int64, error)
+	// Rotate uses up an active token: it moves it to StatusRotated at `at`
+	// (canonicalized) and returns it as it was before the call. Of
+	// concurrent calls for one token, on any number of nodes, exactly one
+	// succeeds. A token that is not active is returned unchanged with an
+	// error wrapping ErrNotActive (its Status says whether it was revoked
+	// or rotated); an unknown one gives ErrNotFound. Rotate does not look
+	// at ExpiresAt: the caller decides expiry.
+	Rotate(ctx context.Context, id string, at time.Time) (*Token, error)
 	// Ping reports whether the store can serve requests (for /readyz).
 	Ping(ctx context.Context) error
 	// Close releases the store's resources after finishing accepted writes.
@@ -143,6 +161,7 @@ func Canonical(t *Token) (*Token, error) {
 	c.IssuedAt = CanonicalTime(c.IssuedAt)
 	c.ExpiresAt = CanonicalTime(c.ExpiresAt)
 	c.RevokedAt = CanonicalTime(c.RevokedAt)
+	c.AuthTime = CanonicalTime(c.AuthTime)
 	if c.Status == "" {
 		c.Status = StatusActive
 	}
@@ -183,9 +202,9 @@ func (t *Token) validate() error {
 		if !t.RevokedAt.IsZero() {
 			return errors.New("revokedAt: must be zero for an active token")
 		}
-	case StatusRevoked:
+	case StatusRevoked, StatusRotated:
 		if t.RevokedAt.IsZero() {
-			return errors.New("revokedAt: must be set for a revoked token")
+			return fmt.Errorf("revokedAt: must be set for a %s token", t.Status)
 		}
 	default:
 		return fmt.Errorf("status: unknown value %q", t.Status)

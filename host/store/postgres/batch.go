@@ -205,15 +205,15 @@ func (s *Store) flush(batch []*putRequest) {
 
 const insertSQL = `
 INSERT INTO authority_tokens (id, kind, tenant, client_id, subject, scopes, audiences, issued_at,
-	expires_at, status, revoked_at, sender_constraint, key_thumbprint, sender_certificate, parent_id)
+	expires_at, status, revoked_at, sender_constraint, key_thumbprint, sender_certificate, parent_id, auth_time)
 SELECT u.id, u.kind, u.tenant, u.client_id, u.subject, u.scopes::text[], u.audiences::text[], u.issued_at,
 	u.expires_at, u.status, u.revoked_at, u.sender_constraint, NULLIF(u.key_thumbprint, ''),
-	NULLIF(u.sender_certificate, ''), NULLIF(u.parent_id, '')
+	NULLIF(u.sender_certificate, ''), NULLIF(u.parent_id, ''), u.auth_time
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
 	$8::timestamptz[], $9::timestamptz[], $10::text[], $11::timestamptz[], $12::text[], $13::text[],
-	$14::text[], $15::text[])
+	$14::text[], $15::text[], $16::timestamptz[])
 	AS u(id, kind, tenant, client_id, subject, scopes, audiences, issued_at, expires_at, status,
-	revoked_at, sender_constraint, key_thumbprint, sender_certificate, parent_id)
+	revoked_at, sender_constraint, key_thumbprint, sender_certificate, parent_id, auth_time)
 ON CONFLICT (id) DO NOTHING
 RETURNING id`
 
@@ -226,17 +226,18 @@ func (s *Store) insert(ctx context.Context, toks []*store.Token) ([]bool, error)
 		scopes, auds, statuses, constraints    = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		jkts, certs, parents                   = make([]string, n), make([]string, n), make([]string, n)
 		issued, expires                        = make([]time.Time, n), make([]time.Time, n)
-		revoked                                = make([]pgtype.Timestamptz, n)
+		revoked, authTimes                     = make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n)
 	)
 	for i, t := range toks {
 		ids[i], kinds[i], tenants[i], clients[i], subjects[i] = t.ID, string(t.Kind), t.Tenant, t.ClientID, t.Subject
 		scopes[i], auds[i] = arrayLiteral(t.Scopes), arrayLiteral(t.Audiences)
 		issued[i], expires[i], statuses[i] = t.IssuedAt, t.ExpiresAt, string(t.Status)
 		revoked[i] = pgtype.Timestamptz{Time: t.RevokedAt, Valid: !t.RevokedAt.IsZero()}
+		authTimes[i] = pgtype.Timestamptz{Time: t.AuthTime, Valid: !t.AuthTime.IsZero()}
 		constraints[i], jkts[i], certs[i], parents[i] = t.SenderConstraint, t.KeyThumbprint, t.SenderCertificate, t.ParentID
 	}
 	rows, err := s.pool.Query(ctx, insertSQL, ids, kinds, tenants, clients, subjects, scopes, auds,
-		issued, expires, statuses, revoked, constraints, jkts, certs, parents)
+		issued, expires, statuses, revoked, constraints, jkts, certs, parents, authTimes)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: insert tokens: %w", err)
 	}
@@ -257,7 +258,7 @@ func (s *Store) insert(ctx context.Context, toks []*store.Token) ([]bool, error)
 
 // copyColumns are the columns COPY writes, in row order.
 var copyColumns = []string{"id", "kind", "tenant", "client_id", "subject", "scopes", "audiences", "issued_at",
-	"expires_at", "status", "revoked_at", "sender_constraint", "key_thumbprint", "sender_certificate", "parent_id"}
+	"expires_at", "status", "revoked_at", "sender_constraint", "key_thumbprint", "sender_certificate", "parent_id", "auth_time"}
 
 // insertBatch writes a batch with COPY (binary), the cheapest bulk path for
 // the server: no array parameters to parse, no per-row planning. COPY has no
@@ -273,7 +274,8 @@ func (s *Store) insertBatch(ctx context.Context, toks []*store.Token) ([]bool, e
 	for i, t := range toks {
 		rows[i] = []any{t.ID, string(t.Kind), t.Tenant, t.ClientID, t.Subject, nonNil(t.Scopes), nonNil(t.Audiences),
 			t.IssuedAt, t.ExpiresAt, string(t.Status), pgtype.Timestamptz{Time: t.RevokedAt, Valid: !t.RevokedAt.IsZero()},
-			t.SenderConstraint, nullable(t.KeyThumbprint), nullable(t.SenderCertificate), nullable(t.ParentID)}
+			t.SenderConstraint, nullable(t.KeyThumbprint), nullable(t.SenderCertificate), nullable(t.ParentID),
+			pgtype.Timestamptz{Time: t.AuthTime, Valid: !t.AuthTime.IsZero()}}
 	}
 	if _, err := s.pool.CopyFrom(ctx, pgx.Identifier{"authority_tokens"}, copyColumns, pgx.CopyFromRows(rows)); err != nil {
 		return nil, fmt.Errorf("postgres: copy tokens: %w", err)

@@ -222,7 +222,7 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 const selectColumns = `id, kind, tenant, client_id, subject, scopes, audiences, issued_at, expires_at,
 	status, revoked_at, sender_constraint, COALESCE(key_thumbprint, ''), COALESCE(sender_certificate, ''),
-	COALESCE(parent_id, '')`
+	COALESCE(parent_id, ''), auth_time`
 
 // Get returns the stored token (see store.TokenStore.Get).
 func (s *Store) Get(ctx context.Context, id string) (*store.Token, error) {
@@ -231,25 +231,34 @@ func (s *Store) Get(ctx context.Context, id string) (*store.Token, error) {
 	}
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
-	var (
-		t         store.Token
-		kind      string
-		status    string
-		revokedAt pgtype.Timestamptz
-	)
-	err := s.pool.QueryRow(ctx, `SELECT `+selectColumns+` FROM authority_tokens WHERE id = $1`, id).Scan(
-		&t.ID, &kind, &t.Tenant, &t.ClientID, &t.Subject, &t.Scopes, &t.Audiences, &t.IssuedAt, &t.ExpiresAt,
-		&status, &revokedAt, &t.SenderConstraint, &t.KeyThumbprint, &t.SenderCertificate, &t.ParentID)
+	t, err := scanToken(s.pool.QueryRow(ctx, `SELECT `+selectColumns+` FROM authority_tokens WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: %q", store.ErrNotFound, id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("postgres: get token: %w", err)
 	}
+	return t, nil
+}
+
+// scanToken reads one row of selectColumns.
+func scanToken(row pgx.Row) (*store.Token, error) {
+	var (
+		t                   store.Token
+		kind, status        string
+		revokedAt, authTime pgtype.Timestamptz
+	)
+	if err := row.Scan(&t.ID, &kind, &t.Tenant, &t.ClientID, &t.Subject, &t.Scopes, &t.Audiences, &t.IssuedAt, &t.ExpiresAt,
+		&status, &revokedAt, &t.SenderConstraint, &t.KeyThumbprint, &t.SenderCertificate, &t.ParentID, &authTime); err != nil {
+		return nil, err
+	}
 	t.Kind, t.Status = store.Kind(kind), store.Status(status)
 	t.IssuedAt, t.ExpiresAt = t.IssuedAt.UTC(), t.ExpiresAt.UTC()
 	if revokedAt.Valid {
 		t.RevokedAt = revokedAt.Time.UTC()
+	}
+	if authTime.Valid {
+		t.AuthTime = authTime.Time.UTC()
 	}
 	if len(t.Scopes) == 0 {
 		t.Scopes = nil
@@ -259,6 +268,51 @@ func (s *Store) Get(ctx context.Context, id string) (*store.Token, error) {
 	}
 	return &t, nil
 }
+
+// Rotate uses up an active token (see store.TokenStore.Rotate) in one
+// statement: the row lock of the UPDATE makes exactly one of concurrent
+// callers, on any node, see the token active. The token as it was comes
+// back from the pre-update snapshot.
+func (s *Store) Rotate(ctx context.Context, id string, at time.Time) (*store.Token, error) {
+	if s.isClosed() {
+		return nil, store.ErrClosed
+	}
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
+	at = store.CanonicalTime(at)
+	if at.IsZero() {
+		return nil, fmt.Errorf("%w: rotatedAt: must be set", store.ErrInvalidToken)
+	}
+	// The CTE's UPDATE and the outer SELECT see the same snapshot, so the
+	// SELECT returns the row as it was; `rotated` says whether this call
+	// made the change.
+	var rotated bool
+	row := s.pool.QueryRow(ctx, `
+		WITH u AS (
+			UPDATE authority_tokens SET status = 'rotated', revoked_at = $2
+			WHERE id = $1 AND status = 'active'
+			RETURNING id)
+		SELECT `+selectColumns+`, EXISTS (SELECT 1 FROM u) FROM authority_tokens WHERE id = $1`, id, at)
+	t, err := scanToken(rowWithTail{row, &rotated})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: %q", store.ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("postgres: rotate token: %w", err)
+	}
+	if !rotated {
+		return t, fmt.Errorf("%w: %q is %s", store.ErrNotActive, id, t.Status)
+	}
+	return t, nil
+}
+
+// rowWithTail scans a row whose last columns follow selectColumns into tail.
+type rowWithTail struct {
+	pgx.Row
+	tail *bool
+}
+
+func (r rowWithTail) Scan(dest ...any) error { return r.Row.Scan(append(dest, r.tail)...) }
 
 // Revoke marks the token revoked (see store.TokenStore.Revoke). One
 // statement; concurrent revocations of one token keep the first time.

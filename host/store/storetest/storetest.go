@@ -45,6 +45,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.TokenStore) {
 		{"RevokeIdempotent", testRevokeIdempotent},
 		{"RevokeUnknownIsFalse", testRevokeUnknown},
 		{"RevokeByParentRevokesFamily", testRevokeByParent},
+		{"RotateUsesUpOnce", testRotate},
+		{"RotateConcurrentOneWins", testRotateConcurrent},
+		{"RevokeKeepsRotated", testRevokeKeepsRotated},
 		{"ConcurrentPutsAllDurable", testConcurrentPuts},
 		{"ConcurrentDuplicatePutsOneWins", testConcurrentDuplicates},
 		{"CancelledContext", testCancelled},
@@ -131,6 +134,7 @@ func testRoundTrip(t *testing.T, s store.TokenStore) {
 		KeyThumbprint:     "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
 		SenderCertificate: "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2",
 		ParentID:          "parent-jti",
+		AuthTime:          baseTime().Add(-time.Hour + 7),
 	}
 	mustPut(t, s, in)
 	want := *in
@@ -139,6 +143,7 @@ func testRoundTrip(t *testing.T, s store.TokenStore) {
 	want.IssuedAt = baseTime().UTC().Truncate(time.Microsecond)
 	want.ExpiresAt = baseTime().Add(90 * 24 * time.Hour).UTC().Truncate(time.Microsecond)
 	want.RevokedAt = baseTime().Add(time.Minute + 999).UTC().Truncate(time.Microsecond)
+	want.AuthTime = baseTime().Add(-time.Hour + 7).UTC().Truncate(time.Microsecond)
 	got := mustGet(t, s, in.ID)
 	diff(t, got, &want)
 	if got.IssuedAt.Location() != time.UTC || got.ExpiresAt.Location() != time.UTC || got.RevokedAt.Location() != time.UTC {
@@ -453,5 +458,94 @@ func testClosed(t *testing.T, s store.TokenStore) {
 	}
 	if err := s.Ping(ctx(t)); err == nil {
 		t.Fatalf("Ping after Close succeeded")
+	}
+}
+
+func testRotate(t *testing.T, s store.TokenStore) {
+	rt := sample("rt")
+	rt.Kind = store.KindRefreshToken
+	mustPut(t, s, rt)
+	at := baseTime().Add(time.Minute + 1500)
+	before, err := s.Rotate(ctx(t), "rt", at)
+	if err != nil {
+		t.Fatalf("first Rotate: %v", err)
+	}
+	if before.Status != store.StatusActive || !before.RevokedAt.IsZero() || before.Subject != "alice" {
+		t.Fatalf("Rotate returned %+v, want the token as it was (active)", before)
+	}
+	got := mustGet(t, s, "rt")
+	if got.Status != store.StatusRotated || !got.RevokedAt.Equal(at.UTC().Truncate(time.Microsecond)) {
+		t.Fatalf("after Rotate: status %q at %v, want rotated at %v", got.Status, got.RevokedAt, at)
+	}
+	again, err := s.Rotate(ctx(t), "rt", at.Add(time.Hour))
+	if !errors.Is(err, store.ErrNotActive) || again == nil || again.Status != store.StatusRotated {
+		t.Fatalf("second Rotate = %+v, %v; want the rotated token and ErrNotActive", again, err)
+	}
+	if got := mustGet(t, s, "rt"); !got.RevokedAt.Equal(at.UTC().Truncate(time.Microsecond)) {
+		t.Fatalf("second Rotate moved the rotation time to %v", got.RevokedAt)
+	}
+	rv := sample("revoked-rt")
+	mustPut(t, s, rv)
+	if _, err := s.Revoke(ctx(t), "revoked-rt", at); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Rotate(ctx(t), "revoked-rt", at); !errors.Is(err, store.ErrNotActive) || got.Status != store.StatusRevoked {
+		t.Fatalf("Rotate of a revoked token = %+v, %v; want it revoked and ErrNotActive", got, err)
+	}
+	if _, err := s.Rotate(ctx(t), "never-issued", at); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Rotate unknown: %v, want ErrNotFound", err)
+	}
+	if _, err := s.Rotate(ctx(t), "rt", time.Time{}); !errors.Is(err, store.ErrInvalidToken) {
+		t.Fatalf("Rotate with a zero time: %v, want ErrInvalidToken", err)
+	}
+}
+
+func testRotateConcurrent(t *testing.T, s store.TokenStore) {
+	const n = 16
+	for round := range 3 {
+		id := fmt.Sprintf("race-%d", round)
+		mustPut(t, s, sample(id))
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = s.Rotate(ctx(t), id, baseTime().Add(time.Duration(i)*time.Second))
+			}()
+		}
+		wg.Wait()
+		won := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				won++
+			case !errors.Is(err, store.ErrNotActive):
+				t.Fatalf("round %d caller %d: %v", round, i, err)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("round %d: %d of %d concurrent Rotate calls succeeded, want exactly 1", round, won, n)
+		}
+	}
+}
+
+func testRevokeKeepsRotated(t *testing.T, s store.TokenStore) {
+	mustPut(t, s, sample("rot"))
+	at := baseTime().Add(time.Minute)
+	if _, err := s.Rotate(ctx(t), "rot", at); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Revoke(ctx(t), "rot", at.Add(time.Hour)); err != nil || !ok {
+		t.Fatalf("Revoke of a rotated token = %v, %v; want true, nil", ok, err)
+	}
+	child := sample("rot-child")
+	child.ParentID = "rot"
+	mustPut(t, s, child)
+	if n, err := s.RevokeByParent(ctx(t), "rot", at.Add(time.Hour)); err != nil || n != 1 {
+		t.Fatalf("RevokeByParent under a rotated parent = %d, %v; want 1", n, err)
+	}
+	if got := mustGet(t, s, "rot"); got.Status != store.StatusRotated || !got.RevokedAt.Equal(at.UTC().Truncate(time.Microsecond)) {
+		t.Fatalf("a rotated token became %q at %v; it must keep its status and time", got.Status, got.RevokedAt)
 	}
 }
