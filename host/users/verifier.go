@@ -1,0 +1,130 @@
+package users
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+)
+
+// ErrBusy: every KDF slot is taken and the wait queue is full, or the wait
+// for a slot timed out. Retryable: the token endpoint answers 503.
+var ErrBusy = errors.New("users: password checks saturated")
+
+// VerifierOptions bound the KDF work of password checks.
+type VerifierOptions struct {
+	// Params are the cost of the dummy hash unknown users are checked
+	// against (the configured hashing cost, so an unknown user costs what
+	// a known one does).
+	Params Params
+	// MaxConcurrent KDF evaluations run at once (each holds
+	// Params.MemoryKiB and one core for its duration). Default 1.
+	MaxConcurrent int
+	// MaxWaiting checks may wait for a slot; more fail at once with
+	// ErrBusy. Default 32.
+	MaxWaiting int
+	// WaitTimeout bounds the wait for a slot. Default 1s.
+	WaitTimeout time.Duration
+}
+
+// Verifier checks passwords with at most MaxConcurrent KDF evaluations in
+// flight, so a flood of password requests takes at most that many cores
+// and that much memory from the rest of the server (client_credentials
+// never enters it). It is safe for concurrent use.
+type Verifier struct {
+	slots      chan struct{}
+	waiting    atomic.Int64
+	maxWaiting int64
+	wait       time.Duration
+	dummy      PHC
+	// Counters for metrics and tests.
+	checks, busy atomic.Int64
+}
+
+// NewVerifier computes the dummy hash (one KDF evaluation) and returns the
+// verifier.
+func NewVerifier(o VerifierOptions) (*Verifier, error) {
+	if o.MaxConcurrent <= 0 {
+		o.MaxConcurrent = 1
+	}
+	if o.MaxWaiting <= 0 {
+		o.MaxWaiting = 32
+	}
+	if o.WaitTimeout <= 0 {
+		o.WaitTimeout = time.Second
+	}
+	pw := make([]byte, 32)
+	if _, err := rand.Read(pw); err != nil {
+		return nil, err
+	}
+	s, err := Hash(pw, o.Params)
+	if err != nil {
+		return nil, fmt.Errorf("argon2id.%w", err)
+	}
+	dummy, err := ParsePHC(s)
+	if err != nil {
+		return nil, err
+	}
+	return &Verifier{slots: make(chan struct{}, o.MaxConcurrent), maxWaiting: int64(o.MaxWaiting), wait: o.WaitTimeout, dummy: dummy}, nil
+}
+
+// Check reports whether password matches the PHC string hash. hash ""
+// (an unknown or disabled user) is checked against the dummy hash and
+// never matches, so the time taken does not say whether the user exists. A
+// malformed hash is also checked against the dummy and returns
+// ErrMalformedHash. ErrBusy or ctx.Err() mean no check ran.
+func (v *Verifier) Check(ctx context.Context, hash string, password string) (bool, error) {
+	h, perr := v.dummy, error(nil)
+	if hash != "" {
+		var err error
+		if h, err = ParsePHC(hash); err != nil {
+			h, perr = v.dummy, err
+		}
+	}
+	real := hash != "" && perr == nil
+	if len(password) > MaxPasswordLen {
+		// Hashing it would let a caller choose the cost; it cannot be a
+		// password we accepted (Hash refuses such passwords).
+		password, real = password[:MaxPasswordLen], false
+	}
+	if err := v.acquire(ctx); err != nil {
+		return false, err
+	}
+	ok := h.Matches([]byte(password))
+	<-v.slots
+	v.checks.Add(1)
+	if perr != nil {
+		return false, perr
+	}
+	return ok && real, nil
+}
+
+func (v *Verifier) acquire(ctx context.Context) error {
+	select {
+	case v.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	if v.waiting.Add(1) > v.maxWaiting {
+		v.waiting.Add(-1)
+		v.busy.Add(1)
+		return fmt.Errorf("%w: %d checks waiting", ErrBusy, v.maxWaiting)
+	}
+	defer v.waiting.Add(-1)
+	t := time.NewTimer(v.wait)
+	defer t.Stop()
+	select {
+	case v.slots <- struct{}{}:
+		return nil
+	case <-t.C:
+		v.busy.Add(1)
+		return fmt.Errorf("%w: no KDF slot within %s", ErrBusy, v.wait)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Stats are the verifier's counters: checks run, checks refused busy.
+func (v *Verifier) Stats() (checks, busy int64) { return v.checks.Load(), v.busy.Load() }
