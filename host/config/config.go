@@ -217,13 +217,61 @@ type SigningKey struct {
 // Tokens holds token lifetimes.
 type Tokens struct {
 	AccessTokenLifetime Duration `yaml:"accessTokenLifetime"`
+	// RefreshToken bounds the refresh tokens of the password grant.
+	RefreshToken RefreshTokens `yaml:"refreshToken"`
 	FreshAuthLifetime   Duration `yaml:"freshAuthLifetime"`
+}
+
+// RefreshTokens are the lifetimes of a refresh-token family: every
+// rotation's token lives IdleLifetime (a family unused that long ends), and
+// no token of the family outlives AbsoluteLifetime after the user
+// authenticated.
+type RefreshTokens struct {
+	IdleLifetime     Duration `yaml:"idleLifetime"`
+	AbsoluteLifetime Duration `yaml:"absoluteLifetime"`
+}
+
+// Passwords configures the password grant's KDF.
+type Passwords struct {
+	// Argon2id is the cost of new hashes (authority-host hash-password) and
+	// of the dummy hash unknown users are checked against.
+	Argon2id Argon2id `yaml:"argon2id"`
+	// MaxConcurrent KDF evaluations run at once; 0: one per four cores
+	// (at least one). Each holds argon2id.memoryKiB and one core.
+	MaxConcurrent int `yaml:"maxConcurrent"`
+	// MaxWaiting password checks may queue for a KDF slot; more are
+	// answered 503 at once.
+	MaxWaiting int `yaml:"maxWaiting"`
+	// WaitTimeout bounds a check's wait for a slot (then 503).
+	WaitTimeout Duration `yaml:"waitTimeout"`
+}
+
+// Argon2id are the RFC 9106 cost parameters.
+type Argon2id struct {
+	MemoryKiB   uint32 `yaml:"memoryKiB"`
+	Iterations  uint32 `yaml:"iterations"`
+	Parallelism uint8  `yaml:"parallelism"`
+}
+
+// User is a resource owner of the password grant, from configuration.
+type User struct {
+	Username string `yaml:"username"`
+	// Subject is the tokens' sub; the username when empty.
+	Subject string `yaml:"subject"`
+	// PasswordHash is an Argon2id PHC string (authority-host hash-password).
+	PasswordHash string `yaml:"passwordHash"`
+	// Scopes, when set, limits the user's tokens to these scopes.
+	Scopes   []string `yaml:"scopes"`
+	Disabled bool     `yaml:"disabled"`
 }
 
 // Storage selects the token store and the shared Redis.
 type Storage struct {
 	// Tokens is "memory" or "postgres".
 	Tokens string `yaml:"tokens"`
+	// Users is where password-grant users live: "config" (tenants[].users)
+	// or "postgres" (the authority_users table; needs tokens: postgres).
+	Users string `yaml:"users"`
 	// PurgeInterval is how often expired tokens are deleted from the store;
 	// Retention is how long after expiry they are kept (a late
 	// introspection still answers from the store, audits can join on them).
@@ -269,6 +317,7 @@ type Redis struct {
 // Security holds the seed's security.senderConstraints section.
 type Security struct {
 	SenderConstraints SenderConstraints `yaml:"senderConstraints"`
+	Passwords         Passwords         `yaml:"passwords"`
 	// TrustedProxies are CIDRs whose forwarded headers are believed: the
 	// client certificate (RFC 9440 Client-Cert, X-SSL-Client-Cert) and the
 	// client address (X-Forwarded-For, used for logs, plugins and rate
@@ -382,6 +431,8 @@ type Tenant struct {
 	Plugins []plugin.Spec `yaml:"plugins"`
 	// Audit is how the tenant's audit records hold personal data.
 	Audit TenantAudit `yaml:"audit"`
+	// Users are the tenant's password-grant users (storage.users config).
+	Users []User `yaml:"users"`
 }
 
 // SenderPolicy says which sender constraints a client must use.
@@ -399,7 +450,10 @@ type Client struct {
 	// non-alphanumerics as _) supplies one from the environment instead.
 	SecretDigest string `yaml:"secretDigest"`
 	// AuthMethod: client_secret_basic, client_secret_post, tls_client_auth,
-	// self_signed_tls_client_auth. A client authenticates only with this method.
+	// self_signed_tls_client_auth, or none (a public client: client_id
+	// only; password and refresh_token grants, its refresh tokens bound to
+	// its DPoP key or certificate). A client authenticates only with this
+	// method.
 	AuthMethod string   `yaml:"authMethod"`
 	Grants     []string `yaml:"grants"`
 	Scopes     []string `yaml:"scopes"`
@@ -496,15 +550,18 @@ func Default() *Config {
 		Tokens: Tokens{
 			AccessTokenLifetime: Duration(5 * time.Minute),
 			FreshAuthLifetime:   Duration(5 * time.Minute),
+			RefreshToken:        RefreshTokens{IdleLifetime: Duration(7 * 24 * time.Hour), AbsoluteLifetime: Duration(30 * 24 * time.Hour)},
 		},
 		Storage: Storage{
 			Tokens:        "memory",
+			Users:         "config",
 			PurgeInterval: Duration(10 * time.Minute),
 			Retention:     Duration(time.Hour),
 			Postgres:      Postgres{MaxConns: 16, MigrateOnStart: true, RequestTimeout: Duration(3 * time.Second)},
 			Redis:         Redis{KeyPrefix: "authority:"},
 		},
-		Security: Security{SenderConstraints: SenderConstraints{
+		Security: Security{Passwords: Passwords{Argon2id: Argon2id{MemoryKiB: 19456, Iterations: 2, Parallelism: 1},
+			MaxWaiting: 32, WaitTimeout: Duration(time.Second)}, SenderConstraints: SenderConstraints{
 			DPoP: DPoP{
 				Enabled:           true,
 				AllowedAlgorithms: []string{"ES256", "ES384", "PS256", "RS256", "EdDSA", "Ed25519"},

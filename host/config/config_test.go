@@ -93,6 +93,15 @@ func TestValidationNamesTheKey(t *testing.T) {
 		{"audit bytes per call", "plugins:\n  audit:\n    bytesPerCall: 100\n", "plugins.audit.bytesPerCall"},
 		{"audit rate", "plugins:\n  audit:\n    rate: 0\n", "plugins.audit.rate"},
 		{"audit burst", "plugins:\n  audit:\n    burst: -1\n", "plugins.audit.burst"},
+		{"refresh idle", "tokens:\n  refreshToken:\n    idleLifetime: 0s\n", "tokens.refreshToken.idleLifetime"},
+		{"refresh absolute below idle", "tokens:\n  refreshToken:\n    idleLifetime: 48h\n    absoluteLifetime: 24h\n", "tokens.refreshToken.absoluteLifetime"},
+		{"argon2id memory below OWASP", "security:\n  passwords:\n    argon2id:\n      memoryKiB: 4096\n", "security.passwords.argon2id.memoryKiB"},
+		{"argon2id m*t below OWASP", "security:\n  passwords:\n    argon2id:\n      iterations: 1\n", "security.passwords.argon2id.iterations"},
+		{"argon2id parallelism", "security:\n  passwords:\n    argon2id:\n      parallelism: 0\n", "security.passwords.argon2id.parallelism"},
+		{"kdf concurrency", "security:\n  passwords:\n    maxConcurrent: -1\n", "security.passwords.maxConcurrent"},
+		{"kdf wait", "security:\n  passwords:\n    waitTimeout: 1m\n", "security.passwords.waitTimeout"},
+		{"users store", "storage:\n  users: ldap\n", "storage.users"},
+		{"postgres users need postgres tokens", "storage:\n  users: postgres\n", "storage.users"},
 		{"mtls audiences need https", "security:\n  senderConstraints:\n    mtls:\n      enforceForAudiences: [api]\n", "security.senderConstraints.mtls.enforceForAudiences"},
 	}
 	for _, tc := range cases {
@@ -105,6 +114,52 @@ func TestValidationNamesTheKey(t *testing.T) {
 				t.Fatalf("error %q does not name %s", err, tc.key)
 			}
 		})
+	}
+}
+
+func TestPasswordGrantConfigErrorsNameTheKey(t *testing.T) {
+	doc := `
+signing:
+  keys: [{file: k.pem, active: true}]
+tenants:
+  - id: t1
+    users:
+      - username: alice
+        passwordHash: $2a$10$bcryptisnotaccepted
+      - username: alice
+        passwordHash: "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc"
+        scopes: ["two words"]
+      - username: ""
+        passwordHash: "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc"
+    clients:
+      - id: public-app
+        authMethod: none
+        secretDigest: sha256:b8c219274beea7b2dc1e24ad8fc6ac58c77f7de06c8a902d1690d890ca8ff93f
+        grants: [client_credentials, password]
+      - id: refresh-only
+        secretDigest: sha256:b8c219274beea7b2dc1e24ad8fc6ac58c77f7de06c8a902d1690d890ca8ff93f
+        authMethod: client_secret_basic
+        grants: [refresh_token]
+`
+	err := parseValidate(t, doc)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, key := range []string{
+		"tenants[0].users[0].passwordHash:",
+		"tenants[0].users[1].username:",
+		"tenants[0].users[1].scopes[0]:",
+		"tenants[0].users[2].username:",
+		"tenants[0].clients[0].secretDigest:",
+		"tenants[0].clients[0].grants:",
+		"tenants[0].clients[1].grants:",
+	} {
+		if !strings.Contains(err.Error(), key) {
+			t.Errorf("error does not name %s:\n%v", key, err)
+		}
+	}
+	if strings.Contains(err.Error(), "tenants[0].users[1].passwordHash") {
+		t.Errorf("the reference Argon2id hash was refused:\n%v", err)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"stellaops.org/authority/host/plugin"
+	"stellaops.org/authority/host/users"
 )
 
 // KeyError is a validation failure that names the offending key, e.g.
@@ -29,7 +30,7 @@ func (e *KeyError) Error() string { return e.Key + ": " + e.Msg }
 var (
 	knownAlgorithms = []string{"ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512", "EdDSA", "Ed25519"}
 	knownGrants     = []string{"client_credentials", "password", "refresh_token"}
-	knownAuth       = []string{"client_secret_basic", "client_secret_post", "tls_client_auth", "self_signed_tls_client_auth"}
+	knownAuth       = []string{"client_secret_basic", "client_secret_post", "tls_client_auth", "self_signed_tls_client_auth", "none"}
 	knownSANTypes   = []string{"dns", "uri", "ip", "email"}
 	knownLevels     = []string{"debug", "info", "warn", "error"}
 )
@@ -123,6 +124,21 @@ func (c *Config) Validate() error {
 	}
 	if c.Tokens.FreshAuthLifetime <= 0 {
 		bad("tokens.freshAuthLifetime", "must be > 0")
+	}
+	if rt := c.Tokens.RefreshToken; rt.IdleLifetime <= 0 {
+		bad("tokens.refreshToken.idleLifetime", "must be > 0")
+	} else if rt.AbsoluteLifetime < rt.IdleLifetime {
+		bad("tokens.refreshToken.absoluteLifetime", "must be >= idleLifetime (%s), got %s", rt.IdleLifetime.D(), rt.AbsoluteLifetime.D())
+	}
+	validatePasswords(bad, c.Security.Passwords)
+	switch c.Storage.Users {
+	case "config":
+	case "postgres":
+		if c.Storage.Tokens != "postgres" {
+			bad("storage.users", "postgres needs storage.tokens postgres (the users table lives beside the tokens)")
+		}
+	default:
+		bad("storage.users", "must be config or postgres, got %q", c.Storage.Users)
 	}
 
 	if c.Storage.PurgeInterval.D() < time.Second {
@@ -333,6 +349,13 @@ func (c *Config) Validate() error {
 				if !validDigest(cl.SecretDigest) {
 					bad(ck+".secretDigest", "must be \"sha256:\" followed by 64 hex digits (or set %s)", ClientSecretEnv(cl.ID))
 				}
+			case "none":
+				if cl.SecretDigest != "" {
+					bad(ck+".secretDigest", "not allowed for a public client (authMethod none): it has no secret (remove the key, and unset %s if it is set)", ClientSecretEnv(cl.ID))
+				}
+				if slices.Contains(cl.Grants, "client_credentials") {
+					bad(ck+".grants", "client_credentials is for confidential clients only (RFC 6749 §4.4); a public client (authMethod none) may use password and refresh_token")
+				}
 			case "tls_client_auth", "self_signed_tls_client_auth":
 				if cl.SecretDigest != "" {
 					bad(ck+".secretDigest", "not allowed for %s: a certificate client authenticates with its certificate only (remove the key, and unset %s if it is set)", cl.AuthMethod, ClientSecretEnv(cl.ID))
@@ -394,10 +417,14 @@ func (c *Config) Validate() error {
 					bad(fmt.Sprintf("%s.audiences[%d]", ck, ai), "must be non-empty without whitespace")
 				}
 			}
+			if slices.Contains(cl.Grants, "refresh_token") && !slices.Contains(cl.Grants, "password") {
+				bad(ck+".grants", "refresh_token needs password: the password grant is the one that issues refresh tokens")
+			}
 			if cl.SenderConstraint != nil {
 				validatePolicy(bad, c, ck+".senderConstraint", *cl.SenderConstraint)
 			}
 		}
+		validateUsers(bad, c, tk, t.Users)
 	}
 	return errors.Join(errs...)
 }
@@ -587,5 +614,50 @@ func validateTenantAudit(bad func(key, format string, args ...any), key string, 
 	}
 	if a.IPv6Prefix != 0 && (a.IPv6Prefix < 16 || a.IPv6Prefix > 64) {
 		bad(key+".ipv6Prefix", "must be 16..64 (0: 48), got %d", a.IPv6Prefix)
+	}
+}
+
+func validatePasswords(bad func(string, string, ...any), p Passwords) {
+	params := users.Params{MemoryKiB: p.Argon2id.MemoryKiB, Iterations: p.Argon2id.Iterations, Parallelism: p.Argon2id.Parallelism}
+	if err := params.CheckPolicy(); err != nil {
+		field, msg, _ := strings.Cut(err.Error(), ": ")
+		bad("security.passwords.argon2id."+field, "%s", msg)
+	}
+	if p.MaxConcurrent < 0 || p.MaxConcurrent > 256 {
+		bad("security.passwords.maxConcurrent", "must be 0..256 (0: one per four cores), got %d", p.MaxConcurrent)
+	}
+	if p.MaxWaiting < 1 {
+		bad("security.passwords.maxWaiting", "must be >= 1, got %d", p.MaxWaiting)
+	}
+	if p.WaitTimeout.D() <= 0 || p.WaitTimeout.D() > 10*time.Second {
+		bad("security.passwords.waitTimeout", "must be > 0 and <= 10s (a request waits this long for a KDF slot), got %s", p.WaitTimeout.D())
+	}
+}
+
+func validateUsers(bad func(string, string, ...any), c *Config, tk string, us []User) {
+	if len(us) > 0 && c.Storage.Users != "config" {
+		bad(tk+".users", "not allowed with storage.users %s: the users live in the authority_users table (one source, no precedence to guess)", c.Storage.Users)
+		return
+	}
+	seen := map[string]int{}
+	for ui, u := range us {
+		uk := fmt.Sprintf("%s.users[%d]", tk, ui)
+		if u.Username == "" || len(u.Username) > 256 {
+			bad(uk+".username", "must be 1..256 bytes")
+		} else if j, dup := seen[u.Username]; dup {
+			bad(uk+".username", "duplicate of users[%d] %q", j, u.Username)
+		}
+		seen[u.Username] = ui
+		if len(u.Subject) > 256 {
+			bad(uk+".subject", "longer than 256 bytes")
+		}
+		if _, err := users.ParsePHC(u.PasswordHash); err != nil {
+			bad(uk+".passwordHash", "must be an Argon2id PHC string from `authority-host hash-password` (%v)", err)
+		}
+		for si, s := range u.Scopes {
+			if !validScopeToken(s) {
+				bad(fmt.Sprintf("%s.scopes[%d]", uk, si), "not a valid scope token (RFC 6749 §3.3): %q", s)
+			}
+		}
 	}
 }
