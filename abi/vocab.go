@@ -59,6 +59,9 @@ const (
 	// EventDPoPNonceMiss: a proof without the server nonce, or with a stale
 	// one, where one was required (400 use_dpop_nonce).
 	EventDPoPNonceMiss = "authority.dpop.nonce.miss"
+	// EventRefreshReused: a refresh token presented again after its
+	// rotation; its whole family was revoked.
+	EventRefreshReused = "authority.token.refresh.reused"
 )
 
 // HostOnlyEventPrefix starts the types of the host's own audit trail
@@ -72,5 +75,5 @@ var (
 	MTLSResults       = []string{MTLSOK, MTLSContextMissing, MTLSMissingCertificate, MTLSThumbprintMismatch}
 	SenderConstraints = []string{ConstraintNone, ConstraintDPoP, ConstraintMTLS, ConstraintDPoPMTLS, ConstraintBypass}
 	Outcomes          = []string{OutcomeSuccess, OutcomeFailure, OutcomeLockedOut, OutcomeRateLimited, OutcomeError}
-	HostEventTypes    = []string{EventTokenIssued, EventTokenDenied, EventDPoPReplay, EventDPoPBypass, EventMTLSBindingMismatch, EventDPoPNonceMiss}
+	HostEventTypes    = []string{EventTokenIssued, EventTokenDenied, EventDPoPReplay, EventDPoPBypass, EventMTLSBindingMismatch, EventDPoPNonceMiss, EventRefreshReused}
 )

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,7 @@ import (
 	"stellaops.org/authority/host/store"
 	"stellaops.org/authority/host/store/postgres"
 	"stellaops.org/authority/host/telemetry"
+	"stellaops.org/authority/host/users"
 )
 
 // NewLogger returns the JSON slog logger at level; records logged with a
@@ -63,6 +65,12 @@ type Authority struct {
 	trail *trail
 	// secret is the pseudonymization secret, read once at start.
 	secret []byte
+	// users is the password grant's user store with storage.users
+	// postgres (nil: each configuration's tenants[].users).
+	users users.Store
+	// passwords is the KDF limiter, shared across reloads so a reload
+	// cannot double the KDF work allowed (restart-only settings).
+	passwords *users.Verifier
 
 	// What a reload reuses, and the swappable plugin set.
 	redis    redis.UniversalClient
@@ -172,6 +180,10 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 			return nil, fmt.Errorf("storage.postgres: %w", err)
 		}
 		a.Store, pgStore = pg, pg
+		if cfg.Storage.Users == "postgres" {
+			a.users = pg.Users()
+			checks = append(checks, server.Checker{Name: "user-store", Check: a.users.Ping})
+		}
 	default:
 		a.Store = store.NewMemory(store.MemoryOptions{Now: o.Now, Retention: cfg.Storage.Retention.D()})
 	}
@@ -275,8 +287,30 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 func (a *Authority) newService(cfg *config.Config) (*oauth.Service, error) {
 	return oauth.NewService(oauth.Options{
 		Config: cfg, Keys: a.keys, Store: a.Store, Logger: a.log, Now: a.now, Plugins: &a.plugins,
-		Sender: a.senderOptions(cfg),
+		Sender: a.senderOptions(cfg), Users: a.users, Passwords: a.passwordVerifier(cfg),
 	})
+}
+
+// passwordVerifier is the one Verifier of the process, built with the
+// first configuration that has a password client (nil before: NewService
+// then needs none).
+func (a *Authority) passwordVerifier(cfg *config.Config) *users.Verifier {
+	if a.passwords != nil {
+		return a.passwords
+	}
+	for _, t := range cfg.Tenants {
+		for _, c := range t.Clients {
+			if slices.Contains(c.Grants, "password") {
+				v, err := oauth.NewPasswordVerifier(cfg)
+				if err != nil {
+					return nil // NewService builds one and reports the error
+				}
+				a.passwords = v
+				return v
+			}
+		}
+	}
+	return nil
 }
 
 // senderOptions are the OAuth service's sender-constraint dependencies:

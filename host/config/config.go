@@ -255,9 +255,8 @@ type Argon2id struct {
 
 // User is a resource owner of the password grant, from configuration.
 type User struct {
+	// Username is the login name and the tokens' sub.
 	Username string `yaml:"username"`
-	// Subject is the tokens' sub; the username when empty.
-	Subject string `yaml:"subject"`
 	// PasswordHash is an Argon2id PHC string (authority-host hash-password).
 	PasswordHash string `yaml:"passwordHash"`
 	// Scopes, when set, limits the user's tokens to these scopes.

@@ -648,9 +648,6 @@ func validateUsers(bad func(string, string, ...any), c *Config, tk string, us []
 			bad(uk+".username", "duplicate of users[%d] %q", j, u.Username)
 		}
 		seen[u.Username] = ui
-		if len(u.Subject) > 256 {
-			bad(uk+".subject", "longer than 256 bytes")
-		}
 		if _, err := users.ParsePHC(u.PasswordHash); err != nil {
 			bad(uk+".passwordHash", "must be an Argon2id PHC string from `authority-host hash-password` (%v)", err)
 		}

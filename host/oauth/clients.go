@@ -96,6 +96,26 @@ func NewRegistry(cfg *config.Config) (*Registry, error) {
 	return r, nil
 }
 
+// anyGrant reports whether some client may use grant.
+func (r *Registry) anyGrant(grant string) bool {
+	for _, c := range r.clients {
+		if c.AllowsGrant(grant) {
+			return true
+		}
+	}
+	return false
+}
+
+// anyPublic reports whether some client is public (authMethod none).
+func (r *Registry) anyPublic() bool {
+	for _, c := range r.clients {
+		if c.AuthMethod == MethodNone {
+			return true
+		}
+	}
+	return false
+}
+
 // Client returns a client by id.
 func (r *Registry) Client(id string) (*Client, bool) {
 	c, ok := r.clients[id]
@@ -142,6 +162,9 @@ func (r *Registry) Authenticate(cr Credentials) (*Client, *Error) {
 		return nil, ErrInvalidClient("unknown-client")
 	}
 	switch cl.AuthMethod {
+	case MethodNone:
+		// A public client (RFC 6749 §2.1): identified, not authenticated.
+		return cl, nil
 	case "tls_client_auth", "self_signed_tls_client_auth":
 		if cr.CertAuth == nil {
 			return nil, errCertificateClient("certificate-auth-unavailable")

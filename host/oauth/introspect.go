@@ -47,11 +47,16 @@ func (s *Service) Introspect(ctx context.Context, r *Request) (*Introspection, *
 	if e != nil {
 		return nil, e
 	}
+	if cl.AuthMethod == MethodNone {
+		// RFC 7662 §2.1: the caller must be authorized; a public client
+		// has no credential to authorize.
+		return nil, errCertificateClient("public-client-introspection")
+	}
 	raw := r.Form.Get("token")
 	if raw == "" {
 		return nil, ErrInvalidRequest("token is required")
 	}
-	rec, e := s.lookup(ctx, raw)
+	rec, e := s.lookupAny(ctx, raw)
 	if e != nil {
 		return nil, e
 	}
@@ -95,7 +100,37 @@ func (s *Service) Introspect(ctx context.Context, r *Request) (*Introspection, *
 	if rec.KeyThumbprint != "" {
 		out.TokenType = "DPoP"
 	}
+	if rec.Kind == store.KindRefreshToken {
+		// RFC 7662 token_type is an access token's type (RFC 6749 §7.1);
+		// a refresh token has none, and its store ID is not a jti.
+		out.TokenType, out.Jti = "", ""
+		out.Nbf = 0
+	}
 	return out, nil
+}
+
+// lookupAny finds an access token (a JWT of ours) or a refresh token (an
+// opaque value, found by its hash). The two never look alike, so
+// token_type_hint (RFC 7009 §2.1, RFC 7662 §2.1) is not needed to tell
+// them apart and is ignored, as both RFCs allow.
+func (s *Service) lookupAny(ctx context.Context, raw string) (*store.Token, *Error) {
+	if strings.Count(raw, ".") == 2 {
+		return s.lookup(ctx, raw)
+	}
+	if len(raw) != 43 {
+		return nil, nil // not one of our refresh tokens (256 bits, base64url)
+	}
+	rec, err := s.store.Get(ctx, refreshID(raw))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, storeUnavailable(err)
+	}
+	if rec.Kind != store.KindRefreshToken {
+		return nil, nil
+	}
+	return rec, nil
 }
 
 // lookup verifies a token's signature with the published keys and loads
@@ -140,9 +175,9 @@ func (s *Service) Revoke(ctx context.Context, r *Request) *Error {
 	if raw == "" {
 		return ErrInvalidRequest("token is required")
 	}
-	// Refresh tokens are not issued yet, so any hint is accepted and ignored
-	// (RFC 7009 §2.1: the hint is only a hint).
-	rec, e := s.lookup(ctx, raw)
+	// Any token_type_hint is accepted and ignored (RFC 7009 §2.1: the hint
+	// is only a hint; lookupAny tells the kinds apart).
+	rec, e := s.lookupAny(ctx, raw)
 	if e != nil {
 		return e
 	}
@@ -151,6 +186,17 @@ func (s *Service) Revoke(ctx context.Context, r *Request) *Error {
 	}
 	if rec.ClientID != cl.ID {
 		return &Error{Status: 400, Code: CodeUnauthorizedClient, Description: "the token was not issued to this client", Reason: "revoke-foreign-client"}
+	}
+	if rec.Kind == store.KindRefreshToken {
+		// RFC 7009 §2.1: revoking a refresh token also invalidates the
+		// access tokens of the same grant: the whole family goes.
+		n, err := s.revokeFamily(ctx, rec)
+		if err != nil {
+			return storeUnavailable(err)
+		}
+		s.log.InfoContext(ctx, "authority.token.revoked", "tenant", rec.Tenant, "client", cl.ID, "kind", "refresh_token",
+			"family", familyOf(rec), "revoked", n, "correlation_id", r.CorrelationID)
+		return nil
 	}
 	if _, err := s.store.Revoke(ctx, rec.ID, s.now()); err != nil {
 		return storeUnavailable(err)

@@ -52,7 +52,7 @@ type MTLSEndpointAliases struct {
 // servedGrants are the grant types the token endpoint implements. A
 // grant a client is configured with but that is not listed here is
 // refused with unsupported_grant_type, and is not advertised.
-var servedGrants = []string{"client_credentials"}
+var servedGrants = []string{"client_credentials", "password", "refresh_token"}
 
 // ServedGrantTypes lists the grant types POST /token implements, in the
 // order the metadata advertises them.
@@ -71,6 +71,17 @@ func AuthMethods(cfg *config.Config) []string {
 		out = append(out, string(mtls.MethodTLSClientAuth), string(mtls.MethodSelfSignedTLSClientAuth))
 	}
 	return out
+}
+
+func hasPublicClient(cfg *config.Config) bool {
+	for _, t := range cfg.Tenants {
+		for _, c := range t.Clients {
+			if c.AuthMethod == MethodNone {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // mtlsServed reports whether cfg serves RFC 8705: mTLS enabled, and an
@@ -107,6 +118,12 @@ func NewMetadata(cfg *config.Config) *Metadata {
 		TokenEndpointAuthMethodsSupported: methods,
 		IntrospectionEndpointAuthMethodsSupported: slices.Clone(methods),
 		RevocationEndpointAuthMethodsSupported:    slices.Clone(methods),
+	}
+	if hasPublicClient(cfg) {
+		// Public clients use /token and /revoke (RFC 7009 §2.1) with their
+		// client_id alone; /introspect needs an authenticated client.
+		md.TokenEndpointAuthMethodsSupported = append(md.TokenEndpointAuthMethodsSupported, MethodNone)
+		md.RevocationEndpointAuthMethodsSupported = append(md.RevocationEndpointAuthMethodsSupported, MethodNone)
 	}
 	if d := cfg.Security.SenderConstraints.DPoP; d.Enabled {
 		md.DPoPSigningAlgValuesSupported = slices.Clone(d.AllowedAlgorithms)

@@ -39,7 +39,7 @@ func TestRFC8414_3_3_MetadataIssuerIsTheIssuerID(t *testing.T) {
 // clients are configured with.
 func TestRFC8414_2_GrantTypesSupportedAreTheServedOnes(t *testing.T) {
 	md := oauth.NewMetadata(metadataConfig(nil))
-	if !slices.Equal(md.GrantTypesSupported, oauth.ServedGrantTypes()) || !slices.Equal(md.GrantTypesSupported, []string{"client_credentials"}) {
+	if !slices.Equal(md.GrantTypesSupported, oauth.ServedGrantTypes()) || !slices.Equal(md.GrantTypesSupported, []string{"client_credentials", "password", "refresh_token"}) {
 		t.Fatalf("grant_types_supported %v", md.GrantTypesSupported)
 	}
 }

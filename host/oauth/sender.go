@@ -333,7 +333,9 @@ func (sc *senderConstraints) bindToken(ctx context.Context, r *Request, cl *Clie
 	var b binding
 	m := sc.cfg.Security.SenderConstraints.MTLS
 	if m.Enabled {
-		certClient := isCertificateMethod(cl.AuthMethod)
+		// A public client's tokens are bound to any certificate it
+		// presents (RFC 8705 §4): it has no other proof of possession.
+		certClient := isCertificateMethod(cl.AuthMethod) || cl.AuthMethod == MethodNone
 		required := cl.Policy.RequireMTLS || intersects(auds, m.EnforceForAudiences)
 		switch {
 		case r.Peer.Leaf != nil && (required || certClient):

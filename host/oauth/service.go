@@ -17,6 +17,7 @@ import (
 	"stellaops.org/authority/host/keys"
 	"stellaops.org/authority/host/store"
 	"stellaops.org/authority/host/telemetry"
+	"stellaops.org/authority/host/users"
 )
 
 // Service issues, introspects and revokes tokens.
@@ -29,6 +30,9 @@ type Service struct {
 	now      func() time.Time
 	sender   *senderConstraints
 	plugins  PolicyDecider
+	// users and passwords serve the password grant (nil without one).
+	users     users.Store
+	passwords *users.Verifier
 	// metadata is the encoded RFC 8414 document of cfg (MetadataJSON).
 	metadata []byte
 }
@@ -45,6 +49,12 @@ type Options struct {
 	Sender SenderOptions
 	// Plugins, when set, decides after the native checks (deny only).
 	Plugins PolicyDecider
+	// Users are the password grant's users; nil: the tenants[].users of
+	// Config (storage.users config).
+	Users users.Store
+	// Passwords checks passwords; nil: one built from
+	// security.passwords when a client may use the password grant.
+	Passwords *users.Verifier
 }
 
 // NewService wires a Service from validated configuration.
@@ -59,7 +69,18 @@ func NewService(o Options) (*Service, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	s := &Service{cfg: o.Config, Registry: reg, keys: o.Keys, store: o.Store, log: o.Logger, now: o.Now, plugins: o.Plugins}
+	s := &Service{cfg: o.Config, Registry: reg, keys: o.Keys, store: o.Store, log: o.Logger, now: o.Now, plugins: o.Plugins,
+		users: o.Users, passwords: o.Passwords}
+	if s.users == nil {
+		if s.users, err = ConfigUsers(o.Config); err != nil {
+			return nil, err
+		}
+	}
+	if s.passwords == nil && reg.anyGrant("password") {
+		if s.passwords, err = NewPasswordVerifier(o.Config); err != nil {
+			return nil, err
+		}
+	}
 	sc, err := newSenderConstraints(o.Config, o.Sender, o.Now, o.Logger)
 	if err != nil {
 		return nil, err
@@ -98,6 +119,9 @@ type TokenResponse struct {
 	TokenType   string `json:"token_type"`
 	ExpiresIn   int64  `json:"expires_in"`
 	Scope       string `json:"scope,omitempty"`
+	// RefreshToken is set by the password and refresh_token grants for a
+	// client allowed the refresh_token grant.
+	RefreshToken string `json:"refresh_token,omitempty"`
 	// Header carries response headers (DPoP-Nonce).
 	Header http.Header `json:"-"`
 	// jti is the token's id (for the audit record).
@@ -178,7 +202,7 @@ func (s *Service) admitTrail() error {
 // tokenEvent is the audit event of a token request's outcome.
 func tokenEvent(r *Request, out *tokenOutcome, e *Error) audit.Event {
 	ev := audit.Event{Type: abi.EventTokenIssued, Outcome: audit.OutcomeSuccess, CorrelationID: r.CorrelationID,
-		Tenant: out.Tenant, Client: out.client, Subject: out.client, Scopes: out.scopes, TokenID: out.jti,
+		Tenant: out.Tenant, Client: out.client, Subject: out.subjectOrClient(), Scopes: out.scopes, TokenID: out.jti,
 		RemoteAddr: r.RemoteAddr, UserAgent: r.UserAgent, Annotations: annotationMap(out.annotations)}
 	if e != nil {
 		ev.Type, ev.Outcome, ev.Reason = abi.EventTokenDenied, audit.OutcomeFailure, e.Reason
@@ -209,7 +233,10 @@ func tokenEvent(r *Request, out *tokenOutcome, e *Error) audit.Event {
 type tokenOutcome struct {
 	telemetry.TokenOutcome
 	client string
-	jti    string
+	// subject is the resource owner (password, refresh_token grants), as
+	// presented when the request failed before verifying it.
+	subject string
+	jti     string
 	scopes []string
 	cnf    Cnf
 	alg    string // the DPoP proof's algorithm, when one bound the token
@@ -217,6 +244,13 @@ type tokenOutcome struct {
 	bypass bool   // issued unbound under allowTemporaryBypass
 	// annotations are the plugin chain's, for the audit record.
 	annotations []abi.KV
+}
+
+func (o *tokenOutcome) subjectOrClient() string {
+	if o.subject != "" {
+		return o.subject
+	}
+	return o.client
 }
 
 var knownGrants = []string{"client_credentials", "password", "refresh_token"}
@@ -242,10 +276,12 @@ func (s *Service) token(ctx context.Context, r *Request, out *tokenOutcome) (*To
 		return nil, &Error{Status: 400, Code: CodeUnsupportedGrantType, Description: "the grant_type is not supported", Reason: "unsupported-grant"}
 	case !cl.AllowsGrant(grant):
 		return nil, &Error{Status: 400, Code: CodeUnauthorizedClient, Description: "the client may not use this grant_type", Reason: "grant-not-allowed"}
-	case !slices.Contains(servedGrants, grant):
-		// password and refresh_token are configurable but not served yet
-		// (nor advertised: ServedGrantTypes).
-		return nil, &Error{Status: 400, Code: CodeUnsupportedGrantType, Description: "grant_type " + grant + " is not enabled on this server", Reason: "unsupported-grant"}
+	}
+	switch grant {
+	case "password":
+		return s.passwordGrant(ctx, r, cl, out)
+	case "refresh_token":
+		return s.refreshGrant(ctx, r, cl, out)
 	}
 	scopes, e := grantScopes(cl, r.Form.Get("scope"))
 	if e != nil {
@@ -255,26 +291,17 @@ func (s *Service) token(ctx context.Context, r *Request, out *tokenOutcome) (*To
 	if e != nil {
 		return nil, e
 	}
-	b, e := s.sender.bindToken(ctx, r, cl, auds)
-	out.DPoPResult = b.dpopResult
+	b, e := s.bind(ctx, r, cl, auds, out)
 	if e != nil {
 		return nil, e
 	}
-	out.SenderConstraint, out.scopes, out.cnf, out.alg, out.bypass = b.kind(), scopes, b.cnf, b.alg, b.dpopResult == "bypass"
-	if b.cnf.JKT != "" {
-		out.nonce = b.nonceStatus
-	}
-	withNonce := func(e *Error) *Error {
-		if b.nonce != "" {
-			e.WithHeader("DPoP-Nonce", b.nonce)
-		}
-		return e
-	}
+	out.scopes = scopes
+	withNonce := nonceHeader(b)
 	if e := s.decide(ctx, r, policyFacts{endpoint: abi.HookToken, grant: grant, subject: cl.ID, client: cl,
 		scopes: scopes, audiences: auds, b: b, dpopPresent: len(r.DPoP) > 0, annotations: &out.annotations}); e != nil {
 		return nil, withNonce(e)
 	}
-	resp, e := s.issue(ctx, cl, cl.ID, scopes, auds, b)
+	resp, e := s.issue(ctx, cl, cl.ID, scopes, auds, b, "", time.Time{})
 	if e != nil {
 		return nil, withNonce(e)
 	}
@@ -283,6 +310,21 @@ func (s *Service) token(ctx context.Context, r *Request, out *tokenOutcome) (*To
 		resp.Header = http.Header{"Dpop-Nonce": {b.nonce}}
 	}
 	return resp, nil
+}
+
+// bind runs the native sender-constraint checks and records their
+// result in out.
+func (s *Service) bind(ctx context.Context, r *Request, cl *Client, auds []string, out *tokenOutcome) (binding, *Error) {
+	b, e := s.sender.bindToken(ctx, r, cl, auds)
+	out.DPoPResult = b.dpopResult
+	if e != nil {
+		return b, e
+	}
+	out.SenderConstraint, out.cnf, out.alg, out.bypass = b.kind(), b.cnf, b.alg, b.dpopResult == "bypass"
+	if b.cnf.JKT != "" {
+		out.nonce = b.nonceStatus
+	}
+	return b, nil
 }
 
 func (s *Service) authenticate(ctx context.Context, r *Request) (*Client, *Error) {
@@ -298,7 +340,9 @@ func (s *Service) authenticate(ctx context.Context, r *Request) (*Client, *Error
 	return cl, nil
 }
 
-func (s *Service) issue(ctx context.Context, cl *Client, subject string, scopes, auds []string, b binding) (*TokenResponse, *Error) {
+// issue signs and stores an access token. parent is its refresh family
+// ("" for none) and authTime when the subject authenticated (zero: now).
+func (s *Service) issue(ctx context.Context, cl *Client, subject string, scopes, auds []string, b binding, parent string, authTime time.Time) (*TokenResponse, *Error) {
 	now := s.now().Truncate(time.Second)
 	life := s.cfg.Tokens.AccessTokenLifetime.D()
 	claims := AccessClaims{
@@ -335,6 +379,8 @@ func (s *Service) issue(ctx context.Context, cl *Client, subject string, scopes,
 		SenderConstraint:  b.kind(),
 		KeyThumbprint:     b.cnf.JKT,
 		SenderCertificate: b.cnf.X5tS256,
+		ParentID:          parent,
+		AuthTime:          authTime,
 	}
 	// The response is sent only after the store reports the token durable.
 	if err := s.store.Put(ctx, rec); err != nil {

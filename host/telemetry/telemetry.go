@@ -107,7 +107,7 @@ const (
 var latencyBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
 
 // StoreOperations are the token store operations that are timed and counted.
-var StoreOperations = []string{"put", "get", "revoke", "ping"}
+var StoreOperations = []string{"put", "get", "revoke", "rotate", "ping"}
 
 // New creates the meter provider and instruments and pre-registers every
 // seed counter at 0 for each label value (tenants: the configured tenant

@@ -11,9 +11,8 @@ import (
 // User is one resource owner of a tenant.
 type User struct {
 	Tenant   string
+	// Username is the login name and the tokens' sub.
 	Username string
-	// Subject is the token's sub; the username when not set.
-	Subject string
 	// PasswordHash is an Argon2id PHC string (Hash).
 	PasswordHash string
 	// Scopes, when not nil, limits what the user's tokens may carry (on
@@ -46,16 +45,11 @@ func Canonical(u *User) (*User, error) {
 	}
 	c := *u
 	c.Scopes = slices.Clone(u.Scopes)
-	if c.Subject == "" {
-		c.Subject = c.Username
-	}
 	switch {
 	case c.Tenant == "" || len(c.Tenant) > 128:
 		return nil, fmt.Errorf("%w: tenant: must be 1..128 bytes", ErrInvalid)
 	case c.Username == "" || len(c.Username) > 256:
 		return nil, fmt.Errorf("%w: username: must be 1..256 bytes", ErrInvalid)
-	case len(c.Subject) > 256:
-		return nil, fmt.Errorf("%w: subject: longer than 256 bytes", ErrInvalid)
 	}
 	if _, err := ParsePHC(c.PasswordHash); err != nil {
 		return nil, fmt.Errorf("%w: passwordHash: %v", ErrInvalid, err)

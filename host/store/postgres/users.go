@@ -30,9 +30,9 @@ func (u *UserStore) Lookup(ctx context.Context, tenant, username string) (*users
 	defer cancel()
 	var out users.User
 	var scopes []string
-	err := u.pool.QueryRow(ctx, `SELECT tenant, username, subject, password_hash, scopes, disabled
+	err := u.pool.QueryRow(ctx, `SELECT tenant, username, password_hash, scopes, disabled
 		FROM authority_users WHERE tenant = $1 AND username = $2`, tenant, username).Scan(
-		&out.Tenant, &out.Username, &out.Subject, &out.PasswordHash, &scopes, &out.Disabled)
+		&out.Tenant, &out.Username, &out.PasswordHash, &scopes, &out.Disabled)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: %q in tenant %q", users.ErrNotFound, username, tenant)
 	}
@@ -55,11 +55,10 @@ func (u *UserStore) Put(ctx context.Context, in *users.User) error {
 	if c.Scopes != nil {
 		scopes = c.Scopes
 	}
-	_, err = u.pool.Exec(ctx, `INSERT INTO authority_users (tenant, username, subject, password_hash, scopes, disabled)
-		VALUES ($1, $2, $3, $4, $5::text[], $6)
-		ON CONFLICT (tenant, username) DO UPDATE SET subject = EXCLUDED.subject,
-			password_hash = EXCLUDED.password_hash, scopes = EXCLUDED.scopes, disabled = EXCLUDED.disabled,
-			updated_at = now()`, c.Tenant, c.Username, c.Subject, c.PasswordHash, scopes, c.Disabled)
+	_, err = u.pool.Exec(ctx, `INSERT INTO authority_users (tenant, username, password_hash, scopes, disabled)
+		VALUES ($1, $2, $3, $4::text[], $5)
+		ON CONFLICT (tenant, username) DO UPDATE SET password_hash = EXCLUDED.password_hash, scopes = EXCLUDED.scopes, disabled = EXCLUDED.disabled,
+			updated_at = now()`, c.Tenant, c.Username, c.PasswordHash, scopes, c.Disabled)
 	if err != nil {
 		return fmt.Errorf("postgres: put user: %w", err)
 	}

@@ -16,8 +16,7 @@ ALTER TABLE authority_tokens ADD CONSTRAINT authority_tokens_revoked_at_matches_
 -- a clear or fast-hashed password.
 CREATE TABLE authority_users (
     tenant        text        NOT NULL CHECK (octet_length(tenant) BETWEEN 1 AND 128),
-    username      text        NOT NULL CHECK (octet_length(username) BETWEEN 1 AND 256),
-    subject       text        NOT NULL CHECK (octet_length(subject) BETWEEN 1 AND 256),
+    username      text        NOT NULL CHECK (octet_length(username) BETWEEN 1 AND 256), -- also the tokens' sub
     password_hash text        NOT NULL CHECK (password_hash LIKE '$argon2id$%'),
     scopes        text[],     -- NULL: every scope of the client; else the user's limit
     disabled      boolean     NOT NULL DEFAULT false,
