@@ -218,8 +218,8 @@ type SigningKey struct {
 type Tokens struct {
 	AccessTokenLifetime Duration `yaml:"accessTokenLifetime"`
 	// RefreshToken bounds the refresh tokens of the password grant.
-	RefreshToken RefreshTokens `yaml:"refreshToken"`
-	FreshAuthLifetime   Duration `yaml:"freshAuthLifetime"`
+	RefreshToken      RefreshTokens `yaml:"refreshToken"`
+	FreshAuthLifetime Duration      `yaml:"freshAuthLifetime"`
 }
 
 // RefreshTokens are the lifetimes of a refresh-token family: every

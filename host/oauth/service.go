@@ -237,11 +237,11 @@ type tokenOutcome struct {
 	// presented when the request failed before verifying it.
 	subject string
 	jti     string
-	scopes []string
-	cnf    Cnf
-	alg    string // the DPoP proof's algorithm, when one bound the token
-	nonce  string // the DPoP nonce status (abi.Nonce*), when a proof bound it
-	bypass bool   // issued unbound under allowTemporaryBypass
+	scopes  []string
+	cnf     Cnf
+	alg     string // the DPoP proof's algorithm, when one bound the token
+	nonce   string // the DPoP nonce status (abi.Nonce*), when a proof bound it
+	bypass  bool   // issued unbound under allowTemporaryBypass
 	// annotations are the plugin chain's, for the audit record.
 	annotations []abi.KV
 }

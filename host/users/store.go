@@ -10,7 +10,7 @@ import (
 
 // User is one resource owner of a tenant.
 type User struct {
-	Tenant   string
+	Tenant string
 	// Username is the login name and the tokens' sub.
 	Username string
 	// PasswordHash is an Argon2id PHC string (Hash).
