@@ -4,6 +4,7 @@
 //	authority-host migrate --config FILE   apply PostgreSQL migrations
 //	authority-host check   --config FILE   validate a configuration
 //	authority-host hash-secret             print the secretDigest of a secret read from stdin
+//	authority-host hash-password           print the Argon2id PHC string of a password read from stdin
 //	authority-host audit verify            check the audit trail's hash chains and checkpoints
 package main
 
@@ -21,6 +22,7 @@ import (
 
 	"stellaops.org/authority/host/app"
 	"stellaops.org/authority/host/config"
+	"stellaops.org/authority/host/users"
 )
 
 func main() {
@@ -34,6 +36,7 @@ commands:
   migrate --config FILE   apply the PostgreSQL schema migrations and exit
   check   --config FILE   load and validate a configuration and exit
   hash-secret             read a client secret on stdin, print its secretDigest
+  hash-password           read a user's password on stdin, print its passwordHash (hash-password --help)
   plugin  <command>       inspect, verify, sign, keygen, test plugin modules (plugin help)
   audit   <command>       verify the audit trail, print its checkpoint key (audit help)
 `
@@ -94,6 +97,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintln(stdout, config.DigestSecret(secret))
 		return 0
+	case "hash-password":
+		return runHashPassword(rest, stdin, stdout, stderr)
 	case "plugin":
 		return runPlugin(rest, stdin, stdout, stderr)
 	case "audit":
@@ -105,4 +110,63 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "authority-host: unknown command %q\n\n%s", cmd, usage)
 		return 2
 	}
+}
+
+// runHashPassword prints the Argon2id PHC string of the password on the
+// first line of stdin, with the cost of --config's security.passwords
+// (or the flags, or the defaults): what tenants[].users[].passwordHash
+// and authority_users.password_hash hold.
+func runHashPassword(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("hash-password", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `usage: authority-host hash-password [--config FILE] [--memory-kib N --iterations N --parallelism N] < password
+
+Reads a password (the first line of stdin) and prints its Argon2id PHC
+string for tenants[].users[].passwordHash or authority_users.password_hash.
+The cost is security.passwords.argon2id of --config, else the flags, else
+the defaults (m=19456 KiB, t=2, p=1; OWASP). Costs below OWASP's floor are
+refused.
+
+`)
+		fs.PrintDefaults()
+	}
+	path := fs.String("config", "", "take the cost from this configuration's security.passwords.argon2id")
+	def := config.Default().Security.Passwords.Argon2id
+	mem := fs.Uint("memory-kib", uint(def.MemoryKiB), "memory cost m, KiB")
+	iter := fs.Uint("iterations", uint(def.Iterations), "time cost t")
+	par := fs.Uint("parallelism", uint(def.Parallelism), "lanes p")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	p := users.Params{MemoryKiB: uint32(min(*mem, 1<<32-1)), Iterations: uint32(min(*iter, 1<<32-1)), Parallelism: uint8(min(*par, 255))}
+	if *path != "" {
+		cfg, err := config.Load(*path)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		a := cfg.Security.Passwords.Argon2id
+		p = users.Params{MemoryKiB: a.MemoryKiB, Iterations: a.Iterations, Parallelism: a.Parallelism}
+	}
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	pw := strings.TrimRight(line, "\r\n")
+	if pw == "" {
+		fmt.Fprintln(stderr, "hash-password: no password on stdin")
+		return 1
+	}
+	h, err := users.Hash([]byte(pw), p)
+	if err != nil {
+		fmt.Fprintln(stderr, "hash-password:", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, h)
+	return 0
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"stellaops.org/authority/host/users"
 )
 
 func runCmd(t *testing.T, stdin string, args ...string) (int, string, string) {
@@ -47,6 +49,23 @@ func TestUsageErrors(t *testing.T) {
 	}
 	if code, _, _ := runCmd(t, "", "bogus"); code != 2 {
 		t.Fatal("unknown command must exit 2")
+	}
+}
+
+func TestHashPassword(t *testing.T) {
+	code, out, _ := runCmd(t, "alice-password\n", "hash-password", "--memory-kib", "7168", "--iterations", "5")
+	h, err := users.ParsePHC(strings.TrimSpace(out))
+	if code != 0 || err != nil || !h.Matches([]byte("alice-password")) || h.MemoryKiB != 7168 || h.Iterations != 5 {
+		t.Fatalf("%d %q %v", code, out, err)
+	}
+	if code, _, errs := runCmd(t, "", "hash-password", "--help"); code != 0 || !strings.Contains(errs, "usage: authority-host hash-password") {
+		t.Fatalf("--help exits %d: %q", code, errs)
+	}
+	if code, _, errs := runCmd(t, "pw\n", "hash-password", "--memory-kib", "1024"); code != 1 || !strings.Contains(errs, "memoryKiB") {
+		t.Fatalf("a cost below the OWASP floor: %d %q", code, errs)
+	}
+	if code, _, _ := runCmd(t, "", "hash-password"); code != 1 {
+		t.Fatal("an empty password must be refused")
 	}
 }
 
