@@ -242,8 +242,13 @@ type Passwords struct {
 	// MaxWaiting password checks may queue for a KDF slot; more are
 	// answered 503 at once.
 	MaxWaiting int `yaml:"maxWaiting"`
-	// WaitTimeout bounds a check's wait for a slot (then 503).
+	// WaitTimeout bounds a check's wait for a slot and for CPU budget
+	// (then 503).
 	WaitTimeout Duration `yaml:"waitTimeout"`
+	// MaxCPUShare is the share of the cores (GOMAXPROCS) password hashing
+	// may use on average, whatever the load: a password flood leaves the
+	// rest to every other request.
+	MaxCPUShare float64 `yaml:"maxCpuShare"`
 }
 
 // Argon2id are the RFC 9106 cost parameters.
@@ -560,7 +565,7 @@ func Default() *Config {
 			Redis:         Redis{KeyPrefix: "authority:"},
 		},
 		Security: Security{Passwords: Passwords{Argon2id: Argon2id{MemoryKiB: 19456, Iterations: 2, Parallelism: 1},
-			MaxWaiting: 32, WaitTimeout: Duration(time.Second)}, SenderConstraints: SenderConstraints{
+			MaxWaiting: 32, WaitTimeout: Duration(time.Second), MaxCPUShare: 0.15}, SenderConstraints: SenderConstraints{
 			DPoP: DPoP{
 				Enabled:           true,
 				AllowedAlgorithms: []string{"ES256", "ES384", "PS256", "RS256", "EdDSA", "Ed25519"},

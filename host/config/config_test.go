@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -37,8 +38,13 @@ func TestExampleConfigIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Tenants) != 3 {
-		t.Fatalf("tenants = %d, want 3", len(cfg.Tenants))
+	// The README's demo tenants, in order; new demo tenants come after them.
+	var ids []string
+	for _, t := range cfg.Tenants {
+		ids = append(ids, t.ID)
+	}
+	if want := []string{"demo", "demo-dpop", "demo-mtls", "demo-users"}; !slices.Equal(ids, want) {
+		t.Fatalf("tenants %v, want %v", ids, want)
 	}
 }
 

@@ -626,6 +626,9 @@ func validatePasswords(bad func(string, string, ...any), p Passwords) {
 	if p.MaxConcurrent < 0 || p.MaxConcurrent > 256 {
 		bad("security.passwords.maxConcurrent", "must be 0..256 (0: one per four cores), got %d", p.MaxConcurrent)
 	}
+	if p.MaxCPUShare < 0.01 || p.MaxCPUShare > 1 {
+		bad("security.passwords.maxCpuShare", "must be 0.01..1 (the share of the cores password hashing may use), got %g", p.MaxCPUShare)
+	}
 	if p.MaxWaiting < 1 {
 		bad("security.passwords.maxWaiting", "must be >= 1, got %d", p.MaxWaiting)
 	}

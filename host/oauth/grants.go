@@ -434,7 +434,7 @@ func NewPasswordVerifier(cfg *config.Config) (*users.Verifier, error) {
 	}
 	v, err := users.NewVerifier(users.VerifierOptions{
 		Params:        users.Params{MemoryKiB: p.Argon2id.MemoryKiB, Iterations: p.Argon2id.Iterations, Parallelism: p.Argon2id.Parallelism},
-		MaxConcurrent: n, MaxWaiting: p.MaxWaiting, WaitTimeout: p.WaitTimeout.D(),
+		MaxConcurrent: n, MaxWaiting: p.MaxWaiting, WaitTimeout: p.WaitTimeout.D(), CPUShare: p.MaxCPUShare,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("security.passwords.%w", err)

@@ -220,3 +220,31 @@ func FuzzParsePHC(f *testing.F) {
 		}
 	})
 }
+
+// The KDF's average CPU is bounded: once a check has spent the budget
+// (CPUShare x Cores per second), the next waits for it to refill, and is
+// refused when that would take longer than WaitTimeout.
+func TestVerifierCPUBudget(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1_000_000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	v := newVerifier(t, users.VerifierOptions{CPUShare: 0.01, Cores: 1, WaitTimeout: 50 * time.Millisecond, Now: clock})
+	hash, _ := users.Hash([]byte("pw"), cheap)
+	if ok, err := v.Check(context.Background(), hash, "pw"); !ok || err != nil {
+		t.Fatalf("first check within the budget: %v %v", ok, err)
+	}
+	// The clock stands still: the debt of the first check (its KDF time
+	// minus 10 ms of budget) needs seconds at 1% of a core to clear.
+	if _, err := v.Check(context.Background(), hash, "pw"); !errors.Is(err, users.ErrBusy) {
+		t.Fatalf("second check in debt: %v, want ErrBusy", err)
+	}
+	mu.Lock()
+	now = now.Add(time.Hour)
+	mu.Unlock()
+	if ok, err := v.Check(context.Background(), hash, "pw"); !ok || err != nil {
+		t.Fatalf("after the budget refilled: %v %v", ok, err)
+	}
+	if checks, busy := v.Stats(); checks != 2 || busy != 1 {
+		t.Fatalf("checks %d busy %d, want 2 and 1", checks, busy)
+	}
+}

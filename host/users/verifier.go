@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -25,8 +27,15 @@ type VerifierOptions struct {
 	// MaxWaiting checks may wait for a slot; more fail at once with
 	// ErrBusy. Default 32.
 	MaxWaiting int
-	// WaitTimeout bounds the wait for a slot. Default 1s.
+	// WaitTimeout bounds the wait for a slot and for CPU budget. Default 1s.
 	WaitTimeout time.Duration
+	// CPUShare is the share of Cores the KDF may use on average (0..1];
+	// checks beyond it wait for budget, within WaitTimeout. Default 0.2.
+	CPUShare float64
+	// Cores the share is of; default GOMAXPROCS.
+	Cores int
+	// Now is the clock of the budget; default time.Now.
+	Now func() time.Time
 }
 
 // Verifier checks passwords with at most MaxConcurrent KDF evaluations in
@@ -39,6 +48,7 @@ type Verifier struct {
 	maxWaiting int64
 	wait       time.Duration
 	dummy      PHC
+	budget     cpuBudget
 	// Counters for metrics and tests.
 	checks, busy atomic.Int64
 }
@@ -55,6 +65,15 @@ func NewVerifier(o VerifierOptions) (*Verifier, error) {
 	if o.WaitTimeout <= 0 {
 		o.WaitTimeout = time.Second
 	}
+	if o.CPUShare <= 0 || o.CPUShare > 1 {
+		o.CPUShare = 0.2
+	}
+	if o.Cores <= 0 {
+		o.Cores = runtime.GOMAXPROCS(0)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	pw := make([]byte, 32)
 	if _, err := rand.Read(pw); err != nil {
 		return nil, err
@@ -67,7 +86,11 @@ func NewVerifier(o VerifierOptions) (*Verifier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Verifier{slots: make(chan struct{}, o.MaxConcurrent), maxWaiting: int64(o.MaxWaiting), wait: o.WaitTimeout, dummy: dummy}, nil
+	rate := o.CPUShare * float64(o.Cores) // core-seconds per second
+	v := &Verifier{slots: make(chan struct{}, o.MaxConcurrent), maxWaiting: int64(o.MaxWaiting), wait: o.WaitTimeout, dummy: dummy,
+		budget: cpuBudget{rate: rate, max: rate, now: o.Now}}
+	v.budget.level, v.budget.last = rate, o.Now()
+	return v, nil
 }
 
 // Check reports whether password matches the PHC string hash. hash ""
@@ -89,10 +112,18 @@ func (v *Verifier) Check(ctx context.Context, hash string, password string) (boo
 		// password we accepted (Hash refuses such passwords).
 		password, real = password[:MaxPasswordLen], false
 	}
+	deadline := time.Now().Add(v.wait)
 	if err := v.acquire(ctx); err != nil {
 		return false, err
 	}
+	if err := v.budget.await(ctx, deadline); err != nil {
+		<-v.slots
+		v.busy.Add(1)
+		return false, err
+	}
+	start := time.Now()
 	ok := h.Matches([]byte(password))
+	v.budget.spend(time.Since(start))
 	<-v.slots
 	v.checks.Add(1)
 	if perr != nil {
@@ -128,3 +159,55 @@ func (v *Verifier) acquire(ctx context.Context) error {
 
 // Stats are the verifier's counters: checks run, checks refused busy.
 func (v *Verifier) Stats() (checks, busy int64) { return v.checks.Load(), v.busy.Load() }
+
+// cpuBudget is a token bucket of KDF core-seconds: it refills at rate
+// (CPUShare x Cores per second) up to one second's worth, each check
+// spends the wall time its KDF took (at least its CPU time, so the bound
+// holds under contention too), and a check waits while the level is
+// below zero. Concurrent checks may overdraw it; the next ones wait the
+// debt off, so the average holds.
+type cpuBudget struct {
+	mu        sync.Mutex
+	level     float64 // core-seconds
+	last      time.Time
+	rate, max float64
+	now       func() time.Time
+}
+
+func (b *cpuBudget) refill() float64 {
+	now := b.now()
+	b.level = min(b.max, b.level+now.Sub(b.last).Seconds()*b.rate)
+	b.last = now
+	return b.level
+}
+
+// await returns once the budget is not in debt, or ErrBusy if that would
+// be after deadline.
+func (b *cpuBudget) await(ctx context.Context, deadline time.Time) error {
+	for {
+		b.mu.Lock()
+		level := b.refill()
+		b.mu.Unlock()
+		if level >= 0 {
+			return nil
+		}
+		wait := time.Duration(-level / b.rate * float64(time.Second))
+		if time.Now().Add(wait).After(deadline) {
+			return fmt.Errorf("%w: KDF CPU budget spent (%.0f ms in debt)", ErrBusy, -level*1000)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+	}
+}
+
+func (b *cpuBudget) spend(d time.Duration) {
+	b.mu.Lock()
+	b.refill()
+	b.level -= d.Seconds()
+	b.mu.Unlock()
+}
