@@ -49,6 +49,7 @@ type Verifier struct {
 	wait       time.Duration
 	dummy      PHC
 	budget     cpuBudget
+	unit       float64 // core-seconds per KiB-iteration (calibrated)
 	// Counters for metrics and tests.
 	checks, busy atomic.Int64
 }
@@ -86,9 +87,20 @@ func NewVerifier(o VerifierOptions) (*Verifier, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Calibrate the CPU cost of one KiB-iteration: the fastest of three
+	// runs is the closest to the KDF's CPU time (slower ones waited for a
+	// core). Each check is charged this times its hash's m x t, not its
+	// wall time, which under load would count other requests' CPU.
+	best := time.Duration(1<<63 - 1)
+	for range 3 {
+		start := time.Now()
+		dummy.Matches(pw)
+		best = min(best, time.Since(start))
+	}
+	unit := best.Seconds() / (float64(dummy.MemoryKiB) * float64(dummy.Iterations))
 	rate := o.CPUShare * float64(o.Cores) // core-seconds per second
 	v := &Verifier{slots: make(chan struct{}, o.MaxConcurrent), maxWaiting: int64(o.MaxWaiting), wait: o.WaitTimeout, dummy: dummy,
-		budget: cpuBudget{rate: rate, max: rate, now: o.Now}}
+		budget: cpuBudget{rate: rate, max: rate, now: o.Now}, unit: unit}
 	v.budget.level, v.budget.last = rate, o.Now()
 	return v, nil
 }
@@ -121,9 +133,8 @@ func (v *Verifier) Check(ctx context.Context, hash string, password string) (boo
 		v.busy.Add(1)
 		return false, err
 	}
-	start := time.Now()
 	ok := h.Matches([]byte(password))
-	v.budget.spend(time.Since(start))
+	v.budget.spend(v.unit * float64(h.MemoryKiB) * float64(h.Iterations))
 	<-v.slots
 	v.checks.Add(1)
 	if perr != nil {
@@ -162,9 +173,8 @@ func (v *Verifier) Stats() (checks, busy int64) { return v.checks.Load(), v.busy
 
 // cpuBudget is a token bucket of KDF core-seconds: it refills at rate
 // (CPUShare x Cores per second) up to one second's worth, each check
-// spends the wall time its KDF took (at least its CPU time, so the bound
-// holds under contention too), and a check waits while the level is
-// below zero. Concurrent checks may overdraw it; the next ones wait the
+// spends its KDF's calibrated CPU cost, and a check waits while the level
+// is below zero. Concurrent checks may overdraw it; the next ones wait the
 // debt off, so the average holds.
 type cpuBudget struct {
 	mu        sync.Mutex
@@ -205,9 +215,9 @@ func (b *cpuBudget) await(ctx context.Context, deadline time.Time) error {
 	}
 }
 
-func (b *cpuBudget) spend(d time.Duration) {
+func (b *cpuBudget) spend(coreSeconds float64) {
 	b.mu.Lock()
 	b.refill()
-	b.level -= d.Seconds()
+	b.level -= coreSeconds
 	b.mu.Unlock()
 }
