@@ -130,6 +130,7 @@ func keepRunning(cfg, running *config.Config) {
 	cfg.Listen, cfg.TLS, cfg.Signing, cfg.Storage = running.Listen, running.TLS, running.Signing, running.Storage
 	cfg.Security.SenderConstraints.DPoP = running.Security.SenderConstraints.DPoP
 	cfg.Security.TrustedProxies = running.Security.TrustedProxies
+	cfg.Security.Passwords = running.Security.Passwords
 	cfg.Telemetry, cfg.Logging, cfg.Limits, cfg.Admin = running.Telemetry, running.Logging, running.Limits, running.Admin
 	cfg.Audit = running.Audit
 	cfg.Plugins.PseudonymSecretFile, cfg.Plugins.GenerateSecret = running.Plugins.PseudonymSecretFile, running.Plugins.GenerateSecret
@@ -152,6 +153,9 @@ var restartSections = []struct {
 	}},
 	{"security.senderConstraints.dpop", func(c *config.Config) any { return c.Security.SenderConstraints.DPoP }},
 	{"security.trustedProxies", func(c *config.Config) any { return c.Security.TrustedProxies }},
+	// One KDF limiter serves every configuration: a reload must not be a
+	// way to double the KDF work allowed.
+	{"security.passwords", func(c *config.Config) any { return c.Security.Passwords }},
 	{"telemetry", func(c *config.Config) any { return c.Telemetry }},
 	{"logging", func(c *config.Config) any { return c.Logging }},
 	{"limits", func(c *config.Config) any { return c.Limits }},
