@@ -309,8 +309,17 @@ func (s *Service) refreshReused(ctx context.Context, r *Request, rec *store.Toke
 	ev := audit.Event{Type: abi.EventRefreshReused, Outcome: audit.OutcomeFailure, Tenant: rec.Tenant, Client: rec.ClientID,
 		Subject: rec.Subject, Scopes: rec.Scopes, Reason: "refresh-reused", CorrelationID: r.CorrelationID,
 		RemoteAddr: r.RemoteAddr, UserAgent: r.UserAgent, TokenID: familyOf(rec)}
+	// The family's binding is a fact about the stored token, not a proof
+	// verified now: it goes in the properties, and the event's sender
+	// constraint stays "none" (what plugins see, abi/SPEC.md §4.6).
 	if rec.KeyThumbprint != "" || rec.SenderCertificate != "" {
-		ev.SenderConstraint = map[string]string{"jkt": rec.KeyThumbprint, "x5t#S256": rec.SenderCertificate}
+		ev.Properties = map[string]string{}
+		if rec.KeyThumbprint != "" {
+			ev.Properties["family.jkt"] = rec.KeyThumbprint
+		}
+		if rec.SenderCertificate != "" {
+			ev.Properties["family.x5t#S256"] = rec.SenderCertificate
+		}
 	}
 	s.sender.audit.Record(ctx, ev)
 	if err != nil {

@@ -169,6 +169,12 @@ func hostEvents() []struct{ in, want abi.Event } {
 		add(mm)
 	}
 
+	reused := base(abi.EventRefreshReused, abi.OutcomeFailure, "refresh-reused")
+	reused.Scopes = []string{"demo.read"}
+	reused.SenderConstraint = abi.ConstraintNone
+	reused.Attributes = []abi.KV{{Key: "jti", Value: "rt-family-1"}}
+	add(reused)
+
 	// Not sent by the host yet (see README): recorded all the same.
 	miss := base("authority.dpop.nonce.miss", abi.OutcomeFailure, "dpop-nonce-missing")
 	miss.SenderConstraint = abi.ConstraintNone
