@@ -273,7 +273,7 @@ func (a pluginAudit) Audit(ctx context.Context, name string, ev abi.Event) error
 // (the SEC2 audit plugin among them) through the bounded event queue.
 type pluginEvents struct{ mgr *plugin.Manager }
 
-func (p pluginEvents) Record(_ context.Context, e audit.Event) {
+func (p pluginEvents) Record(ctx context.Context, e audit.Event) {
 	if e.Source != "" && e.Source != audit.SourceHost {
 		return // a plugin's own record never feeds back into plugins
 	}
@@ -289,7 +289,7 @@ func (p pluginEvents) Record(_ context.Context, e audit.Event) {
 	for _, k := range slices.Sorted(maps.Keys(e.Annotations)) {
 		ev.Attributes = append(ev.Attributes, abi.KV{Key: "annotation." + k, Value: e.Annotations[k]})
 	}
-	p.mgr.Emit(e.Tenant, ev)
+	p.mgr.Emit(ctx, e.Tenant, ev)
 }
 
 // tenantSecrets derives each tenant's pseudonymization key from the host

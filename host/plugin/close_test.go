@@ -22,7 +22,7 @@ func slowEvents(t *testing.T, n int) *Manager {
 	}
 	t.Cleanup(func() { m.Close(context.Background()) })
 	for i := 0; i < n; i++ {
-		if !m.Emit("t", abi.Event{Type: "authority.token.issued"}) {
+		if !m.Emit(context.Background(), "t", abi.Event{Type: "authority.token.issued"}) {
 			t.Fatalf("event %d not queued", i)
 		}
 	}
@@ -53,7 +53,7 @@ func TestCloseHonoursContext(t *testing.T) {
 	if d := h.Plugins[0].EventsDropped; d < queued-3 || d > queued {
 		t.Fatalf("EventsDropped = %d, want about %d", d, queued)
 	}
-	if m.Emit("t", abi.Event{Type: "authority.token.issued"}) {
+	if m.Emit(context.Background(), "t", abi.Event{Type: "authority.token.issued"}) {
 		t.Fatal("Emit after Close queued an event")
 	}
 }

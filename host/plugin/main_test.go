@@ -14,7 +14,7 @@ import (
 var guests = map[string]string{}
 
 func TestMain(m *testing.M) {
-	for _, g := range []string{"noop", "realistic", "misbehave", "hostcalls"} {
+	for _, g := range []string{"noop", "realistic", "misbehave", "hostcalls", "echo"} {
 		path, err := sdktest.BuildModule("./testdata/guests/" + g)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "building guest %s: %v\n", g, err)

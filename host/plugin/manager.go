@@ -37,7 +37,9 @@ type Manager struct {
 type tenantChain struct {
 	name    string
 	policy  map[string][]*pool // hook → pools in configuration order
-	events  []*pool
+	events  []*pool            // every events plugin
+	queued  []*pool            // events plugins fed from queue
+	inline  []*pool            // events plugins fed on the request's goroutine
 	all     []*pool
 	queue   chan abi.Event
 	dropped atomic.Uint64
@@ -120,6 +122,11 @@ func NewManager(ctx context.Context, opts RuntimeOptions, tenantSpecs map[string
 			for _, h := range s.Hooks {
 				if h == abi.HookEvents {
 					c.events = append(c.events, p)
+					if p.inline {
+						c.inline = append(c.inline, p)
+					} else {
+						c.queued = append(c.queued, p)
+					}
 				} else {
 					c.policy[h] = append(c.policy[h], p)
 				}
@@ -134,7 +141,7 @@ func NewManager(ctx context.Context, opts RuntimeOptions, tenantSpecs map[string
 		if len(c.all) == 0 {
 			delete(m.tenants, t)
 		}
-		if len(c.events) > 0 {
+		if len(c.queued) > 0 {
 			c.queue = make(chan abi.Event, m.opts.EventQueueSize)
 		}
 	}
@@ -278,22 +285,32 @@ func unavailable(retry time.Duration) abi.Decision {
 		Description: "a policy plugin is unavailable", RetryAfter: min(secs, abi.MaxRetryAfter)}
 }
 
-// Emit queues ev for tenant's telemetry plugins and reports whether it was
-// queued. It never blocks: when the tenant's queue is full (or the
-// manager closed) the event is dropped and counted in Health. A tenant
-// without events plugins costs a map lookup. ev.Tenant is set to tenant
-// (and ev.Time unset for plugins not granted "clock");
-// the caller must not modify ev's slices afterwards.
-func (m *Manager) Emit(tenant string, ev abi.Event) bool {
+// Emit hands ev to tenant's telemetry plugins: first, on the caller's
+// goroutine, to those with inline delivery that want its outcome (each
+// call bounded by the plugin's callTimeout, not by ctx's cancellation: a
+// client hanging up must not keep its failure from being counted); then
+// it queues ev for the queued ones, and reports whether it was queued.
+// Queuing never blocks: when the tenant's queue is full (or the manager
+// closed) the event is dropped and counted in Health. A tenant without
+// events plugins costs a map lookup. ev.Tenant is set to tenant (and
+// ev.Time unset for plugins not granted "clock"); the caller must not
+// modify ev's slices afterwards.
+func (m *Manager) Emit(ctx context.Context, tenant string, ev abi.Event) bool {
 	c := m.tenants[tenant]
-	if c == nil || c.queue == nil {
+	if c == nil {
+		return false
+	}
+	ev.Tenant = tenant
+	if len(c.inline) > 0 {
+		m.emitInline(context.WithoutCancel(ctx), c, &ev)
+	}
+	if c.queue == nil || !wantedBy(c.queued, ev.Outcome) {
 		return false
 	}
 	if m.closed.Load() {
 		c.dropped.Add(1)
 		return false
 	}
-	ev.Tenant = tenant
 	select {
 	case c.queue <- ev:
 		return true
@@ -303,13 +320,56 @@ func (m *Manager) Emit(tenant string, ev abi.Event) bool {
 	}
 }
 
+// wantedBy reports whether any of pools takes an event with outcome.
+func wantedBy(pools []*pool, outcome string) bool {
+	for _, p := range pools {
+		if p.wants(outcome) {
+			return true
+		}
+	}
+	return false
+}
+
+// emitInline delivers ev to c's inline events plugins that want it. A
+// failure is logged and counted like a queued delivery's (events fail
+// open); after Close the event is dropped and counted.
+func (m *Manager) emitInline(ctx context.Context, c *tenantChain, ev *abi.Event) {
+	if !wantedBy(c.inline, ev.Outcome) {
+		return
+	}
+	m.inflight.Add(1)
+	defer m.inflight.Add(-1)
+	if m.closed.Load() {
+		c.dropped.Add(1)
+		return
+	}
+	bp := m.bufs.Get().(*[]byte)
+	buf := abi.AppendEvent((*bp)[:0], ev)
+	var clockless []byte
+	for _, p := range c.inline {
+		if !p.wants(ev.Outcome) {
+			continue
+		}
+		if f := p.event(ctx, eventPayload(p, ev, buf, &clockless)); f != nil && f.Kind != KindBreakerOpen {
+			m.deps.Logger.LogAttrs(ctx, slog.LevelWarn, "authority.plugin.event.failed",
+				slog.String("tenant", c.name), slog.String("plugin", p.name), slog.String("delivery", EventsInline),
+				slog.String("reason", string(f.Kind)), slog.String("error", f.Err.Error()))
+		}
+	}
+	*bp = buf[:0]
+	m.bufs.Put(bp)
+}
+
 func (m *Manager) eventWorker(c *tenantChain) {
 	defer m.workers.Done()
 	var buf, clockless []byte
 	deliver := func(ev *abi.Event) {
 		buf = abi.AppendEvent(buf[:0], ev)
 		clockless = clockless[:0]
-		for _, p := range c.events {
+		for _, p := range c.queued {
+			if !p.wants(ev.Outcome) {
+				continue
+			}
 			f := p.event(context.Background(), eventPayload(p, ev, buf, &clockless))
 			if f == nil || f.Kind == KindBreakerOpen {
 				continue
@@ -554,6 +614,9 @@ func (m *Manager) EmitSync(ctx context.Context, tenant string, ev abi.Event) err
 	var clockless []byte
 	var errs []error
 	for _, p := range c.events {
+		if !p.wants(ev.Outcome) {
+			continue
+		}
 		if f := p.event(ctx, eventPayload(p, &ev, buf, &clockless)); f != nil {
 			errs = append(errs, f)
 		}

@@ -309,12 +309,12 @@ func TestEmitNeverBlocks(t *testing.T) {
 	}
 	start := time.Now()
 	for i := 0; i < 100; i++ {
-		m.Emit("a", abi.Event{Type: "authority.test.spin"})
+		m.Emit(context.Background(), "a", abi.Event{Type: "authority.test.spin"})
 	}
 	if el := time.Since(start); el > 50*time.Millisecond {
 		t.Fatalf("Emit blocked for %s", el)
 	}
-	if m.Emit("nobody", abi.Event{}) {
+	if m.Emit(context.Background(), "nobody", abi.Event{}) {
 		t.Fatal("tenant without plugins accepted an event")
 	}
 	if h := m.Health().Plugins[0]; h.EventsDropped < 90 {

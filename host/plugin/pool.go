@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,10 +32,15 @@ type pool struct {
 	deps      *Deps
 	opts      *RuntimeOptions
 	failMode  map[string]FailureMode
-	breaker   breaker
-	logs      limiter
-	audits    limiter // audit_emit records per second
-	stats     poolStats
+	// inline: the events hook runs on the request's goroutine
+	// (Spec.EventDelivery); outcomes restricts the events it gets (nil:
+	// every outcome).
+	inline   bool
+	outcomes []string
+	breaker  breaker
+	logs     limiter
+	audits   limiter // audit_emit records per second
+	stats    poolStats
 
 	// bg tracks background instantiations (the manager waits for them).
 	bg *sync.WaitGroup
@@ -70,6 +76,7 @@ func newPool(tenant string, spec Spec, mod *Module, deps *Deps, opts *RuntimeOpt
 		grants: newGrantSet(spec.Grants), deps: deps, opts: opts, failMode: spec.FailureMode,
 		dataScope: Scope{Tenant: tenant, Plugin: spec.Name, Quota: spec.Limits.quota()},
 		wake:      make(chan struct{}),
+		inline:    spec.EventDelivery == EventsInline, outcomes: spec.EventOutcomes,
 	}
 	if len(spec.Config) > 0 {
 		b, err := json.Marshal(spec.Config)
@@ -535,4 +542,9 @@ func (b *breaker) snapshot(now time.Time) (BreakerState, int, time.Duration) {
 		wait = max(0, b.cooldown-now.Sub(b.openedAt))
 	}
 	return st, b.failures, wait
+}
+
+// wants reports whether p's events hook takes an event with outcome.
+func (p *pool) wants(outcome string) bool {
+	return p.outcomes == nil || slices.Contains(p.outcomes, outcome)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +21,12 @@ const (
 	FailClosed FailureMode = "closed"
 	// FailOpen skips the plugin. Default (and only mode) for the events hook.
 	FailOpen FailureMode = "open"
+)
+
+// Event delivery modes (Spec.EventDelivery).
+const (
+	EventsQueued = "queued"
+	EventsInline = "inline"
 )
 
 // Spec configures one plugin for one tenant. It is meant to be embedded in
@@ -49,7 +56,20 @@ type Spec struct {
 	Hooks []string `yaml:"hooks" json:"hooks"`
 	// FailureMode per hook; missing hooks take their default.
 	FailureMode map[string]FailureMode `yaml:"failureMode,omitempty" json:"failureMode,omitempty"`
-	Limits      Limits                 `yaml:"limits,omitempty" json:"limits,omitempty"`
+	// EventDelivery says how the events hook gets its events:
+	// EventsQueued (the default) from the tenant's bounded queue, on a
+	// worker, dropped and counted when the queue is full; EventsInline on
+	// the goroutine of the request that caused the event, before its
+	// answer is written: never dropped, at the cost of that request's
+	// latency. A lockout plugin needs inline delivery of failures, or a
+	// flood that fills the queue would stop it counting.
+	EventDelivery string `yaml:"eventDelivery,omitempty" json:"eventDelivery,omitempty"`
+	// EventOutcomes, when set, restricts the events delivered to these
+	// outcomes (abi.Outcomes); the others never reach the plugin, nor its
+	// queue. With inline delivery it keeps the plugin off the path of the
+	// requests it has no use for.
+	EventOutcomes []string `yaml:"eventOutcomes,omitempty" json:"eventOutcomes,omitempty"`
+	Limits        Limits   `yaml:"limits,omitempty" json:"limits,omitempty"`
 	// Grants lists the host functions the module may import (see Grant*).
 	Grants []string `yaml:"grants,omitempty" json:"grants,omitempty"`
 	// Config is handed to the plugin, JSON-encoded, by the config host function.
@@ -213,6 +233,22 @@ func (s Spec) Validate(path string) error {
 			bad(key, "must be %q or %q, got %q", FailClosed, FailOpen, m)
 		case h == abi.HookEvents && m != FailOpen:
 			bad(key, "the events hook is asynchronous and can only fail %q", FailOpen)
+		}
+	}
+	switch s.EventDelivery {
+	case "", EventsQueued, EventsInline:
+		if s.EventDelivery != "" && !seen[abi.HookEvents] {
+			bad("eventDelivery", "needs the %s hook in hooks", abi.HookEvents)
+		}
+	default:
+		bad("eventDelivery", "must be %q or %q, got %q", EventsQueued, EventsInline, s.EventDelivery)
+	}
+	if len(s.EventOutcomes) > 0 && !seen[abi.HookEvents] {
+		bad("eventOutcomes", "needs the %s hook in hooks", abi.HookEvents)
+	}
+	for i, o := range s.EventOutcomes {
+		if !slices.Contains(abi.Outcomes, o) {
+			bad(fmt.Sprintf("eventOutcomes[%d]", i), "unknown outcome %q (one of %s)", o, strings.Join(abi.Outcomes, ", "))
 		}
 	}
 	l := s.Limits
