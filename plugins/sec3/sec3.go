@@ -1,0 +1,299 @@
+package main
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"stellaops.org/authority/abi"
+	"stellaops.org/authority/sdk"
+)
+
+// hostFuncs are the host functions SEC3 uses. The wasip1 build wires them
+// to the SDK (guest_wasip1.go); unit tests to fakes.
+type hostFuncs struct {
+	config func() []byte
+	// incr is counter_incr: delta 0 reads without creating.
+	incr func(key string, delta int64, window time.Duration) (int64, time.Duration, error)
+	// pseudonymize is the host's keyed pseudonym (43 bytes of base64url).
+	pseudonymize func(string) (string, error)
+	// audit writes a record; sdk.ErrLimited means "dropped by the budget".
+	audit func(*abi.Event) error
+	// logError reports a configuration error once (may be nil).
+	logError func(string)
+}
+
+// Error codes. RFC 6749 §5.2 defines none for throttling; both are
+// registered for the token endpoint by RFC 8628 §7.2: slow_down ("the
+// client should slow down") for the rate limit, access_denied for a
+// lockout.
+const (
+	errorRateLimited = "slow_down"
+	errorLockedOut   = "access_denied"
+	statusLocked     = 423
+	statusTooMany    = 429
+)
+
+// Key prefixes: r rate, f failures, l lockout; scope letters s, c, i.
+const (
+	keyRate = "r/"
+)
+
+// limiter is one instance's SEC3: the configuration, parsed at the first
+// call and kept with its error.
+type limiter struct {
+	host   hostFuncs
+	cfg    *config
+	cfgErr error
+	parsed bool
+}
+
+func (l *limiter) config() (*config, error) {
+	if !l.parsed {
+		l.parsed = true
+		l.cfg, l.cfgErr = parseConfig(l.host.config())
+		if l.cfgErr != nil && l.host.logError != nil {
+			l.host.logError(l.cfgErr.Error())
+		}
+	}
+	return l.cfg, l.cfgErr
+}
+
+// errStore is a counter store failure (unavailable or over quota).
+var errStore = errors.New("sec3: counter store")
+
+// keys are a request's counter key parts: the client as is when it is
+// key-safe, else its pseudonym; subject and address always pseudonyms
+// (no raw personal data in a shared store, and a fixed length).
+type keys struct {
+	subject, client, ip string
+}
+
+func (l *limiter) keysOf(subject, client, addr string) (keys, error) {
+	var k keys
+	var err error
+	if subject != "" && subject != client {
+		if k.subject, err = l.host.pseudonymize("s\x00" + subject); err != nil {
+			return k, err
+		}
+	}
+	if client != "" {
+		if keySafe(client) {
+			k.client = client
+		} else if k.client, err = l.host.pseudonymize("c\x00" + client); err != nil {
+			return k, err
+		} else {
+			k.client = "~" + k.client
+		}
+	}
+	if addr != "" {
+		if k.ip, err = l.host.pseudonymize("i\x00" + addr); err != nil {
+			return k, err
+		}
+	}
+	return k, nil
+}
+
+// keySafe: a client id kept as is in keys: 1-128 bytes of %x21-7E
+// without "/" (the separator) and not starting with "~" (pseudonyms).
+func keySafe(s string) bool {
+	if len(s) == 0 || len(s) > 128 || s[0] == '~' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x21 || c > 0x7e || c == '/' {
+			return false
+		}
+	}
+	return true
+}
+
+func (k keys) of(scope string) string {
+	switch scope {
+	case scopeSubject:
+		return k.subject
+	case scopeClient:
+		return k.client
+	}
+	return k.ip
+}
+
+func lockKey(scope, v string) string    { return "l/" + scope[:1] + "/" + v }
+func failureKey(scope, v string) string { return "f/" + scope[:1] + "/" + v }
+
+// seconds is d rounded up to whole seconds, at least 1 and at most
+// abi.MaxRetryAfter.
+func seconds(d time.Duration) int {
+	s := int((d + time.Second - 1) / time.Second)
+	return max(1, min(s, abi.MaxRetryAfter))
+}
+
+var (
+	annotationsLimited = []abi.KV{{Key: "limit", Value: "client-ip"}}
+	annotationsStore   = []abi.KV{{Key: "store", Value: "unavailable"}}
+	lockAnnotations    = map[string][]abi.KV{
+		scopeSubject: {{Key: "lockout", Value: scopeSubject}},
+		scopeClient:  {{Key: "lockout", Value: scopeClient}},
+		scopeIP:      {{Key: "lockout", Value: scopeIP}},
+	}
+)
+
+// decide is the token hook: a lockout of the request's subject, client
+// or address answers 423; then the request counts against its client and
+// address's window, and the permitLimit+1st of a window answers 429.
+func (l *limiter) decide(in *abi.DecisionInput) abi.Decision {
+	cfg, err := l.config()
+	if err != nil {
+		return abi.Denied(503, abi.ErrorTemporarilyUnavailable, "the rate-limit plugin is misconfigured")
+	}
+	if in.Endpoint != abi.HookToken {
+		return abi.Allowed()
+	}
+	k, err := l.keysOf(in.Subject, in.Client, in.RemoteAddr)
+	if err != nil {
+		return l.storeFailure(cfg)
+	}
+	if lc := cfg.lockout; lc != nil {
+		for _, scope := range lc.by {
+			v := k.of(scope)
+			if v == "" {
+				continue
+			}
+			n, ttl, err := l.host.incr(lockKey(scope, v), 0, 0)
+			if err != nil {
+				return l.storeFailure(cfg)
+			}
+			if n > 0 {
+				d := abi.Denied(statusLocked, errorLockedOut, "too many failed attempts for this "+scopeWord(scope)+"; retry after the lockout")
+				d.RetryAfter = seconds(ttl)
+				d.Annotations = lockAnnotations[scope]
+				return d
+			}
+		}
+	}
+	if rc := cfg.rate; rc != nil && k.client != "" {
+		n, ttl, err := l.host.incr(keyRate+k.client+"/"+k.ip, 1, rc.window)
+		if err != nil {
+			return l.storeFailure(cfg)
+		}
+		if n > rc.permitLimit {
+			d := abi.Denied(statusTooMany, errorRateLimited, "rate limit of "+strconv.FormatInt(rc.permitLimit, 10)+" token requests per "+rc.window.String()+" exceeded")
+			d.RetryAfter = seconds(ttl)
+			d.Annotations = annotationsLimited
+			return d
+		}
+	}
+	return abi.Allowed()
+}
+
+func scopeWord(scope string) string {
+	if scope == scopeIP {
+		return "address"
+	}
+	return scope
+}
+
+func (l *limiter) storeFailure(cfg *config) abi.Decision {
+	if cfg.admitOnStoreFailure {
+		return abi.Decision{Allow: true, Annotations: annotationsStore}
+	}
+	d := abi.Denied(503, abi.ErrorTemporarilyUnavailable, "rate-limit counters are unavailable")
+	d.RetryAfter = 1
+	return d
+}
+
+// countedReason reports whether a token.denied reason is a failure that
+// counts towards a lockout: a credential that did not verify (client
+// secret, certificate, password, user), a DPoP proof that did not verify,
+// or a refresh token presented with another key or certificate or again
+// after its rotation. Not counted: refusals a correct client also meets
+// (a missing or stale DPoP nonce, which RFC 9449 §8 makes part of the
+// normal flow, a missing proof, scopes, audiences, grants), store and
+// plugin failures, and dpop-replay (its authority.dpop.proof.replay event
+// counts it, once).
+func countedReason(r string) bool {
+	switch r {
+	case "bad-secret", "unknown-client", "method-not-registered", "malformed-basic",
+		"bad-password", "unknown-user", "user-disabled",
+		"refresh-dpop-key-mismatch", "refresh-certificate-mismatch", "refresh-reused":
+		return true
+	case "dpop-missing", "dpop-replay", "dpop-state-lost", "mtls-disabled", "mtls-required":
+		return false
+	}
+	if strings.HasPrefix(r, "dpop-nonce") {
+		return false
+	}
+	return strings.HasPrefix(r, "dpop-") || strings.HasPrefix(r, "mtls-")
+}
+
+// counts reports whether ev is one failure to count.
+func counts(ev *abi.Event) bool {
+	switch ev.Type {
+	case abi.EventTokenDenied:
+		return ev.Outcome == abi.OutcomeFailure && countedReason(ev.Reason)
+	case abi.EventDPoPReplay, abi.EventMTLSBindingMismatch:
+		return true
+	}
+	return false
+}
+
+// event is the events hook: a counted failure adds one to the failure
+// window of its subject, client and address; the maxFailures-th within a
+// window locks that key for lockoutDuration, and the call that created
+// the lock (counter value 1: exactly one, on any node) records it.
+func (l *limiter) event(ev *abi.Event) error {
+	cfg, err := l.config()
+	if err != nil {
+		return err
+	}
+	lc := cfg.lockout
+	if lc == nil || !counts(ev) {
+		return nil
+	}
+	k, err := l.keysOf(ev.Subject, ev.Client, ev.RemoteAddr)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, scope := range lc.by {
+		v := k.of(scope)
+		if v == "" {
+			continue
+		}
+		n, _, err := l.host.incr(failureKey(scope, v), 1, lc.window)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if n < lc.maxFailures {
+			continue
+		}
+		locks, _, err := l.host.incr(lockKey(scope, v), 1, lc.duration)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if locks == 1 {
+			l.recordLockout(ev, scope, n, lc.duration)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// recordLockout writes the lockout's audit record (outcome locked_out).
+// The host pseudonymizes subject and address; a record dropped by the
+// audit budget (sdk.ErrLimited) does not undo the lockout.
+func (l *limiter) recordLockout(ev *abi.Event, scope string, failures int64, d time.Duration) {
+	rec := abi.Event{Type: "authority.lockout." + scope, CorrelationID: ev.CorrelationID, Outcome: abi.OutcomeLockedOut,
+		Reason: "too-many-failures", Subject: ev.Subject, Client: ev.Client, RemoteAddr: ev.RemoteAddr,
+		Attributes: []abi.KV{{Key: "sec3.failures", Value: strconv.FormatInt(failures, 10)},
+			{Key: "sec3.lockout_seconds", Value: strconv.Itoa(int(d / time.Second))},
+			{Key: "sec3.trigger", Value: ev.Reason}}}
+	if rec.Attributes[2].Value == "" {
+		rec.Attributes[2].Value = ev.Type
+	}
+	if err := l.host.audit(&rec); err != nil && !errors.Is(err, sdk.ErrLimited) && l.host.logError != nil {
+		l.host.logError("sec3: lockout record not written: " + err.Error())
+	}
+}
