@@ -90,15 +90,20 @@ type document struct {
 // can only be a mistake.
 func parseConfig(b []byte) (*config, error) {
 	var d document
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	if len(bytes.TrimSpace(b)) == 0 {
 		return nil, &configError{[]string{"the document is empty: set token, lockout or both"}}
 	}
-	if err := dec.Decode(&d); err != nil {
+	if err := json.Unmarshal(b, &d); err != nil {
 		return nil, &configError{[]string{"the document must be a JSON object of token, lockout and onStoreUnavailable: " + err.Error()}}
 	}
 	e := &configError{}
+	// Unknown keys, at both levels (json.Decoder's DisallowUnknownFields
+	// would link os.File.Read, and with it a WASI import the host refuses).
+	unknownKeys(b, "", []string{"token", "lockout", "onStoreUnavailable"}, e)
+	var nested map[string]json.RawMessage
+	_ = json.Unmarshal(b, &nested)
+	unknownKeys(nested["token"], "token.", []string{"permitLimit", "window"}, e)
+	unknownKeys(nested["lockout"], "lockout.", []string{"maxFailures", "window", "lockoutDuration", "by"}, e)
 	c := &config{}
 	duration := func(key string, v *string, lo, hi time.Duration) time.Duration {
 		if v == nil {
@@ -161,4 +166,23 @@ func parseConfig(b []byte) (*config, error) {
 		return nil, e
 	}
 	return c, nil
+}
+
+// unknownKeys adds a problem for every key of the JSON object b (if it is
+// one) that is not in known.
+func unknownKeys(b []byte, prefix string, known []string, e *configError) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(b, &m) != nil {
+		return
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		if !slices.Contains(known, k) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		e.add(prefix+k, "unknown key (known: %s)", strings.Join(known, ", "))
+	}
 }

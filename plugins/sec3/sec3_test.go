@@ -237,11 +237,12 @@ func TestStoreUnavailable(t *testing.T) {
 
 func TestConfigErrorsNameTheKey(t *testing.T) {
 	cases := map[string]string{
-		``:                            "empty",
-		`[]`:                          "JSON object",
-		`{}`:                          "token: set token, lockout or both",
-		`{"tokens": {}}`:              `unknown field "tokens"`,
-		`{"token": {"window": "1m"}}`: "token.permitLimit: required",
+		``:                               "empty",
+		`[]`:                             "JSON object",
+		`{}`:                             "token: set token, lockout or both",
+		`{"tokens": {}}`:                 "tokens: unknown key",
+		`{"lockout": {"maxFailure": 5}}`: "lockout.maxFailure: unknown key",
+		`{"token": {"window": "1m"}}`:    "token.permitLimit: required",
 		`{"token": {"permitLimit": 0, "window": "1m"}}`:                                            "token.permitLimit: must be from 1",
 		`{"token": {"permitLimit": 5, "window": "1.5s"}}`:                                          "token.window: must be a whole number of seconds",
 		`{"token": {"permitLimit": 5, "window": "200h"}}`:                                          "token.window",
