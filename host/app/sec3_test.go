@@ -15,7 +15,9 @@ import (
 // sec3Spec is SEC3 as an operator configures it: token and events hooks,
 // failures delivered inline, the grants it needs.
 func sec3Spec(t *testing.T, cfg map[string]any) plugin.Spec {
-	s := pluginSpec(t, "stellaops.org/authority/plugins/sec3", "sec3", cfg, plugin.Limits{})
+	// A pool as large as the test's requests in flight: no call waits
+	// for an instance, however loaded the machine.
+	s := pluginSpec(t, "stellaops.org/authority/plugins/sec3", "sec3", cfg, plugin.Limits{PoolSize: 8})
 	s.Hooks = []string{abi.HookToken, abi.HookEvents}
 	s.Grants = []string{plugin.GrantCounters, plugin.GrantPseudonymize, plugin.GrantConfig, plugin.GrantAudit}
 	s.EventDelivery, s.EventOutcomes = plugin.EventsInline, []string{abi.OutcomeFailure}
