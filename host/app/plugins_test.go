@@ -22,7 +22,7 @@ import (
 )
 
 // pluginSpec builds a guest package and returns a spec pinned to its digest.
-func pluginSpec(t *testing.T, pkg, name string, cfg map[string]any, limits plugin.Limits) plugin.Spec {
+func pluginSpec(t testing.TB, pkg, name string, cfg map[string]any, limits plugin.Limits) plugin.Spec {
 	t.Helper()
 	wasm := sdktest.Build(t, pkg)
 	raw, err := os.ReadFile(wasm)

@@ -14,7 +14,7 @@ import (
 
 // sec3Spec is SEC3 as an operator configures it: token and events hooks,
 // failures delivered inline, the grants it needs.
-func sec3Spec(t *testing.T, cfg map[string]any) plugin.Spec {
+func sec3Spec(t testing.TB, cfg map[string]any) plugin.Spec {
 	// A pool as large as the test's requests in flight: no call waits
 	// for an instance, however loaded the machine.
 	s := pluginSpec(t, "stellaops.org/authority/plugins/sec3", "sec3", cfg, plugin.Limits{PoolSize: 8})
