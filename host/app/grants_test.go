@@ -485,6 +485,16 @@ func TestRFC9700_RefreshRotatedOnNodeAIsReuseOnNodeB(t *testing.T) {
 	}
 
 	rt := a.mustGrant(grantReq{client: "app-confidential", form: password("carol", "carol-password")}).str("refresh_token")
+	// A scope limit set on the user since the login applies at the next
+	// refresh.
+	if err := pg.Users().Put(ctx, &users.User{Tenant: "users", Username: "carol", PasswordHash: userHashes["carol"], Scopes: []string{"demo.read"}}); err != nil {
+		t.Fatal(err)
+	}
+	r = b.mustGrant(grantReq{client: "app-confidential", form: refresh(rt)})
+	if got := r.str("scope"); got != "demo.read" {
+		t.Fatalf("refresh after the user was limited to demo.read: scope %q", got)
+	}
+	rt = r.str("refresh_token")
 	if err := pg.Users().Put(ctx, &users.User{Tenant: "users", Username: "carol", PasswordHash: userHashes["carol"], Disabled: true}); err != nil {
 		t.Fatal(err)
 	}

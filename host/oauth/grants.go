@@ -250,8 +250,14 @@ func (s *Service) refreshGrant(ctx context.Context, r *Request, cl *Client, out 
 	}
 	if rec.Subject != "" {
 		// The user may have been disabled or removed since: the family ends.
-		if e := s.userStillActive(ctx, rec); e != nil {
+		u, e := s.userStillActive(ctx, rec)
+		if e != nil {
 			return nil, withNonce(e)
+		}
+		// A scope limit set on the user since the grant applies at once,
+		// as a client's lost scopes do.
+		if u.Scopes != nil {
+			scopes = slices.DeleteFunc(slices.Clone(scopes), func(sc string) bool { return !slices.Contains(u.Scopes, sc) })
 		}
 	}
 	if e := s.decide(ctx, r, policyFacts{endpoint: abi.HookToken, grant: "refresh_token", subject: rec.Subject, client: cl,
@@ -281,23 +287,24 @@ func (s *Service) refreshGrant(ctx context.Context, r *Request, cl *Client, out 
 }
 
 // userStillActive ends a family whose user was disabled or removed.
-func (s *Service) userStillActive(ctx context.Context, rec *store.Token) *Error {
+// It returns the user as stored now.
+func (s *Service) userStillActive(ctx context.Context, rec *store.Token) (*users.User, *Error) {
 	if s.users == nil {
-		return ErrServer(errors.New("refresh tokens without a user store"))
+		return nil, ErrServer(errors.New("refresh tokens without a user store"))
 	}
 	u, err := s.users.Lookup(ctx, rec.Tenant, rec.Subject)
 	if err != nil && !errors.Is(err, users.ErrNotFound) {
-		return ErrUnavailable("user-store", err)
+		return nil, ErrUnavailable("user-store", err)
 	}
 	if err == nil && !u.Disabled {
-		return nil
+		return u, nil
 	}
 	n, rerr := s.revokeFamily(ctx, rec)
 	s.log.InfoContext(ctx, "authority.token.refresh.user_inactive", "tenant", rec.Tenant, "client", rec.ClientID, "revoked", n)
 	if rerr != nil {
-		return storeUnavailable(rerr)
+		return nil, storeUnavailable(rerr)
 	}
-	return errInvalidGrant("the refresh token is invalid, expired or revoked", "refresh-user-inactive")
+	return nil, errInvalidGrant("the refresh token is invalid, expired or revoked", "refresh-user-inactive")
 }
 
 // refreshReused handles a rotated refresh token presented again: the
