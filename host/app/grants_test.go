@@ -279,6 +279,22 @@ func TestRFC6749_6_RefreshIsBoundToClientAndScope(t *testing.T) {
 		t.Fatalf("scope after refresh: %s", r.raw)
 	}
 	expectInvalidGrant(t, e.grant(grantReq{client: "app-confidential", form: refresh("not-a-refresh-token")}), "unknown refresh token")
+
+	// A refresh that asks for less narrows the access token only: the new
+	// refresh token keeps the scope of the old one ("identical", §6).
+	full := e.mustGrant(grantReq{client: "app-confidential", form: password("alice", "alice-password")})
+	if full.str("scope") != "demo.read demo.write" {
+		t.Fatalf("full grant: %s", full.raw)
+	}
+	narrow := refresh(full.str("refresh_token"))
+	narrow.Set("scope", "demo.read")
+	r := e.mustGrant(grantReq{client: "app-confidential", form: narrow})
+	if r.str("scope") != "demo.read" {
+		t.Fatalf("narrowed refresh: %s", r.raw)
+	}
+	if r := e.mustGrant(grantReq{client: "app-confidential", form: refresh(r.str("refresh_token"))}); r.str("scope") != "demo.read demo.write" {
+		t.Fatalf("the next refresh lost the original scope: %s", r.raw)
+	}
 }
 
 // RFC 9449 §5: a public client's refresh token is bound to the DPoP key of

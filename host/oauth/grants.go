@@ -129,6 +129,10 @@ type grantFacts struct {
 	b        binding // the access token's binding
 	authTime time.Time
 	family   string // the refresh family (its first token's ID); "" for a new one
+	// rtScopes and rtAuds are the new refresh token's, when they differ
+	// from the access token's: RFC 6749 §6 keeps a refresh token's scope
+	// when a refresh asks for less.
+	rtScopes, rtAuds []string
 }
 
 // issueWithRefresh issues the access token and, when the client may use
@@ -157,7 +161,7 @@ func (s *Service) issueWithRefresh(ctx context.Context, g grantFacts, before fun
 		}
 		raw = newRefreshToken()
 		rt = &store.Token{ID: refreshID(raw), Kind: store.KindRefreshToken, Tenant: cl.Tenant, ClientID: cl.ID,
-			Subject: g.subject, Scopes: g.scopes, Audiences: g.auds, IssuedAt: now, ExpiresAt: exp,
+			Subject: g.subject, Scopes: orElse(g.rtScopes, g.scopes), Audiences: orElse(g.rtAuds, g.auds), IssuedAt: now, ExpiresAt: exp,
 			ParentID: g.family, AuthTime: g.authTime, SenderConstraint: abi.ConstraintNone}
 		if public {
 			rt.SenderConstraint, rt.KeyThumbprint, rt.SenderCertificate = g.b.kind(), g.b.cnf.JKT, g.b.cnf.X5tS256
@@ -235,6 +239,10 @@ func (s *Service) refreshGrant(ctx context.Context, r *Request, cl *Client, out 
 	if e != nil {
 		return nil, e
 	}
+	// What the new refresh token keeps: the original grant, less what the
+	// client (and, below, the user) lost since.
+	keep, _ := refreshScopes(cl, rec, "")
+	keepAuds, _ := refreshAudiences(cl, rec, nil)
 	b, e := s.bind(ctx, r, cl, auds, out)
 	if e != nil {
 		return nil, e
@@ -258,6 +266,7 @@ func (s *Service) refreshGrant(ctx context.Context, r *Request, cl *Client, out 
 		// as a client's lost scopes do.
 		if u.Scopes != nil {
 			scopes = slices.DeleteFunc(slices.Clone(scopes), func(sc string) bool { return !slices.Contains(u.Scopes, sc) })
+			keep = slices.DeleteFunc(keep, func(sc string) bool { return !slices.Contains(u.Scopes, sc) })
 		}
 	}
 	if e := s.decide(ctx, r, policyFacts{endpoint: abi.HookToken, grant: "refresh_token", subject: rec.Subject, client: cl,
@@ -269,7 +278,8 @@ func (s *Service) refreshGrant(ctx context.Context, r *Request, cl *Client, out 
 	if authTime.IsZero() {
 		authTime = rec.IssuedAt
 	}
-	g := grantFacts{client: cl, subject: rec.Subject, scopes: scopes, auds: auds, b: b, authTime: authTime, family: familyOf(rec)}
+	g := grantFacts{client: cl, subject: rec.Subject, scopes: scopes, auds: auds, b: b, authTime: authTime, family: familyOf(rec),
+		rtScopes: keep, rtAuds: keepAuds}
 	// The new pair is stored before the old token is used up, so a failed
 	// write leaves the client its old token (retrying is not reuse); the
 	// rotation decides who won when the token was presented twice at once,
@@ -456,4 +466,12 @@ func NewPasswordVerifier(cfg *config.Config) (*users.Verifier, error) {
 		return nil, fmt.Errorf("security.passwords.%w", err)
 	}
 	return v, nil
+}
+
+// orElse is a unless it is empty, else b.
+func orElse(a, b []string) []string {
+	if len(a) > 0 {
+		return a
+	}
+	return b
 }
