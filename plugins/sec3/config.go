@@ -58,6 +58,12 @@ type lockoutConfig struct {
 	by []string
 }
 
+// counts reports whether lockouts count (and check) scope; false for no
+// lockout at all.
+func (c *lockoutConfig) counts(scope string) bool {
+	return c != nil && slices.Contains(c.by, scope)
+}
+
 // configError lists every problem of a document, each naming its key.
 type configError struct{ problems []string }
 

@@ -70,10 +70,12 @@ type keys struct {
 	subject, client, ip string
 }
 
-func (l *limiter) keysOf(subject, client, addr string) (keys, error) {
+// keysOf computes only the parts asked for (each pseudonym is a host call
+// on the request's path); the client is always needed.
+func (l *limiter) keysOf(subject, client, addr string, wantSubject, wantIP bool) (keys, error) {
 	var k keys
 	var err error
-	if subject != "" && subject != client {
+	if wantSubject && subject != "" && subject != client {
 		if k.subject, err = l.host.pseudonymize("s\x00" + subject); err != nil {
 			return k, err
 		}
@@ -87,7 +89,7 @@ func (l *limiter) keysOf(subject, client, addr string) (keys, error) {
 			k.client = "~" + k.client
 		}
 	}
-	if addr != "" {
+	if wantIP && addr != "" {
 		if k.ip, err = l.host.pseudonymize("i\x00" + addr); err != nil {
 			return k, err
 		}
@@ -150,7 +152,7 @@ func (l *limiter) decide(in *abi.DecisionInput) abi.Decision {
 	if in.Endpoint != abi.HookToken {
 		return abi.Allowed()
 	}
-	k, err := l.keysOf(in.Subject, in.Client, in.RemoteAddr)
+	k, err := l.keysOf(in.Subject, in.Client, in.RemoteAddr, cfg.lockout.counts(scopeSubject), cfg.rate != nil || cfg.lockout.counts(scopeIP))
 	if err != nil {
 		return l.storeFailure(cfg)
 	}
@@ -251,7 +253,7 @@ func (l *limiter) event(ev *abi.Event) error {
 	if lc == nil || !counts(ev) {
 		return nil
 	}
-	k, err := l.keysOf(ev.Subject, ev.Client, ev.RemoteAddr)
+	k, err := l.keysOf(ev.Subject, ev.Client, ev.RemoteAddr, lc.counts(scopeSubject), lc.counts(scopeIP))
 	if err != nil {
 		return err
 	}

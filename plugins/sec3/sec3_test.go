@@ -274,3 +274,26 @@ func TestMisconfiguredFailsClosed(t *testing.T) {
 		t.Fatal("event under a bad configuration succeeded")
 	}
 }
+
+// TestDecisionPseudonymizesOnlyWhatItUses: each pseudonym is a host call
+// on the /token path; a rate limit alone needs the address, a subject-only
+// lockout the subject.
+func TestDecisionPseudonymizesOnlyWhatItUses(t *testing.T) {
+	for _, c := range []struct {
+		cfg  map[string]any
+		want string
+	}{
+		{map[string]any{"token": map[string]any{"permitLimit": 5, "window": "1m"}}, "i"},
+		{map[string]any{"lockout": map[string]any{"maxFailures": 3, "window": "1m", "lockoutDuration": "1m", "by": []any{"subject"}}}, "s"},
+		{lockoutCfg, "si"},
+	} {
+		h := newFakeHost()
+		l := h.limiter(t, c.cfg)
+		var got string
+		l.host.pseudonymize = func(v string) (string, error) { got += v[:1]; return hash(v), nil }
+		mustAllow(t, l.decide(token("app", "alice", "203.0.113.7")), "first request")
+		if got != c.want {
+			t.Errorf("%v: pseudonymized %q, want %q", c.cfg, got, c.want)
+		}
+	}
+}
