@@ -97,9 +97,7 @@ func TestTwoNodesSharePluginCountersThroughRedis(t *testing.T) {
 	spec.Grants = plugin.Grants()
 	mutate := func(c *config.Config) {
 		withPlugins(t, map[string][]plugin.Spec{"demo": {spec}})(c)
-		c.Plugins.State = "redis"
-		c.Storage.Redis.Addr, c.Storage.Redis.KeyPrefix = addr, prefix
-		c.Plugins.PseudonymSecretFile, c.Plugins.GenerateSecret = filepath.Join(shared, "pseudonym.key"), true
+		withRedisPluginState(c, addr, prefix, shared)
 	}
 	keyDir := t.TempDir()
 	a := newEnv(t, envOptions{keyDir: keyDir, mutate: mutate})
@@ -113,4 +111,13 @@ func TestTwoNodesSharePluginCountersThroughRedis(t *testing.T) {
 	if r.status != 429 || r.header.Get("Retry-After") == "" {
 		t.Fatalf("the 4th token across two nodes must be rate limited: %d %s %v", r.status, r.raw, r.header)
 	}
+}
+
+// withRedisPluginState puts plugin state (counters, KV) in Redis at addr
+// under prefix, with the pseudonym secret in dir: nodes given the same
+// three share counters and pseudonyms.
+func withRedisPluginState(c *config.Config, addr, prefix, dir string) {
+	c.Plugins.State = "redis"
+	c.Storage.Redis.Addr, c.Storage.Redis.KeyPrefix = addr, prefix
+	c.Plugins.PseudonymSecretFile, c.Plugins.GenerateSecret = filepath.Join(dir, "pseudonym.key"), true
 }

@@ -36,9 +36,7 @@ func BenchmarkTokenSEC3(b *testing.B) {
 					c.Plugins.CacheDir = filepath.Join(dir, "compiled")
 					c.Tenants[0].Plugins = chain
 					if state == "redis" {
-						c.Plugins.State = "redis"
-						c.Storage.Redis.Addr, c.Storage.Redis.KeyPrefix = testenv.RedisAddr(b), testenv.Prefix("sec3-bench")
-						c.Plugins.PseudonymSecretFile, c.Plugins.GenerateSecret = filepath.Join(dir, "pseudonym.key"), true
+						withRedisPluginState(c, testenv.RedisAddr(b), testenv.Prefix("sec3-bench"), dir)
 					}
 				}})
 				h := e.a.Server.Handler()

@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -40,9 +39,7 @@ func TestSEC3TwoNodesShareLimitsAndLockouts(t *testing.T) {
 		"lockout": map[string]any{"maxFailures": 3, "window": "10m", "lockoutDuration": "5m", "by": []any{"subject"}}})
 	mutate := withUsers(func(c *config.Config) {
 		withPlugins(t, map[string][]plugin.Spec{"demo": {limit}, "users": {lock}})(c)
-		c.Plugins.State = "redis"
-		c.Storage.Redis.Addr, c.Storage.Redis.KeyPrefix = addr, prefix
-		c.Plugins.PseudonymSecretFile, c.Plugins.GenerateSecret = filepath.Join(shared, "pseudonym.key"), true
+		withRedisPluginState(c, addr, prefix, shared)
 	})
 	keyDir := t.TempDir()
 	a := newEnv(t, envOptions{keyDir: keyDir, mutate: mutate})
