@@ -27,7 +27,7 @@ func TestMetricsAfterScriptedSequence(t *testing.T) {
 	for _, want := range []string{
 		`authority_tokens_issued_total{authority_dpop_result="none",grant_type="client_credentials",sender_constraint="none",tenant="demo"} 2`,
 		`authority_tokens_issued_total{authority_dpop_result="valid",grant_type="client_credentials",sender_constraint="dpop",tenant="demo-dpop"} 1`,
-		`authority_tokens_denied_total{authority_dpop_result="none",error="invalid_client",grant_type="client_credentials",tenant="unknown"} 1`,
+		`authority_tokens_denied_total{authority_dpop_result="none",error="invalid_client",grant_type="client_credentials",tenant="demo"} 1`,
 		`authority_tokens_denied_total{authority_dpop_result="none",error="invalid_client",grant_type="other",tenant="unknown"} 1`,
 		`authority_tokens_denied_total{authority_dpop_result="missing",error="use_dpop_nonce",grant_type="client_credentials",tenant="demo-dpop"} 1`,
 		`authority_tokens_denied_total{authority_dpop_result="nonce_miss",error="use_dpop_nonce",grant_type="client_credentials",tenant="demo-dpop"} 1`,

@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"net/url"
 	"strconv"
 	"sync"
 	"testing"
@@ -125,5 +126,56 @@ func TestSEC3TwoNodesShareLimitsAndLockouts(t *testing.T) {
 	}
 	if want := 1 + inFlight*rounds - checked; locked != want {
 		t.Errorf("%d token.denied records with outcome locked_out, want %d", locked, want)
+	}
+}
+
+// Bad client secrets lock the client out: an authentication failure of a
+// registered client is its tenant's event (RFC 6749 §2.3: the client
+// named itself), so SEC3 counts it, and after maxFailures the right
+// secret is refused 423 until the lockout ends. Another client of the
+// tenant and another tenant's client are not affected, and the failures
+// of an unregistered id reach no tenant.
+func TestSEC3LocksOutAClientAfterBadSecrets(t *testing.T) {
+	lock := sec3Spec(t, map[string]any{"lockout": map[string]any{"maxFailures": 3, "window": "10m", "lockoutDuration": "2m", "by": []any{"client"}}})
+	e := newEnv(t, envOptions{mutate: withPlugins(t, map[string][]plugin.Spec{"demo": {lock}, "other": {lock}})})
+	bad := func(id string) response {
+		return e.do("/token", reqOpts{basic: [2]string{id, "wrong-secret"}, form: url.Values{"grant_type": {"client_credentials"}}})
+	}
+	for i := range 3 {
+		if r := bad("no-such-client"); r.status != 401 {
+			t.Fatalf("unregistered id, failure %d: %d %s", i+1, r.status, r.raw)
+		}
+		if r := e.token("demo-bearer", nil); r.status != 200 {
+			t.Fatalf("before the lockout, token %d: %d %s", i+1, r.status, r.raw)
+		}
+	}
+	for i := range 3 {
+		if r := bad("demo-bearer"); r.status != 401 || r.str("error") != "invalid_client" {
+			t.Fatalf("failure %d: %d %s", i+1, r.status, r.raw)
+		}
+	}
+	r := e.token("demo-bearer", nil)
+	if ra, _ := strconv.Atoi(r.header.Get("Retry-After")); r.status != 423 || r.str("error") != "access_denied" || ra < 110 || ra > 120 {
+		t.Fatalf("the right secret after 3 bad ones: %d %s %v", r.status, r.raw, r.header)
+	}
+	for _, id := range []string{"demo-bearer-2", "other-client"} {
+		if r := e.token(id, nil); r.status != 200 {
+			t.Errorf("%s after demo-bearer's lockout: %d %s", id, r.status, r.raw)
+		}
+	}
+	recs := e.auditRecords()
+	var lockouts int
+	for _, r := range byType(recs, "authority.lockout.client") {
+		if r.Tenant == "demo" && r.Client == "demo-bearer" && r.Outcome == abi.OutcomeLockedOut {
+			lockouts++
+		}
+	}
+	if lockouts != 1 {
+		t.Errorf("%d lockout records for demo-bearer, want 1", lockouts)
+	}
+	for _, r := range byType(recs, abi.EventTokenDenied) {
+		if r.Reason == "bad-secret" && (r.Tenant != "demo" || r.Client != "demo-bearer") {
+			t.Errorf("a bad secret of demo-bearer recorded as tenant %q client %q", r.Tenant, r.Client)
+		}
 	}
 }

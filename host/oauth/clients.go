@@ -179,6 +179,21 @@ func (r *Registry) Authenticate(cr Credentials) (*Client, *Error) {
 	}
 }
 
+// Claimed is the registered client that credentials name, whether or not
+// they authenticate it; nil when they name none. A failed authentication
+// of a registered client is that client's tenant's event (a lockout
+// counts it), never the anonymous "unknown" tenant's.
+func (r *Registry) Claimed(cr Credentials) *Client {
+	id := cr.PostID
+	if cr.Basic {
+		var err error
+		if id, err = url.QueryUnescape(cr.BasicID); err != nil {
+			return nil
+		}
+	}
+	return r.clients[id]
+}
+
 // checkSecret authenticates a secret client that used method. A client
 // authenticates only with its registered method (RFC 7591 §2
 // token_endpoint_auth_method): a certificate client never with a secret,

@@ -268,6 +268,9 @@ func (s *Service) token(ctx context.Context, r *Request, out *tokenOutcome) (*To
 	}
 	cl, e := s.authenticate(ctx, r)
 	if e != nil {
+		if claimed := s.Registry.Claimed(r.Creds); claimed != nil {
+			out.Tenant, out.client = claimed.Tenant, claimed.ID
+		}
 		return nil, e
 	}
 	out.Tenant, out.client = cl.Tenant, cl.ID
