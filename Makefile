@@ -10,8 +10,12 @@ PLUGIN_DIRS = $(shell GOOS=wasip1 GOARCH=wasm $(GO) list -f '{{if eq .Name "main
 BENCH     ?= .
 BENCHTIME ?= 1s
 FUZZTIME  ?= 30s
+# Guests build reproducibly (no checkout path, no VCS stamp): the same
+# source and Go version give the same bytes, so examples/authority.yaml
+# can pin a plugin's sha256 (`make pin` rewrites the pins).
+GUEST_FLAGS := -trimpath -buildvcs=false
 
-.PHONY: all build plugins run test test-short bench soak lint fuzz clean
+.PHONY: all build plugins pin run test test-short bench soak lint fuzz clean
 
 all: build
 
@@ -22,9 +26,14 @@ plugins:
 	@mkdir -p $(BIN)/plugins
 	@for d in $(PLUGIN_DIRS); do \
 		name=$$(basename $$d); \
-		echo "GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $(BIN)/plugins/$$name.wasm $$d"; \
-		GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $(BIN)/plugins/$$name.wasm $$d || exit 1; \
+		echo "GOOS=wasip1 GOARCH=wasm $(GO) build $(GUEST_FLAGS) -buildmode=c-shared -o $(BIN)/plugins/$$name.wasm $$d"; \
+		GOOS=wasip1 GOARCH=wasm $(GO) build $(GUEST_FLAGS) -buildmode=c-shared -o $(BIN)/plugins/$$name.wasm $$d || exit 1; \
 	done
+
+# Rewrite the plugin digests examples/authority.yaml pins (after a change
+# to a plugin's source or to the Go toolchain).
+pin:
+	$(GO) test -count=1 ./cmd/host -run '^TestExamplePluginPins$$' -args -update-pins
 
 run: build
 	./$(HOST_BIN) serve --config $(CONFIG)

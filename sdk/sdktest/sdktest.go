@@ -64,7 +64,8 @@ func privateCacheDir() string {
 
 // Build compiles the Go guest package pkg (a directory or import path, as
 // go build accepts it, resolved from the current directory) with
-// GOOS=wasip1 GOARCH=wasm -buildmode=c-shared and returns the .wasm path.
+// GOOS=wasip1 GOARCH=wasm -buildmode=c-shared and the Makefile's reproducible
+// flags, and returns the .wasm path.
 // The result is cached under CacheDir by a hash of every non-standard
 // source file the package depends on and the Go version.
 func Build(tb testing.TB, pkg string) string {
@@ -86,7 +87,7 @@ func BuildModule(pkg string) (string, error) {
 		return "", withStderr(err)
 	}
 	h := sha256.New()
-	io.WriteString(h, runtime.Version()+"\x00"+pkg+"\x00")
+	io.WriteString(h, runtime.Version()+"\x00"+strings.Join(guestBuildFlags, " ")+"\x00"+pkg+"\x00")
 	for _, dir := range strings.Fields(string(out)) {
 		entries, err := os.ReadDir(dir)
 		if err != nil {
@@ -117,7 +118,7 @@ func BuildModule(pkg string) (string, error) {
 		return "", err
 	}
 	tmp.Close()
-	build := exec.Command("go", "build", "-buildmode=c-shared", "-o", tmp.Name(), pkg)
+	build := exec.Command("go", append(append([]string{"build"}, guestBuildFlags...), "-buildmode=c-shared", "-o", tmp.Name(), pkg)...)
 	build.Env = env
 	if out, err := build.CombinedOutput(); err != nil {
 		os.Remove(tmp.Name())
@@ -128,6 +129,11 @@ func BuildModule(pkg string) (string, error) {
 	}
 	return dst, nil
 }
+
+// guestBuildFlags are the Makefile's GUEST_FLAGS: a reproducible build
+// (no checkout path, no VCS stamp), so that a module built here has the
+// digest `make build` gives it and examples/authority.yaml pins.
+var guestBuildFlags = []string{"-trimpath", "-buildvcs=false"}
 
 // guestEnv is the environment for go list/build of a guest: wasip1/wasm,
 // and GOFLAGS without flags the wasm port refuses (-race, -msan, -asan),
