@@ -4,16 +4,13 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
-	"time"
 
 	"stellaops.org/authority/abi"
 	"stellaops.org/authority/host/plugin"
@@ -358,134 +355,3 @@ func pluginKeygen(prefix string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// decisionVector is one module test vector (abi/SPEC.md §8.1).
-type decisionVector struct {
-	Name string `json:"name"`
-	// Config is the plugin's configuration document; Grants default to
-	// every grant.
-	Config map[string]any     `json:"config,omitempty"`
-	Grants []string           `json:"grants,omitempty"`
-	Input  abi.DecisionInput  `json:"input"`
-	Want   decisionVectorWant `json:"want"`
-}
-
-type decisionVectorWant struct {
-	Allow  bool   `json:"allow"`
-	Status int    `json:"status,omitempty"`
-	Error  string `json:"error,omitempty"`
-}
-
-func readVectors(dir string) ([]decisionVector, error) {
-	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
-	if err != nil {
-		return nil, err
-	}
-	if len(files) == 0 {
-		return nil, fmt.Errorf("%s: no *.json vector files", dir)
-	}
-	sort.Strings(files)
-	var out []decisionVector
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, err
-		}
-		var vs []decisionVector
-		if t := strings.TrimSpace(string(b)); strings.HasPrefix(t, "[") {
-			err = strictJSON(b, &vs)
-		} else {
-			var v decisionVector
-			err = strictJSON(b, &v)
-			vs = []decisionVector{v}
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f, err)
-		}
-		for i, v := range vs {
-			if v.Name == "" {
-				return nil, fmt.Errorf("%s: vector %d has no name", f, i)
-			}
-		}
-		out = append(out, vs...)
-	}
-	return out, nil
-}
-
-func strictJSON(b []byte, v any) error {
-	d := json.NewDecoder(strings.NewReader(string(b)))
-	d.DisallowUnknownFields()
-	return d.Decode(v)
-}
-
-func pluginTest(ctx context.Context, file, dir string, stdout, stderr io.Writer) int {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		fmt.Fprintln(stderr, "test:", err)
-		return 1
-	}
-	vecs, err := readVectors(dir)
-	if err != nil {
-		fmt.Fprintln(stderr, "test:", err)
-		return 2
-	}
-	// Compiled once, reused by every vector's fresh manager; the cache
-	// and its key (cache.key, beside it) go with the private directory.
-	tmp, err := os.MkdirTemp("", "authority-plugin-test-*")
-	if err != nil {
-		fmt.Fprintln(stderr, "test:", err)
-		return 1
-	}
-	defer os.RemoveAll(tmp)
-	cache := filepath.Join(tmp, "cache")
-	failed := 0
-	for _, v := range vecs {
-		got, used, err := runVector(ctx, file, b, cache, v)
-		switch {
-		case err != nil:
-			failed++
-			fmt.Fprintf(stdout, "FAIL %s: %v %s\n", v.Name, err, used)
-		case got.Allow != v.Want.Allow || (v.Want.Status != 0 && got.Status != v.Want.Status) || (v.Want.Error != "" && got.Error != v.Want.Error):
-			failed++
-			fmt.Fprintf(stdout, "FAIL %s: got allow=%t status=%d error=%q (%s), want allow=%t status=%d error=%q %s\n",
-				v.Name, got.Allow, got.Status, got.Error, got.Description, v.Want.Allow, v.Want.Status, v.Want.Error, used)
-		default:
-			fmt.Fprintf(stdout, "PASS %s %s\n", v.Name, used)
-		}
-	}
-	fmt.Fprintf(stdout, "%d vectors, %d passed, %d failed\n", len(vecs), len(vecs)-failed, failed)
-	if failed > 0 {
-		return 1
-	}
-	return 0
-}
-
-// runVector runs one vector in a fresh manager (tenant "test", plugin
-// "plugin", fresh counters and key-value store), so vectors are
-// independent. It also says how much of its work budget the call used.
-func runVector(ctx context.Context, file string, b []byte, cache string, v decisionVector) (abi.Decision, string, error) {
-	in := v.Input
-	if in.Endpoint == "" {
-		in.Endpoint = abi.HookToken
-	}
-	if in.Time.IsZero() {
-		in.Time = time.Now().UTC()
-	}
-	grants := v.Grants
-	if grants == nil {
-		grants = plugin.Grants()
-	}
-	spec := plugin.Spec{Name: "plugin", Path: file, SHA256: plugin.Digest(b), Hooks: []string{in.Endpoint}, Grants: grants, Config: v.Config}
-	m, err := plugin.NewManager(ctx, plugin.RuntimeOptions{CacheDir: cache}, map[string][]plugin.Spec{"test": {spec}},
-		plugin.Deps{Secrets: plugin.StaticSecrets{"test": []byte("authority-plugin-test")}})
-	if err != nil {
-		return abi.Decision{}, "", err
-	}
-	defer m.Close(ctx)
-	d, err := m.Decide(ctx, "test", &in)
-	h := m.Health().Plugins[0]
-	used := fmt.Sprintf("(budget: used %d of %d units)", h.LastCallUnits, h.CallBudget)
-	if err != nil {
-		return d, used, fmt.Errorf("plugin failed: %w", err)
-	}
-	return d, used, nil
-}

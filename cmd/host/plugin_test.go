@@ -197,3 +197,48 @@ func TestPluginUsage(t *testing.T) {
 		t.Errorf("help: %d %s", code, out)
 	}
 }
+
+// SEC3's vectors (plugins/sec3/vectors) pass against the compiled module,
+// and the sequence form is strict: a wrong expectation fails at its step,
+// and an ambiguous step is a usage error.
+func TestPluginTestSequenceVectors(t *testing.T) {
+	wasm := copyModule(t, sdktest.Build(t, "../../plugins/sec3"))
+	code, out, errs := runCLI(t, "test", wasm, "--vectors", "../../plugins/sec3/vectors")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errs)
+	}
+	wantIn(t, out, "PASS lockout: a success in between does not reset the count", "PASS store: counters unavailable", ", 0 failed")
+
+	dir := t.TempDir()
+	grants := `"grants": ["config", "counters", "pseudonymize", "audit"]`
+	os.WriteFile(filepath.Join(dir, "v.json"), []byte(`[
+	  {"name": "the second request is refused, not allowed", "config": {"token": {"permitLimit": 1, "window": "1m"}}, `+grants+`,
+	   "steps": [{"input": {"client": "c"}, "want": {"allow": true}}, {"input": {"client": "c"}, "want": {"allow": true}}]},
+	  {"name": "a lockout records, not nothing", "config": {"lockout": {"maxFailures": 1, "window": "1m", "lockoutDuration": "1m", "by": ["client"]}}, `+grants+`,
+	   "steps": [{"event": {"type": "authority.token.denied", "outcome": "failure", "reason": "bad-secret", "client": "c"}, "want": {"records": []}}]},
+	  {"name": "the window ends", "config": {"token": {"permitLimit": 1, "window": "1m"}}, `+grants+`,
+	   "steps": [{"input": {"client": "c"}, "want": {"allow": true}}, {"advance": "1m"}, {"input": {"client": "c"}, "want": {"allow": true}}]}]`), 0o644)
+	code, out, _ = runCLI(t, "test", wasm, "--vectors", dir)
+	if code != 1 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	wantIn(t, out, "FAIL the second request is refused, not allowed: step 2: got allow=false status=429",
+		`FAIL a lockout records, not nothing: step 1: the plugin recorded ["authority.lockout.client"], want []`,
+		"PASS the window ends", "3 vectors, 1 passed, 2 failed")
+
+	for _, bad := range []string{
+		`{"name": "x", "input": {}, "want": {"allow": true}, "steps": [{"input": {}, "want": {"allow": true}}]}`,
+		`{"name": "x", "steps": [{"input": {}, "advance": "1s", "want": {"allow": true}}]}`,
+		`{"name": "x", "steps": [{"advance": "soon"}]}`,
+		`{"name": "x", "steps": [{"event": {"type": "authority.x"}, "want": {"allow": true}}]}`,
+		`{"name": "x", "steps": [{"input": {}, "want": {"allow": true, "failed": true}}]}`,
+		`{"name": "x", "steps": [{"input": {}}]}`,
+		`{"name": "x", "steps": []}`,
+		`{"name": "x", "counters": "slow", "input": {}, "want": {"allow": true}}`,
+	} {
+		os.WriteFile(filepath.Join(dir, "v.json"), []byte(bad), 0o644)
+		if code, _, errs := runCLI(t, "test", wasm, "--vectors", dir); code != 2 || !strings.Contains(errs, "v.json") {
+			t.Errorf("%s: exit %d %s", bad, code, errs)
+		}
+	}
+}
