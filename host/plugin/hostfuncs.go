@@ -228,14 +228,21 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 			status(stack, pseudonymLen)
 			return
 		}
-		key, err := inst.p.deps.Secrets.PseudonymKey(ctx, inst.p.tenant)
-		if err != nil {
-			inst.p.hostError(ctx, "pseudonymize", err)
-			status(stack, abi.HostUnavailable)
-			return
+		if inst.pseudo == nil {
+			key, err := inst.p.deps.Secrets.PseudonymKey(ctx, inst.p.tenant)
+			if err != nil {
+				inst.p.hostError(ctx, "pseudonymize", err)
+				status(stack, abi.HostUnavailable)
+				return
+			}
+			inst.pseudo = hmac.New(sha256.New, key)
 		}
+		var sum [sha256.Size]byte
+		inst.pseudo.Reset()
+		inst.pseudo.Write([]byte(pseudonymDomain))
+		inst.pseudo.Write(v)
 		var out [pseudonymLen]byte
-		base64.RawURLEncoding.Encode(out[:], Pseudonym(key, v))
+		base64.RawURLEncoding.Encode(out[:], inst.pseudo.Sum(sum[:0]))
 		if !m.Write(buf, out[:]) {
 			status(stack, abi.HostInvalid)
 			return

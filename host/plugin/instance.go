@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -137,6 +138,11 @@ type instance struct {
 	// its start); auditBytes their bytes, reset by audit_emit when audits
 	// is 0.
 	audits, auditBytes int
+	// pseudo is the tenant key's HMAC state for pseudonymize, keyed at the
+	// instance's first call (an instance serves one tenant and the key
+	// does not change under it; a reload makes new instances). It saves
+	// the key's derivation and schedule on every call.
+	pseudo hash.Hash
 }
 
 var errABIVersion = errors.New("abi version mismatch")

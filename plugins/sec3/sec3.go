@@ -47,6 +47,33 @@ type limiter struct {
 	cfg    *config
 	cfgErr error
 	parsed bool
+	// pseudonyms caches the host's pseudonyms of recent values (a client's
+	// address repeats from request to request): each hit saves a host
+	// call. Pseudonyms are a pure function of the tenant's key, which an
+	// instance never outlives, so a cached one is never stale.
+	pseudonyms map[string]string
+}
+
+// maxCachedPseudonyms bounds the cache (about 100 bytes an entry): when
+// full it starts afresh, which costs one host call per value again.
+const maxCachedPseudonyms = 1024
+
+// pseudonym is the host's pseudonym of the tagged value (tag "s", "c" or
+// "i" keeps a subject, a client and an address of equal spelling apart).
+func (l *limiter) pseudonym(tag byte, v string) (string, error) {
+	k := string(tag) + "\x00" + v
+	if p, ok := l.pseudonyms[k]; ok {
+		return p, nil
+	}
+	p, err := l.host.pseudonymize(k)
+	if err != nil {
+		return "", err
+	}
+	if l.pseudonyms == nil || len(l.pseudonyms) >= maxCachedPseudonyms {
+		l.pseudonyms = make(map[string]string, 64)
+	}
+	l.pseudonyms[k] = p
+	return p, nil
 }
 
 func (l *limiter) config() (*config, error) {
@@ -70,27 +97,28 @@ type keys struct {
 	subject, client, ip string
 }
 
-// keysOf computes only the parts asked for (each pseudonym is a host call
-// on the request's path); the client is always needed.
+// keysOf computes only the parts asked for (each pseudonym not in the
+// cache is a host call on the request's path); the client is always
+// needed.
 func (l *limiter) keysOf(subject, client, addr string, wantSubject, wantIP bool) (keys, error) {
 	var k keys
 	var err error
 	if wantSubject && subject != "" && subject != client {
-		if k.subject, err = l.host.pseudonymize("s\x00" + subject); err != nil {
+		if k.subject, err = l.pseudonym('s', subject); err != nil {
 			return k, err
 		}
 	}
 	if client != "" {
 		if keySafe(client) {
 			k.client = client
-		} else if k.client, err = l.host.pseudonymize("c\x00" + client); err != nil {
+		} else if k.client, err = l.pseudonym('c', client); err != nil {
 			return k, err
 		} else {
 			k.client = "~" + k.client
 		}
 	}
 	if wantIP && addr != "" {
-		if k.ip, err = l.host.pseudonymize("i\x00" + addr); err != nil {
+		if k.ip, err = l.pseudonym('i', addr); err != nil {
 			return k, err
 		}
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -277,7 +278,7 @@ func TestMisconfiguredFailsClosed(t *testing.T) {
 
 // TestDecisionPseudonymizesOnlyWhatItUses: each pseudonym is a host call
 // on the /token path; a rate limit alone needs the address, a subject-only
-// lockout the subject.
+// lockout the subject; a value seen before comes from the cache.
 func TestDecisionPseudonymizesOnlyWhatItUses(t *testing.T) {
 	for _, c := range []struct {
 		cfg  map[string]any
@@ -295,5 +296,35 @@ func TestDecisionPseudonymizesOnlyWhatItUses(t *testing.T) {
 		if got != c.want {
 			t.Errorf("%v: pseudonymized %q, want %q", c.cfg, got, c.want)
 		}
+		// The same values again: from the instance's cache, no host call.
+		mustAllow(t, l.decide(token("app", "alice", "203.0.113.7")), "second request")
+		if got != c.want {
+			t.Errorf("%v: the second request pseudonymized again: %q", c.cfg, got)
+		}
+	}
+}
+
+// The pseudonym cache is bounded: past maxCachedPseudonyms values it
+// starts afresh, and a value pseudonymized again gets the same pseudonym.
+func TestPseudonymCacheIsBounded(t *testing.T) {
+	h := newFakeHost()
+	l := h.limiter(t, map[string]any{"token": map[string]any{"permitLimit": 1_000_000, "window": "1m"}})
+	calls := 0
+	l.host.pseudonymize = func(v string) (string, error) { calls++; return hash(v), nil }
+	first, _ := l.pseudonym('i', "203.0.113.7")
+	for i := range 3 * maxCachedPseudonyms {
+		if _, err := l.pseudonym('i', fmt.Sprintf("198.51.%d.%d", i/256, i%256)); err != nil {
+			t.Fatal(err)
+		}
+		if len(l.pseudonyms) > maxCachedPseudonyms {
+			t.Fatalf("%d cached pseudonyms, bound %d", len(l.pseudonyms), maxCachedPseudonyms)
+		}
+	}
+	again, _ := l.pseudonym('i', "203.0.113.7")
+	if calls != 3*maxCachedPseudonyms+2 || again != first {
+		t.Fatalf("%d host calls; pseudonym %q then %q", calls, first, again)
+	}
+	if s, _ := l.pseudonym('s', "203.0.113.7"); s == first {
+		t.Fatal("a subject and an address of the same spelling share a pseudonym")
 	}
 }
