@@ -25,6 +25,9 @@ func CounterIncr(key string, delta int64, window time.Duration) (int64, time.Dur
 	return 0, 0, ErrNotInGuest
 }
 
+// CounterIncrMany returns ErrNotInGuest outside a guest.
+func CounterIncrMany(ops []CounterOp, out []CounterResult) error { return ErrNotInGuest }
+
 // KVGet returns ErrNotInGuest outside a guest.
 func KVGet(key string) ([]byte, bool, error) { return nil, false, ErrNotInGuest }
 

@@ -3,6 +3,7 @@
 package sdk
 
 import (
+	"runtime"
 	"time"
 	"unsafe"
 
@@ -94,6 +95,9 @@ func hostAuditEmit(ptr unsafe.Pointer, n uint32) int32
 //go:wasmimport authority counter_incr
 func hostCounterIncr(key string, delta int64, windowMs int64, out unsafe.Pointer) int32
 
+//go:wasmimport authority counter_incr_many
+func hostCounterIncrMany(ops unsafe.Pointer, n uint32, out unsafe.Pointer) int32
+
 //go:wasmimport authority kv_get
 func hostKVGet(key string, buf unsafe.Pointer, limit uint32) int32
 
@@ -147,6 +151,53 @@ func CounterIncr(key string, delta int64, window time.Duration) (int64, time.Dur
 	}
 	return out[0], time.Duration(out[1]) * time.Millisecond, nil
 }
+
+// counterOps and counterOut are CounterIncrMany's records (abi/SPEC.md
+// §5 counter_incr_many), 24 bytes per operation.
+var counterOps, counterOut [MaxCounterBatch * 24]byte
+
+// CounterIncrMany is CounterIncr for up to MaxCounterBatch keys in one
+// host call, and one round trip to the counter store: out[i] is ops[i]'s
+// outcome, each with its own error. The operations run in order, each
+// atomically, but not as one transaction (another node's increments may
+// fall between them). It returns an error, and runs nothing, when an
+// operation is malformed (a key or window CounterIncr would refuse), ops is
+// empty or too long, or out is shorter than ops. Requires grant "counters".
+func CounterIncrMany(ops []CounterOp, out []CounterResult) error {
+	if len(ops) == 0 || len(ops) > MaxCounterBatch || len(out) < len(ops) {
+		return ErrInvalid
+	}
+	for i, op := range ops {
+		r := counterOps[i*24:]
+		putU32(r, uint32(uintptr(unsafe.Pointer(unsafe.StringData(op.Key)))))
+		putU32(r[4:], uint32(len(op.Key)))
+		putU64(r[8:], uint64(op.Delta))
+		putU64(r[16:], uint64(op.Window.Milliseconds()))
+	}
+	st := hostCounterIncrMany(unsafe.Pointer(&counterOps[0]), uint32(len(ops)), unsafe.Pointer(&counterOut[0]))
+	// The keys' bytes must stay live until the host has read them.
+	runtime.KeepAlive(ops)
+	if err := statusErr(st); err != nil {
+		return err
+	}
+	for i := range ops {
+		r := counterOut[i*24:]
+		out[i] = CounterResult{Value: int64(getU64(r)), TTL: time.Duration(int64(getU64(r[8:]))) * time.Millisecond,
+			Err: statusErr(int32(getU32(r[16:])))}
+	}
+	return nil
+}
+
+func putU32(b []byte, v uint32) {
+	_ = b[3]
+	b[0], b[1], b[2], b[3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+}
+func putU64(b []byte, v uint64) { putU32(b, uint32(v)); putU32(b[4:], uint32(v>>32)) }
+func getU32(b []byte) uint32 {
+	_ = b[3]
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
+func getU64(b []byte) uint64 { return uint64(getU32(b)) | uint64(getU32(b[4:]))<<32 }
 
 // KVGet returns the tenant-scoped value of key; ok is false when absent or
 // expired. The returned slice is the caller's. Requires grant "kv".

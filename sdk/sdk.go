@@ -44,6 +44,7 @@ package sdk
 
 import (
 	"errors"
+	"time"
 
 	"stellaops.org/authority/abi"
 )
@@ -71,6 +72,23 @@ var (
 	// ErrLimited mirrors abi.HostLimited.
 	ErrLimited = errors.New("sdk: host limit reached")
 )
+
+// MaxCounterBatch is the most operations one CounterIncrMany call takes.
+const MaxCounterBatch = 16
+
+// CounterOp is one increment of CounterIncrMany: CounterIncr's arguments.
+type CounterOp struct {
+	Key    string
+	Delta  int64
+	Window time.Duration
+}
+
+// CounterResult is one CounterOp's outcome: CounterIncr's results.
+type CounterResult struct {
+	Value int64
+	TTL   time.Duration
+	Err   error
+}
 
 // Guest-side registry: a wasm instance runs one plugin, so package state is
 // the plugin's state (set once from init).

@@ -88,6 +88,42 @@ type Counters interface {
 	Incr(ctx context.Context, scope Scope, key string, delta int64, window time.Duration) (value int64, ttl time.Duration, err error)
 }
 
+// CounterOp is one increment of a batch (counter_incr_many): Incr's
+// arguments.
+type CounterOp struct {
+	Key    string
+	Delta  int64
+	Window time.Duration
+}
+
+// CounterResult is one CounterOp's outcome: Incr's results.
+type CounterResult struct {
+	Value int64
+	TTL   time.Duration
+	Err   error
+}
+
+// CounterBatcher is implemented by Counters that run several increments
+// of one scope in one round trip (counter_incr_many). The operations are
+// applied in order, each atomically as Incr would, but not as one
+// transaction: another node's increments may fall between them. out has
+// len(ops) entries.
+type CounterBatcher interface {
+	IncrMany(ctx context.Context, scope Scope, ops []CounterOp, out []CounterResult)
+}
+
+// incrMany runs ops through c's batch when it has one, else one Incr at a
+// time.
+func incrMany(ctx context.Context, c Counters, scope Scope, ops []CounterOp, out []CounterResult) {
+	if b, ok := c.(CounterBatcher); ok {
+		b.IncrMany(ctx, scope, ops, out)
+		return
+	}
+	for i, op := range ops {
+		out[i].Value, out[i].TTL, out[i].Err = c.Incr(ctx, scope, op.Key, op.Delta, op.Window)
+	}
+}
+
 // KV backs kv_get and kv_set.
 type KV interface {
 	// Get returns the value of key in scope; ok is false when absent or

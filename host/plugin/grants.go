@@ -45,7 +45,7 @@ func GrantFor(function string) (string, bool) {
 		return GrantMetrics, true
 	case "audit_emit":
 		return GrantAudit, true
-	case "counter_incr":
+	case "counter_incr", "counter_incr_many":
 		return GrantCounters, true
 	case "kv_get", "kv_set":
 		return GrantKV, true

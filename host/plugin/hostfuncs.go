@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"hash"
 	"io"
@@ -21,10 +22,14 @@ import (
 
 // Host function limits (abi/SPEC.md §5).
 const (
-	maxKeyBytes        = 256
-	maxKVValueBytes    = 64 << 10
-	maxKVTTL           = 7 * 24 * time.Hour
-	maxCounterWindow   = 7 * 24 * time.Hour
+	maxKeyBytes      = 256
+	maxKVValueBytes  = 64 << 10
+	maxKVTTL         = 7 * 24 * time.Hour
+	maxCounterWindow = 7 * 24 * time.Hour
+	// maxCounterBatch bounds counter_incr_many; counterOpBytes is the size
+	// of one operation and of one result (abi/SPEC.md §5).
+	maxCounterBatch    = 16
+	counterOpBytes     = 24
 	maxPseudonymInput  = 4 << 10
 	maxAuditEventBytes = 64 << 10 // one record; the per-call budget is RuntimeOptions.AuditBytesPerCall
 	maxAuditsPerCall   = 32       // ceiling of RuntimeOptions.AuditRecordsPerCall
@@ -159,6 +164,62 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 		m.WriteUint64Le(out+8, uint64(ttl.Milliseconds()))
 		status(stack, abi.HostOK)
 	}, []api.ValueType{i32, i32, i64, i64, i32}, i32)
+
+	// counter_incr_many: counter_incr for up to maxCounterBatch keys in
+	// one host call (one store round trip). Every operation is checked
+	// before any runs; each gets its own status.
+	def("counter_incr_many", bitCounters, func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
+		opsPtr, n, outPtr := uint32(stack[0]), uint32(stack[1]), uint32(stack[2])
+		if n == 0 || n > maxCounterBatch {
+			status(stack, abi.HostInvalid)
+			return
+		}
+		raw, ok := m.Read(opsPtr, n*counterOpBytes)
+		if !ok {
+			status(stack, abi.HostInvalid)
+			return
+		}
+		if _, ok := m.Read(outPtr, n*counterOpBytes); !ok {
+			status(stack, abi.HostInvalid)
+			return
+		}
+		var opsBuf [maxCounterBatch]CounterOp
+		var outBuf [maxCounterBatch]CounterResult
+		ops, res := opsBuf[:n], outBuf[:n]
+		for i := range ops {
+			r := raw[i*counterOpBytes:]
+			key, ok := readKey(m, binary.LittleEndian.Uint32(r), binary.LittleEndian.Uint32(r[4:]))
+			delta, window := int64(binary.LittleEndian.Uint64(r[8:])), time.Duration(int64(binary.LittleEndian.Uint64(r[16:])))*time.Millisecond
+			if !ok || window < 0 || window > maxCounterWindow || (delta != 0 && window == 0) {
+				status(stack, abi.HostInvalid)
+				return
+			}
+			ops[i] = CounterOp{Key: key, Delta: delta, Window: window}
+		}
+		// The batch costs the budget what its calls one by one would.
+		for range n - 1 {
+			inst.chargeHost()
+		}
+		incrMany(ctx, inst.p.deps.Counters, inst.p.dataScope, ops, res)
+		var rec [counterOpBytes]byte
+		for i, r := range res {
+			st := int32(abi.HostOK)
+			switch {
+			case errors.Is(r.Err, ErrQuotaExceeded):
+				inst.p.quotaRefused(ctx, "counter_incr_many", r.Err)
+				st, r.Value, r.TTL = abi.HostLimited, 0, 0
+			case r.Err != nil:
+				inst.p.hostError(ctx, "counter_incr_many", r.Err)
+				st, r.Value, r.TTL = abi.HostUnavailable, 0, 0
+			}
+			binary.LittleEndian.PutUint64(rec[0:], uint64(r.Value))
+			binary.LittleEndian.PutUint64(rec[8:], uint64(r.TTL.Milliseconds()))
+			binary.LittleEndian.PutUint32(rec[16:], uint32(st))
+			binary.LittleEndian.PutUint32(rec[20:], 0)
+			m.Write(outPtr+uint32(i)*counterOpBytes, rec[:])
+		}
+		status(stack, abi.HostOK)
+	}, []api.ValueType{i32, i32, i32}, i32)
 
 	def("kv_get", bitKV, func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
 		key, ok := readKey(m, uint32(stack[0]), uint32(stack[1]))

@@ -11,6 +11,7 @@ import (
 
 	"stellaops.org/authority/abi"
 	"stellaops.org/authority/host/plugin"
+	"stellaops.org/authority/sdk"
 	"stellaops.org/authority/sdk/sdktest"
 )
 
@@ -118,7 +119,7 @@ func TestSameModuleTwoTenants(t *testing.T) {
 func TestHostFunctions(t *testing.T) {
 	clock := sdktest.NewFakeClock(time.Date(2025, 11, 7, 12, 0, 0, 0, time.UTC))
 	p := sdktest.Run(t, guests["hostcalls"], sdktest.Options{Tenant: "acme", Clock: clock,
-		Config: map[string]any{"k": "v"}, PseudonymKey: []byte("acme-key")})
+		Config: map[string]any{"k": "v", "many": true}, PseudonymKey: []byte("acme-key")})
 	ann := func(d abi.Decision, key string) string {
 		for _, a := range d.Annotations {
 			if a.Key == "plugin."+key {
@@ -134,7 +135,12 @@ func TestHostFunctions(t *testing.T) {
 	}
 	want := map[string]string{
 		"counter": "1", "counter.ttl": "60", "kv.prev": "<none>", "now": "1762516800",
-		"config": `{"k":"v"}`, "tenant": "acme",
+		"config": `{"k":"v","many":true}`, "tenant": "acme",
+		// counter_incr_many read the counter counter_incr had just made
+		// and created its own; refused whole: a bad key, an increment
+		// without a window, 0 or 17 operations, results out of memory.
+		"many": "1,2,60", "many.badkey": sdk.ErrInvalid.Error(), "many.nowindow": sdk.ErrInvalid.Error(),
+		"many.raw":  "-2,-2,-2",
 		"pseudonym": "", // checked below
 	}
 	for k, v := range want {
@@ -147,7 +153,7 @@ func TestHostFunctions(t *testing.T) {
 	}
 	clock.Advance(10 * time.Second)
 	d, _ = p.Decide(in)
-	if ann(d, "counter") != "2" || ann(d, "counter.ttl") != "50" || ann(d, "kv.prev") != "c1" {
+	if ann(d, "counter") != "2" || ann(d, "counter.ttl") != "50" || ann(d, "kv.prev") != "c1" || ann(d, "many") != "2,4,50" {
 		t.Fatalf("second call: %+v", d.Annotations)
 	}
 	p.Decide(in)

@@ -184,15 +184,47 @@ func NewRedisCounters(client redis.UniversalClient, prefix string) Counters {
 
 // Incr implements Counters in one round trip.
 func (c *RedisCounters) Incr(ctx context.Context, scope Scope, key string, delta int64, window time.Duration) (int64, time.Duration, error) {
-	win := int64(0)
-	if window > 0 {
-		win = ceilMillis(window)
-	}
+	keys, args := c.scriptArgs(redisScopeID(scope), scope, CounterOp{Key: key, Delta: delta, Window: window})
+	res, err := redisCounterScript.Run(ctx, c.client, keys, args...).Slice()
+	return counterReply(res, err)
+}
+
+// IncrMany implements CounterBatcher: the operations' scripts go in one
+// pipeline, one round trip for the batch (scripts the server does not
+// hold yet are loaded and rerun one by one).
+func (c *RedisCounters) IncrMany(ctx context.Context, scope Scope, ops []CounterOp, out []CounterResult) {
 	id := redisScopeID(scope)
-	res, err := redisCounterScript.Run(ctx, c.client,
-		[]string{redisKey(c.prefix, "c", "plugin:"+id+":"+key), c.prefix + "cq:" + id},
-		strconv.FormatInt(delta, 10), strconv.FormatInt(win, 10), redisMember(key),
-		strconv.Itoa(scope.Quota.withDefaults().CounterKeys), strconv.Itoa(redisTrimBatch)).Slice()
+	pipe := c.client.Pipeline()
+	cmds := make([]*redis.Cmd, len(ops))
+	for i, op := range ops {
+		keys, args := c.scriptArgs(id, scope, op)
+		cmds[i] = redisCounterScript.EvalSha(ctx, pipe, keys, args...)
+	}
+	_, _ = pipe.Exec(ctx) // errors are per command, read below
+	for i, cmd := range cmds {
+		res, err := cmd.Slice()
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			keys, args := c.scriptArgs(id, scope, ops[i])
+			res, err = redisCounterScript.Run(ctx, c.client, keys, args...).Slice()
+		}
+		out[i].Value, out[i].TTL, out[i].Err = counterReply(res, err)
+	}
+}
+
+// scriptArgs are the counter script's keys and arguments for op.
+func (c *RedisCounters) scriptArgs(id string, scope Scope, op CounterOp) ([]string, []any) {
+	win := int64(0)
+	if op.Window > 0 {
+		win = ceilMillis(op.Window)
+	}
+	return []string{redisKey(c.prefix, "c", "plugin:"+id+":"+op.Key), c.prefix + "cq:" + id},
+		[]any{strconv.FormatInt(op.Delta, 10), strconv.FormatInt(win, 10), redisMember(op.Key),
+			strconv.Itoa(scope.Quota.withDefaults().CounterKeys), strconv.Itoa(redisTrimBatch)}
+}
+
+// counterReply reads the counter script's reply: value and TTL, or the
+// quota refusal.
+func counterReply(res []any, err error) (int64, time.Duration, error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("plugin: redis counter: %w", err)
 	}

@@ -237,6 +237,67 @@ func TestRedisCounterOneRoundTrip(t *testing.T) {
 	}
 }
 
+// TestRedisCountersIncrManyOneRoundTrip: a batch is one pipeline (one
+// round trip) whose results are what the same Incr calls one by one give,
+// a quota refusal staying that operation's; after SCRIPT FLUSH the batch
+// still runs (the script is loaded again).
+func TestRedisCountersIncrManyOneRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	t.Cleanup(func() { _ = c.Close() })
+	var trips atomic.Int64
+	c.AddHook(tripHook{&trips})
+	prefix := testRedisPrefix(t, "plugin-many")
+	counters := plugin.NewRedisCounters(c, prefix).(plugin.CounterBatcher)
+	q := plugin.Scope{Tenant: "acme", Plugin: "rl", Quota: plugin.Quota{CounterKeys: 2}}
+	ops := []plugin.CounterOp{{Key: "a", Delta: 2, Window: time.Minute}, {Key: "a"}, {Key: "absent"},
+		{Key: "b", Delta: 1, Window: time.Minute}, {Key: "c", Delta: 1, Window: time.Minute}, {Key: "a", Delta: -1, Window: time.Minute}}
+	out := make([]plugin.CounterResult, len(ops))
+	counters.IncrMany(ctx, q, ops, out) // loads the script
+	trips.Store(0)
+	counters.IncrMany(ctx, q, ops, out)
+	if n := trips.Load(); n != 1 {
+		t.Fatalf("a batch of %d took %d round trips", len(ops), n)
+	}
+	want := []int64{3, 3, 0, 2, 0, 2}
+	for i, r := range out {
+		switch {
+		case i == 4:
+			if !errors.Is(r.Err, plugin.ErrQuotaExceeded) {
+				t.Errorf("op %d (a third key over a quota of 2): %+v", i, r)
+			}
+		case r.Err != nil || r.Value != want[i]:
+			t.Errorf("op %d: %+v, want value %d", i, r, want[i])
+		case i != 2 && (r.TTL <= 0 || r.TTL > time.Minute):
+			t.Errorf("op %d: ttl %v", i, r.TTL)
+		}
+	}
+	if err := c.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	counters.IncrMany(ctx, q, ops[:1], out[:1])
+	if out[0].Err != nil || out[0].Value != 4 {
+		t.Fatalf("after SCRIPT FLUSH: %+v", out[0])
+	}
+}
+
+// tripHook counts round trips: a command or a pipeline is one.
+type tripHook struct{ n *atomic.Int64 }
+
+func (h tripHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h tripHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+func (h tripHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
 // TestRedisQuotaAccountingHeals shows that losing a key to eviction (or
 // to a restart that kept some keys) never leaves the quota wrong for longer
 // than the lost entries would have lived.

@@ -14,6 +14,7 @@ import (
 var sec3 = limiter{host: hostFuncs{
 	config:       sdk.Config,
 	incr:         sdk.CounterIncr,
+	incrMany:     sdk.CounterIncrMany,
 	pseudonymize: sdk.Pseudonymize,
 	audit:        sdk.Audit,
 	logError:     logStderr,

@@ -16,6 +16,8 @@ type hostFuncs struct {
 	config func() []byte
 	// incr is counter_incr: delta 0 reads without creating.
 	incr func(key string, delta int64, window time.Duration) (int64, time.Duration, error)
+	// incrMany is counter_incr_many (nil: incr one at a time).
+	incrMany func(ops []sdk.CounterOp, out []sdk.CounterResult) error
 	// pseudonymize is the host's keyed pseudonym (43 bytes of base64url).
 	pseudonymize func(string) (string, error)
 	// audit writes a record; sdk.ErrLimited means "dropped by the budget".
@@ -52,6 +54,34 @@ type limiter struct {
 	// call. Pseudonyms are a pure function of the tenant's key, which an
 	// instance never outlives, so a cached one is never stale.
 	pseudonyms map[string]string
+	// ops and results are one batch's (at most three lock reads and an
+	// increment).
+	ops     [4]sdk.CounterOp
+	results [4]sdk.CounterResult
+}
+
+// incrMany runs ops in one host call (one store round trip) and reports
+// the first operation's error, if any, as the batch's; a refused batch is
+// every operation's error.
+func (l *limiter) incrMany(ops []sdk.CounterOp, out []sdk.CounterResult) error {
+	if l.host.incrMany != nil {
+		if err := l.host.incrMany(ops, out); err != nil {
+			for i := range ops {
+				out[i] = sdk.CounterResult{Err: err}
+			}
+			return err
+		}
+	} else {
+		for i, op := range ops {
+			out[i].Value, out[i].TTL, out[i].Err = l.host.incr(op.Key, op.Delta, op.Window)
+		}
+	}
+	for _, r := range out[:len(ops)] {
+		if r.Err != nil {
+			return r.Err
+		}
+	}
+	return nil
 }
 
 // maxCachedPseudonyms bounds the cache (about 100 bytes an entry): when
@@ -184,32 +214,43 @@ func (l *limiter) decide(in *abi.DecisionInput) abi.Decision {
 	if err != nil {
 		return l.storeFailure(cfg)
 	}
+	// One batch: the lock reads of the request's keys, then its increment
+	// of the rate window (a locked request counts against its window too:
+	// it is refused either way, and one round trip is worth more).
+	ops := l.ops[:0]
+	var scopes [3]string
 	if lc := cfg.lockout; lc != nil {
 		for _, scope := range lc.by {
-			v := k.of(scope)
-			if v == "" {
-				continue
-			}
-			n, ttl, err := l.host.incr(lockKey(scope, v), 0, 0)
-			if err != nil {
-				return l.storeFailure(cfg)
-			}
-			if n > 0 {
-				d := abi.Denied(statusLocked, errorLockedOut, "too many failed attempts for this "+scopeWord(scope)+"; retry after the lockout")
-				d.RetryAfter = seconds(ttl)
-				d.Annotations = lockAnnotations[scope]
-				return d
+			if v := k.of(scope); v != "" {
+				scopes[len(ops)] = scope
+				ops = append(ops, sdk.CounterOp{Key: lockKey(scope, v)})
 			}
 		}
 	}
-	if rc := cfg.rate; rc != nil && k.client != "" {
-		n, ttl, err := l.host.incr(keyRate+k.client+"/"+k.ip, 1, rc.window)
-		if err != nil {
-			return l.storeFailure(cfg)
+	locks := len(ops)
+	rc := cfg.rate
+	if rc != nil && k.client != "" {
+		ops = append(ops, sdk.CounterOp{Key: keyRate + k.client + "/" + k.ip, Delta: 1, Window: rc.window})
+	}
+	if len(ops) == 0 {
+		return abi.Allowed()
+	}
+	res := l.results[:len(ops)]
+	if err := l.incrMany(ops, res); err != nil {
+		return l.storeFailure(cfg)
+	}
+	for i, r := range res[:locks] {
+		if r.Value > 0 {
+			d := abi.Denied(statusLocked, errorLockedOut, "too many failed attempts for this "+scopeWord(scopes[i])+"; retry after the lockout")
+			d.RetryAfter = seconds(r.TTL)
+			d.Annotations = lockAnnotations[scopes[i]]
+			return d
 		}
-		if n > rc.permitLimit {
+	}
+	if len(res) > locks {
+		if r := res[locks]; r.Value > rc.permitLimit {
 			d := abi.Denied(statusTooMany, errorRateLimited, "rate limit of "+strconv.FormatInt(rc.permitLimit, 10)+" token requests per "+rc.window.String()+" exceeded")
-			d.RetryAfter = seconds(ttl)
+			d.RetryAfter = seconds(r.TTL)
 			d.Annotations = annotationsLimited
 			return d
 		}
@@ -285,27 +326,47 @@ func (l *limiter) event(ev *abi.Event) error {
 	if err != nil {
 		return err
 	}
-	var errs []error
+	// Two batches at most: the failure counts of the event's keys, then
+	// the locks of those that reached maxFailures.
+	ops := l.ops[:0]
+	var scopes, values [3]string
 	for _, scope := range lc.by {
-		v := k.of(scope)
-		if v == "" {
+		if v := k.of(scope); v != "" {
+			scopes[len(ops)], values[len(ops)] = scope, v
+			ops = append(ops, sdk.CounterOp{Key: failureKey(scope, v), Delta: 1, Window: lc.window})
+		}
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	res := l.results[:len(ops)]
+	_ = l.incrMany(ops, res) // errors are per operation, below
+	var errs []error
+	var failures [3]int64
+	var lockScopes [3]string
+	var lockOps [3]sdk.CounterOp
+	locks := lockOps[:0]
+	for i, r := range res {
+		if r.Err != nil {
+			errs = append(errs, r.Err)
 			continue
 		}
-		n, _, err := l.host.incr(failureKey(scope, v), 1, lc.window)
-		if err != nil {
-			errs = append(errs, err)
-			continue
+		if r.Value >= lc.maxFailures {
+			lockScopes[len(locks)], failures[len(locks)] = scopes[i], r.Value
+			locks = append(locks, sdk.CounterOp{Key: lockKey(scopes[i], values[i]), Delta: 1, Window: lc.duration})
 		}
-		if n < lc.maxFailures {
-			continue
-		}
-		locks, _, err := l.host.incr(lockKey(scope, v), 1, lc.duration)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if locks == 1 {
-			l.recordLockout(ev, scope, n, lc.duration)
+	}
+	if len(locks) > 0 {
+		var lockRes [3]sdk.CounterResult
+		_ = l.incrMany(locks, lockRes[:len(locks)])
+		for i, r := range lockRes[:len(locks)] {
+			if r.Err != nil {
+				errs = append(errs, r.Err)
+				continue
+			}
+			if r.Value == 1 {
+				l.recordLockout(ev, lockScopes[i], failures[i], lc.duration)
+			}
 		}
 	}
 	return errors.Join(errs...)

@@ -20,6 +20,23 @@ type fakeHost struct {
 	counters map[string]*fakeCounter
 	records  []abi.Event
 	fail     error // returned by incr when set
+	// batches counts counter_incr_many calls; failBatch refuses them.
+	batches   int
+	failBatch error
+}
+
+func (h *fakeHost) incrMany(ops []sdk.CounterOp, out []sdk.CounterResult) error {
+	h.batches++
+	if h.failBatch != nil {
+		return h.failBatch
+	}
+	if len(ops) == 0 || len(ops) > sdk.MaxCounterBatch {
+		return sdk.ErrInvalid
+	}
+	for i, op := range ops {
+		out[i].Value, out[i].TTL, out[i].Err = h.incr(op.Key, op.Delta, op.Window)
+	}
+	return nil
 }
 
 type fakeCounter struct {
@@ -61,8 +78,9 @@ func (h *fakeHost) limiter(t *testing.T, cfg map[string]any) *limiter {
 		t.Fatal(err)
 	}
 	return &limiter{host: hostFuncs{
-		config: func() []byte { return b },
-		incr:   h.incr,
+		config:   func() []byte { return b },
+		incr:     h.incr,
+		incrMany: h.incrMany,
 		pseudonymize: func(v string) (string, error) {
 			return "ps-" + strings.NewReplacer("\x00", "_", " ", "_").Replace(v)[:3] + hash(v), nil
 		},
@@ -326,5 +344,46 @@ func TestPseudonymCacheIsBounded(t *testing.T) {
 	}
 	if s, _ := l.pseudonym('s', "203.0.113.7"); s == first {
 		t.Fatal("a subject and an address of the same spelling share a pseudonym")
+	}
+}
+
+// A decision is one counter batch (one store round trip): the lock reads
+// and the rate increment together; a refused batch is a store failure,
+// for decisions and events alike; without counter_incr_many the limiter
+// decides the same one call at a time.
+func TestDecisionIsOneCounterBatch(t *testing.T) {
+	cfg := map[string]any{"token": map[string]any{"permitLimit": 2, "window": "1m"},
+		"lockout": map[string]any{"maxFailures": 2, "window": "10m", "lockoutDuration": "15m"}}
+	for _, batched := range []bool{true, false} {
+		h := newFakeHost()
+		l := h.limiter(t, cfg)
+		if !batched {
+			l.host.incrMany = nil
+		}
+		mustAllow(t, l.decide(token("app", "alice", "203.0.113.7")), "first")
+		if batched && h.batches != 1 {
+			t.Fatalf("%d batches for one decision", h.batches)
+		}
+		mustAllow(t, l.decide(token("app", "alice", "203.0.113.7")), "second")
+		mustDeny(t, l.decide(token("app", "alice", "203.0.113.7")), 429, errorRateLimited, 60, "third")
+		for range 2 {
+			if err := l.event(failure("app", "bob", "198.51.100.9", "bad-password")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if batched && h.batches != 3+1+2 {
+			t.Fatalf("%d batches: want one per decision and failure, and one more for the failure that locks", h.batches)
+		}
+		mustDeny(t, l.decide(token("other-app", "bob", "192.0.2.1")), 423, errorLockedOut, 900, "bob locked")
+		if len(h.records) != 3 {
+			t.Fatalf("%d lockout records, want subject, client and address", len(h.records))
+		}
+	}
+	h := newFakeHost()
+	l := h.limiter(t, cfg)
+	h.failBatch = sdk.ErrUnavailable
+	mustDeny(t, l.decide(token("app", "alice", "203.0.113.7")), 503, abi.ErrorTemporarilyUnavailable, 1, "batch refused")
+	if err := l.event(failure("app", "alice", "203.0.113.7", "bad-password")); !errors.Is(err, sdk.ErrUnavailable) {
+		t.Fatalf("event with the batch refused: %v", err)
 	}
 }

@@ -4,7 +4,9 @@ package main
 
 import (
 	"strconv"
+	"strings"
 	"time"
+	"unsafe"
 
 	"stellaops.org/authority/abi"
 	"stellaops.org/authority/sdk"
@@ -24,6 +26,25 @@ func init() {
 		}
 		add("counter", strconv.FormatInt(n, 10))
 		add("counter.ttl", strconv.FormatInt(int64(ttl/time.Second), 10))
+		// counter_incr_many: a read of the counter above and an increment
+		// of another key in one call; then batches the host must refuse
+		// whole.
+		var res [2]sdk.CounterResult
+		if !strings.Contains(string(sdk.Config()), `"many":true`) {
+			// Not asked to (its keys would count against a quota test's).
+		} else if err := sdk.CounterIncrMany([]sdk.CounterOp{{Key: "client:" + in.Client}, {Key: "many:" + in.Client, Delta: 2, Window: time.Minute}}, res[:]); err != nil {
+			add("many.err", err.Error())
+		}
+		add("many", strconv.FormatInt(res[0].Value, 10)+","+strconv.FormatInt(res[1].Value, 10)+","+strconv.FormatInt(int64(res[1].TTL/time.Second), 10))
+		var bad [1]sdk.CounterResult
+		add("many.badkey", errText(sdk.CounterIncrMany([]sdk.CounterOp{{Key: "has space", Delta: 1, Window: time.Minute}}, bad[:])))
+		add("many.nowindow", errText(sdk.CounterIncrMany([]sdk.CounterOp{{Key: "k", Delta: 1}}, bad[:])))
+		var ops, out [17 * 24]byte
+		add("many.raw", strings.Join([]string{
+			strconv.Itoa(int(rawIncrMany(unsafe.Pointer(&ops[0]), 0, unsafe.Pointer(&out[0])))),
+			strconv.Itoa(int(rawIncrMany(unsafe.Pointer(&ops[0]), 17, unsafe.Pointer(&out[0])))),
+			strconv.Itoa(int(rawIncrMany(unsafe.Pointer(&ops[0]), 1, unsafe.Pointer(uintptr(0xfffffff0))))),
+		}, ","))
 		prev, ok, err := sdk.KVGet("last")
 		if err != nil {
 			add("kv.err", err.Error())
@@ -51,6 +72,16 @@ func init() {
 		}
 		return abi.Decision{Allow: true, Annotations: ann}
 	})
+}
+
+//go:wasmimport authority counter_incr_many
+func rawIncrMany(ops unsafe.Pointer, n uint32, out unsafe.Pointer) int32
+
+func errText(err error) string {
+	if err == nil {
+		return "nil"
+	}
+	return err.Error()
 }
 
 func main() {}
