@@ -183,9 +183,11 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 			status(stack, abi.HostInvalid)
 			return
 		}
-		var opsBuf [maxCounterBatch]CounterOp
-		var outBuf [maxCounterBatch]CounterResult
-		ops, res := opsBuf[:n], outBuf[:n]
+		if inst.counterOps == nil {
+			inst.counterOps, inst.counterRes = make([]CounterOp, maxCounterBatch), make([]CounterResult, maxCounterBatch)
+		}
+		ops, res := inst.counterOps[:n], inst.counterRes[:n]
+		clear(res)
 		for i := range ops {
 			r := raw[i*counterOpBytes:]
 			key, ok := readKey(m, binary.LittleEndian.Uint32(r), binary.LittleEndian.Uint32(r[4:]))

@@ -143,6 +143,10 @@ type instance struct {
 	// does not change under it; a reload makes new instances). It saves
 	// the key's derivation and schedule on every call.
 	pseudo hash.Hash
+	// counterOps and counterRes are counter_incr_many's, kept with the
+	// instance (one call at a time) so a batch allocates nothing.
+	counterOps []CounterOp
+	counterRes []CounterResult
 }
 
 var errABIVersion = errors.New("abi version mismatch")
