@@ -109,3 +109,27 @@ type Event struct {
 	MTLS             MTLS     `json:"mtls"`
 	Attributes       []KV     `json:"attributes,omitempty"`
 }
+
+// MaxCounterBatch is the most operations one counter_incr_many call takes,
+// and CounterRecordBytes the size of one operation record and of one
+// result record (SPEC.md §5).
+const (
+	MaxCounterBatch    = 16
+	CounterRecordBytes = 24
+)
+
+// CounterOp is one operation of counter_incr_many: counter_incr's
+// arguments.
+type CounterOp struct {
+	Key    string
+	Delta  int64
+	Window time.Duration
+}
+
+// CounterResult is one CounterOp's outcome: counter_incr's results, Err
+// nil for HostOK.
+type CounterResult struct {
+	Value int64
+	TTL   time.Duration
+	Err   error
+}

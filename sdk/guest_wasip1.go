@@ -154,7 +154,7 @@ func CounterIncr(key string, delta int64, window time.Duration) (int64, time.Dur
 
 // counterOps and counterOut are CounterIncrMany's records (abi/SPEC.md
 // §5 counter_incr_many), 24 bytes per operation.
-var counterOps, counterOut [MaxCounterBatch * 24]byte
+var counterOps, counterOut [abi.MaxCounterBatch * abi.CounterRecordBytes]byte
 
 // CounterIncrMany is CounterIncr for up to MaxCounterBatch keys in one
 // host call, and one round trip to the counter store: out[i] is ops[i]'s
@@ -168,7 +168,7 @@ func CounterIncrMany(ops []CounterOp, out []CounterResult) error {
 		return ErrInvalid
 	}
 	for i, op := range ops {
-		r := counterOps[i*24:]
+		r := counterOps[i*abi.CounterRecordBytes:]
 		putU32(r, uint32(uintptr(unsafe.Pointer(unsafe.StringData(op.Key)))))
 		putU32(r[4:], uint32(len(op.Key)))
 		putU64(r[8:], uint64(op.Delta))
@@ -181,7 +181,7 @@ func CounterIncrMany(ops []CounterOp, out []CounterResult) error {
 		return err
 	}
 	for i := range ops {
-		r := counterOut[i*24:]
+		r := counterOut[i*abi.CounterRecordBytes:]
 		out[i] = CounterResult{Value: int64(getU64(r)), TTL: time.Duration(int64(getU64(r[8:]))) * time.Millisecond,
 			Err: statusErr(int32(getU32(r[16:])))}
 	}

@@ -44,7 +44,6 @@ package sdk
 
 import (
 	"errors"
-	"time"
 
 	"stellaops.org/authority/abi"
 )
@@ -74,21 +73,13 @@ var (
 )
 
 // MaxCounterBatch is the most operations one CounterIncrMany call takes.
-const MaxCounterBatch = 16
+const MaxCounterBatch = abi.MaxCounterBatch
 
 // CounterOp is one increment of CounterIncrMany: CounterIncr's arguments.
-type CounterOp struct {
-	Key    string
-	Delta  int64
-	Window time.Duration
-}
+type CounterOp = abi.CounterOp
 
 // CounterResult is one CounterOp's outcome: CounterIncr's results.
-type CounterResult struct {
-	Value int64
-	TTL   time.Duration
-	Err   error
-}
+type CounterResult = abi.CounterResult
 
 // Guest-side registry: a wasm instance runs one plugin, so package state is
 // the plugin's state (set once from init).

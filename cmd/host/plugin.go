@@ -354,4 +354,3 @@ func pluginKeygen(prefix string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "wrote %s.key (private, keep secret) and %s.pub (add to the guild keys)\n", prefix, prefix)
 	return 0
 }
-

@@ -89,19 +89,11 @@ type Counters interface {
 }
 
 // CounterOp is one increment of a batch (counter_incr_many): Incr's
-// arguments.
-type CounterOp struct {
-	Key    string
-	Delta  int64
-	Window time.Duration
-}
-
-// CounterResult is one CounterOp's outcome: Incr's results.
-type CounterResult struct {
-	Value int64
-	TTL   time.Duration
-	Err   error
-}
+// arguments; CounterResult its outcome.
+type (
+	CounterOp     = abi.CounterOp
+	CounterResult = abi.CounterResult
+)
 
 // CounterBatcher is implemented by Counters that run several increments
 // of one scope in one round trip (counter_incr_many). The operations are

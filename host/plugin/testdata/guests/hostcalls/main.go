@@ -43,7 +43,7 @@ func init() {
 		add("many.raw", strings.Join([]string{
 			strconv.Itoa(int(rawIncrMany(unsafe.Pointer(&ops[0]), 0, unsafe.Pointer(&out[0])))),
 			strconv.Itoa(int(rawIncrMany(unsafe.Pointer(&ops[0]), 17, unsafe.Pointer(&out[0])))),
-			strconv.Itoa(int(rawIncrMany(unsafe.Pointer(&ops[0]), 1, unsafe.Pointer(uintptr(0xfffffff0))))),
+			strconv.Itoa(int(rawIncrMany(unsafe.Pointer(&ops[0]), 1, unsafe.Add(unsafe.Pointer(&out[0]), 0x7ffffff0)))),
 		}, ","))
 		prev, ok, err := sdk.KVGet("last")
 		if err != nil {
