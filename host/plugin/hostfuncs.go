@@ -8,7 +8,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -28,8 +27,8 @@ const (
 	maxCounterWindow = 7 * 24 * time.Hour
 	// maxCounterBatch bounds counter_incr_many; counterOpBytes is the size
 	// of one operation and of one result (abi/SPEC.md §5).
-	maxCounterBatch    = 16
-	counterOpBytes     = 24
+	maxCounterBatch    = abi.MaxCounterBatch
+	counterOpBytes     = abi.CounterRecordBytes
 	maxPseudonymInput  = 4 << 10
 	maxAuditEventBytes = 64 << 10 // one record; the per-call budget is RuntimeOptions.AuditBytesPerCall
 	maxAuditsPerCall   = 32       // ceiling of RuntimeOptions.AuditRecordsPerCall
@@ -298,14 +297,10 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 				status(stack, abi.HostUnavailable)
 				return
 			}
-			inst.pseudo = hmac.New(sha256.New, key)
+			inst.pseudo = NewPseudonymizer(key)
 		}
-		var sum [sha256.Size]byte
-		inst.pseudo.Reset()
-		inst.pseudo.Write([]byte(pseudonymDomain))
-		inst.pseudo.Write(v)
 		var out [pseudonymLen]byte
-		base64.RawURLEncoding.Encode(out[:], inst.pseudo.Sum(sum[:0]))
+		inst.pseudo.encode(&out, v)
 		if !m.Write(buf, out[:]) {
 			status(stack, abi.HostInvalid)
 			return
@@ -355,14 +350,22 @@ func NewPseudonymizer(key []byte) *Pseudonymizer {
 
 // String is PseudonymString(key, v).
 func (p *Pseudonymizer) String(v string) string {
+	var out [pseudonymLen]byte
+	p.encode(&out, []byte(v))
+	return string(out[:])
+}
+
+// encode writes the pseudonym of v (what the pseudonymize host function
+// returns) to out.
+func (p *Pseudonymizer) encode(out *[pseudonymLen]byte, v []byte) {
 	var sum [sha256.Size]byte
 	p.mu.Lock()
 	p.h.Reset()
 	p.h.Write([]byte(pseudonymDomain))
-	io.WriteString(p.h, v)
+	p.h.Write(v)
 	p.h.Sum(sum[:0])
 	p.mu.Unlock()
-	return base64.RawURLEncoding.EncodeToString(sum[:])
+	base64.RawURLEncoding.Encode(out[:], sum[:])
 }
 
 // PseudonymString is what the pseudonymize host function writes:

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -142,7 +141,7 @@ type instance struct {
 	// instance's first call (an instance serves one tenant and the key
 	// does not change under it; a reload makes new instances). It saves
 	// the key's derivation and schedule on every call.
-	pseudo hash.Hash
+	pseudo *Pseudonymizer
 	// counterOps and counterRes are counter_incr_many's, kept with the
 	// instance (one call at a time) so a batch allocates nothing.
 	counterOps []CounterOp
