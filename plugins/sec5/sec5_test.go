@@ -393,7 +393,7 @@ func TestAlertWindowSlides(t *testing.T) {
 	if len(a) != 1 || !strings.Contains(fmt.Sprint(a[0].Attributes), "{sec5.dpop_requests 6}") {
 		t.Fatalf("alerts %+v", a)
 	}
-	c.clock.Advance(10 * time.Minute) // everything left: 1 of 1 is above again, but it is the same episode...
+	c.clock.Advance(10 * time.Minute)    // everything left: 1 of 1 is above again, but it is the same episode...
 	feed(t, p, dpopEvent(c, abi.DPoPOK)) // ...0 of 1: below, re-armed
 	feed(t, p, dpopEvent(c, abi.DPoPNonceMiss))
 	if n := len(c.recorded(eventAlert)); n != 2 {
