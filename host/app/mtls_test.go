@@ -127,7 +127,7 @@ func TestMTLSMismatchAtFreshAuthIs401AndCounted(t *testing.T) {
 			!strings.HasPrefix(r.header.Get("WWW-Authenticate"), `Bearer error="invalid_token"`) {
 			t.Fatalf("%s: %d %s %v", tc.reason, r.status, r.raw, r.header)
 		}
-		if !strings.Contains(e.metrics(), `authority_mtls_mismatch_total{reason="`+tc.reason+`"} 1`) {
+		if !strings.Contains(e.metrics(), `authority_mtls_mismatch_total{reason="`+tc.reason+`",tenant="demo-mtls"} 1`) {
 			t.Fatalf("%s not counted:\n%s", tc.reason, e.metrics())
 		}
 	}
@@ -147,7 +147,7 @@ func TestRFC8705IntrospectionByOwnClientWithOtherCertificateIsInactive(t *testin
 	if r.status != 200 || r.raw != `{"active":false}` {
 		t.Fatalf("%d %s", r.status, r.raw)
 	}
-	if !strings.Contains(e.metrics(), `authority_mtls_mismatch_total{reason="thumbprint-mismatch"} 1`) {
+	if !strings.Contains(e.metrics(), `authority_mtls_mismatch_total{reason="thumbprint-mismatch",tenant="demo-mtls"} 1`) {
 		t.Fatal("mismatch at /introspect not counted")
 	}
 }

@@ -210,6 +210,10 @@ func Constraint(e Event) (string, abi.DPoP, abi.MTLS) {
 	if sc["bypass"] == "true" {
 		kind, d = abi.ConstraintBypass, abi.DPoP{Result: abi.DPoPBypass}
 	}
+	if r := sc["dpop"]; r != "" && jkt == "" {
+		// A refused DPoP request: the native result, no binding.
+		d = abi.DPoP{Present: r != abi.DPoPMissing && r != abi.DPoPBypass, Result: r}
+	}
 	return kind, d, m
 }
 

@@ -167,7 +167,7 @@ func (sc *senderConstraints) certificateMatches(ctx context.Context, r *Request,
 	if ok {
 		return true
 	}
-	sc.metrics.MTLSMismatch(ctx, string(reason))
+	sc.metrics.MTLSMismatch(ctx, rec.Tenant, string(reason))
 	sc.log.WarnContext(ctx, "authority.security.senderConstraint", "kind", "mtls", "outcome", "mismatch", "reason", string(reason),
 		"endpoint", endpoint, "tenant", rec.Tenant, "client", rec.ClientID, "jti", rec.ID,
 		"cnf_x5t_s256", rec.SenderCertificate, "correlation_id", r.CorrelationID)

@@ -225,6 +225,12 @@ func tokenEvent(r *Request, out *tokenOutcome, e *Error) audit.Event {
 		}
 	} else if out.bypass && e == nil {
 		ev.SenderConstraint = map[string]string{"bypass": "true"}
+	} else if out.DPoPResult != "" && e != nil {
+		// A DPoP request refused before it bound a key (or a bypass a
+		// plugin refused) keeps its native result: events plugins then see
+		// every DPoP token request authority_dpop_proofs_total counts
+		// (SEC5's nonce-miss ratio), and the record says why.
+		ev.SenderConstraint = map[string]string{"dpop": abiDPoPResult(out.DPoPResult)}
 	}
 	return ev
 }

@@ -168,9 +168,6 @@ func New(tenants []string, store string, extra ...sdkmetric.Reader) (*Metrics, e
 	}
 	ctx := context.Background()
 	m.nonceMiss.Add(ctx, 0)
-	for _, r := range MTLSMismatchReasons {
-		m.mtlsMismatch.Add(ctx, 0, metric.WithAttributes(attribute.String("reason", r)))
-	}
 	m.ignoredHeader.Add(ctx, 0)
 	for _, r := range []string{"success", "failure"} {
 		m.reloads.Add(ctx, 0, metric.WithAttributes(attribute.String("result", r)))
@@ -179,6 +176,9 @@ func New(tenants []string, store string, extra ...sdkmetric.Reader) (*Metrics, e
 		m.storeErrors.Add(ctx, 0, metric.WithAttributes(attribute.String("store", store), attribute.String("operation", op)))
 	}
 	for _, t := range tenants {
+		for _, r := range MTLSMismatchReasons {
+			m.mtlsMismatch.Add(ctx, 0, metric.WithAttributes(attribute.String("reason", r), attribute.String("tenant", t)))
+		}
 		for _, r := range DPoPResults {
 			m.dpopResult.Add(ctx, 0, metric.WithAttributes(attribute.String("tenant", t), attribute.String("authority.dpop_result", r)))
 		}
@@ -199,11 +199,14 @@ func (m *Metrics) NonceMiss(ctx context.Context) {
 	}
 }
 
-// MTLSMismatch counts a bound-token certificate mismatch; reason is one of
-// MTLSMismatchReasons (LabelOther otherwise).
-func (m *Metrics) MTLSMismatch(ctx context.Context, reason string) {
+// MTLSMismatch counts a bound-token certificate mismatch of tenant (the
+// token's, a configured tenant id); reason is one of MTLSMismatchReasons
+// (LabelOther otherwise). The tenant label lets per-tenant alert rules
+// (deploy/prometheus) and SEC5's in-band alerts count the same thing.
+func (m *Metrics) MTLSMismatch(ctx context.Context, tenant, reason string) {
 	if m != nil {
-		m.mtlsMismatch.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", bounded(reason, MTLSMismatchReasons))))
+		m.mtlsMismatch.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", bounded(reason, MTLSMismatchReasons)),
+			attribute.String("tenant", tenant)))
 	}
 }
 

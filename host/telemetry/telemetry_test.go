@@ -26,9 +26,9 @@ func TestSeedCountersExportedAtZeroFromStartup(t *testing.T) {
 	out := scrape(t, m)
 	for _, want := range []string{
 		"authority_dpop_nonce_miss_total 0",
-		`authority_mtls_mismatch_total{reason="context-missing"} 0`,
-		`authority_mtls_mismatch_total{reason="missing-certificate"} 0`,
-		`authority_mtls_mismatch_total{reason="thumbprint-mismatch"} 0`,
+		`authority_mtls_mismatch_total{reason="context-missing",tenant="demo"} 0`,
+		`authority_mtls_mismatch_total{reason="missing-certificate",tenant="demo"} 0`,
+		`authority_mtls_mismatch_total{reason="thumbprint-mismatch",tenant="demo"} 0`,
 		`authority_dpop_proofs_total{authority_dpop_result="bypass",tenant="demo"} 0`,
 	} {
 		if !strings.Contains(out, want) {
@@ -44,10 +44,10 @@ func TestCountersMove(t *testing.T) {
 	}
 	ctx := context.Background()
 	m.NonceMiss(ctx)
-	m.MTLSMismatch(ctx, "thumbprint-mismatch")
-	m.MTLSMismatch(ctx, "thumbprint-mismatch")
+	m.MTLSMismatch(ctx, "demo", "thumbprint-mismatch")
+	m.MTLSMismatch(ctx, "demo", "thumbprint-mismatch")
 	out := scrape(t, m)
-	for _, want := range []string{"authority_dpop_nonce_miss_total 1", `authority_mtls_mismatch_total{reason="thumbprint-mismatch"} 2`} {
+	for _, want := range []string{"authority_dpop_nonce_miss_total 1", `authority_mtls_mismatch_total{reason="thumbprint-mismatch",tenant="demo"} 2`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("scrape lacks %q\n%s", want, out)
 		}
@@ -136,7 +136,7 @@ func TestUnboundedLabelsMappedToOther(t *testing.T) {
 	m.Token(ctx, TokenOutcome{Tenant: "demo", GrantType: x, DPoPResult: x, Error: x})
 	m.Token(ctx, TokenOutcome{Tenant: "demo", GrantType: "client_credentials", Error: "invalid_client"})
 	m.DPoPResult(ctx, "demo", x)
-	m.MTLSMismatch(ctx, x)
+	m.MTLSMismatch(ctx, "demo", x)
 	m.StoreOperation(ctx, "memory", x, time.Millisecond, nil)
 	m.PluginCall("demo", "p", x, time.Millisecond, x)
 	out := scrape(t, m)
@@ -148,7 +148,7 @@ func TestUnboundedLabelsMappedToOther(t *testing.T) {
 		`authority_tokens_denied_total{authority_dpop_result="other",error="other",grant_type="other",tenant="demo"} 1`,
 		`authority_tokens_denied_total{authority_dpop_result="none",error="invalid_client",grant_type="client_credentials",tenant="demo"} 1`,
 		`authority_dpop_proofs_total{authority_dpop_result="other",tenant="demo"} 1`,
-		`authority_mtls_mismatch_total{reason="other"} 1`,
+		`authority_mtls_mismatch_total{reason="other",tenant="demo"} 1`,
 		`authority_store_operation_duration_seconds_count{operation="other",store="memory"} 1`,
 		`authority_plugin_failures_total{hook="other",plugin="p",reason="other",tenant="demo"} 1`,
 	} {
