@@ -73,11 +73,15 @@ func (d *drill) active(t time.Time) bool {
 // buckets: nonce misses above nonceMissRatio of the tenant's DPoP token
 // requests, more than mtlsMismatches certificate mismatches.
 type alerts struct {
-	window      time.Duration
-	buckets     int
-	width       time.Duration // window / buckets
-	ratio       float64
-	ratioText   string // as configured, for the record
+	window    time.Duration
+	buckets   int
+	width     time.Duration // window / buckets
+	ratio     float64
+	ratioText string // as configured, for the record
+	// clearRatio is where a raised nonce-miss alert clears (re-arms): a
+	// ratio hovering at the threshold does not raise one alert per
+	// request.
+	clearRatio  float64
 	minRequests int64
 	mismatches  int64
 }
@@ -117,6 +121,7 @@ type alertsDocument struct {
 	Window         *string          `json:"window"`
 	Buckets        *int             `json:"buckets"`
 	NonceMissRatio *json.RawMessage `json:"nonceMissRatio"`
+	ClearRatio     *json.RawMessage `json:"nonceMissClearRatio"`
 	MinRequests    *int64           `json:"minRequests"`
 	MTLSMismatches *int64           `json:"mtlsMismatches"`
 }
@@ -145,7 +150,7 @@ func parseConfig(b []byte) (*config, error) {
 	}
 	unknownKeys(nested["dpop"], "dpop.", []string{"algorithms"}, e)
 	unknownKeys(nested["bypassDrill"], "bypassDrill.", []string{"name", "start", "end", "clients"}, e)
-	unknownKeys(nested["alerts"], "alerts.", []string{"enabled", "window", "buckets", "nonceMissRatio", "minRequests", "mtlsMismatches"}, e)
+	unknownKeys(nested["alerts"], "alerts.", []string{"enabled", "window", "buckets", "nonceMissRatio", "nonceMissClearRatio", "minRequests", "mtlsMismatches"}, e)
 
 	c := &config{}
 	if len(d.Audiences) > maxAudiences {
@@ -244,6 +249,9 @@ func parseConfig(b []byte) (*config, error) {
 	return c, nil
 }
 
+// defaultClear puts the clearing ratio at 80% of the alert's.
+const defaultClear = 0.8
+
 // parseAlerts reads alerts; every key is optional and the defaults are the
 // rollout plan's (page when nonce misses exceed 5% or any mTLS mismatch
 // occurs over 10 minutes), over ten one-minute buckets.
@@ -251,10 +259,11 @@ func parseAlerts(a *alertsDocument, e *configError) *alerts {
 	al := &alerts{window: 10 * time.Minute, buckets: 10, ratio: 0.05, ratioText: "0.05", minRequests: 1}
 	if a == nil {
 		al.width = al.window / time.Duration(al.buckets)
+		al.clearRatio = al.ratio * defaultClear
 		return al
 	}
 	if a.Enabled != nil && !*a.Enabled {
-		if a.Window != nil || a.Buckets != nil || a.NonceMissRatio != nil || a.MinRequests != nil || a.MTLSMismatches != nil {
+		if a.Window != nil || a.Buckets != nil || a.NonceMissRatio != nil || a.ClearRatio != nil || a.MinRequests != nil || a.MTLSMismatches != nil {
 			e.add("alerts.enabled", "is false: the other alerts keys would do nothing")
 		}
 		return nil
@@ -278,13 +287,27 @@ func parseAlerts(a *alertsDocument, e *configError) *alerts {
 		e.add("alerts.buckets", "must divide alerts.window (%s) into whole seconds", al.window)
 	}
 	al.width = al.window / time.Duration(al.buckets)
-	if a.NonceMissRatio != nil {
-		raw := strings.TrimSpace(string(*a.NonceMissRatio))
+	ratio := func(key string, v *json.RawMessage) (float64, bool) {
+		raw := strings.TrimSpace(string(*v))
 		r, err := strconv.ParseFloat(raw, 64)
 		if err != nil || r <= 0 || r >= 1 {
-			e.add("alerts.nonceMissRatio", "must be a number between 0 and 1 (exclusive), like 0.05, got %s", raw)
-		} else {
+			e.add(key, "must be a number between 0 and 1 (exclusive), like 0.05, got %s", raw)
+			return 0, false
+		}
+		return r, true
+	}
+	if a.NonceMissRatio != nil {
+		if r, ok := ratio("alerts.nonceMissRatio", a.NonceMissRatio); ok {
 			al.ratio, al.ratioText = r, strconv.FormatFloat(r, 'f', -1, 64)
+		}
+	}
+	al.clearRatio = al.ratio * defaultClear
+	if a.ClearRatio != nil {
+		if r, ok := ratio("alerts.nonceMissClearRatio", a.ClearRatio); ok {
+			if r > al.ratio {
+				e.add("alerts.nonceMissClearRatio", "must be at most alerts.nonceMissRatio (%s), got %s", al.ratioText, strconv.FormatFloat(r, 'f', -1, 64))
+			}
+			al.clearRatio = r
 		}
 	}
 	if a.MinRequests != nil {

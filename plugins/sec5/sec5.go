@@ -352,8 +352,8 @@ func (al *alerts) bucket(t time.Time) int64 {
 // latch counter per generation, "nl/<gen>", set by the first evaluation
 // that finds the ratio above the threshold (the one whose increment
 // returns 1 writes the alert), and a generation counter "ng" advanced by
-// an evaluation that finds the ratio back at or below it while the latch
-// is set. Each evaluation reads both in the batch of its increment, the
+// an evaluation that finds the ratio at or below the clearing ratio while
+// the latch is set. Each evaluation reads both in the batch of its increment, the
 // latch of the generation the instance saw last; only a crossing either
 // way costs a second call.
 func (p *policy) nonceWindow(al *alerts, ev *abi.Event, t time.Time, delta int64) error {
@@ -369,9 +369,13 @@ func (p *policy) nonceWindow(al *alerts, ev *abi.Event, t time.Time, delta int64
 	latchKnown := gen == w.gen
 	latched := latchKnown && extra[1].Value > 0
 	w.gen = gen
-	above := requests >= al.minRequests && float64(misses) > al.ratio*float64(max(requests, 1))
+	ratio := float64(misses) / float64(max(requests, 1))
+	above := requests >= al.minRequests && ratio > al.ratio
+	// Between the clearing ratio and the threshold nothing changes: a
+	// raised alert stays raised, a cleared one stays cleared.
+	clear := requests < al.minRequests || ratio <= al.clearRatio
 	switch {
-	case above && latched, !above && latchKnown && !latched:
+	case above && latched, !above && !clear, !above && latchKnown && !latched:
 		return nil // no change
 	case above:
 		var r [1]sdk.CounterResult
@@ -385,12 +389,12 @@ func (p *policy) nonceWindow(al *alerts, ev *abi.Event, t time.Time, delta int64
 			p.alert(ev, alertNonceMiss, al, []abi.KV{
 				{Key: "sec5.nonce_misses", Value: strconv.FormatInt(misses, 10)},
 				{Key: "sec5.dpop_requests", Value: strconv.FormatInt(requests, 10)},
-				{Key: "sec5.ratio", Value: strconv.FormatFloat(float64(misses)/float64(max(requests, 1)), 'f', 4, 64)},
+				{Key: "sec5.ratio", Value: strconv.FormatFloat(ratio, 'f', 4, 64)},
 				{Key: "sec5.threshold", Value: al.ratioText}})
 		}
 		return nil
 	}
-	// Below, and the latch of this generation is set or unknown.
+	// Cleared, and the latch of this generation is set or unknown.
 	if !latchKnown {
 		var r [1]sdk.CounterResult
 		if err := p.host.incrMany([]sdk.CounterOp{{Key: latchKey(gen)}}, r[:]); err != nil {

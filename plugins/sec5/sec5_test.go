@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -276,6 +277,7 @@ func TestConfigErrorsNameTheirKeys(t *testing.T) {
 		{`{"alerts": {"window": "10m", "buckets": 7}}`, []string{"alerts.buckets: must divide alerts.window"}},
 		{`{"alerts": {"buckets": 20, "nonceMissRatio": 5, "mtlsMismatches": -1, "minRequests": 0}}`,
 			[]string{"alerts.buckets: must be from 1 to 12", "alerts.nonceMissRatio: must be a number between 0 and 1", "alerts.mtlsMismatches: must be from 0", "alerts.minRequests: must be from 1"}},
+		{`{"alerts": {"nonceMissRatio": 0.1, "nonceMissClearRatio": 0.2}}`, []string{"alerts.nonceMissClearRatio: must be at most alerts.nonceMissRatio (0.1), got 0.2"}},
 		{`{"alerts": {"enabled": false, "window": "5m"}}`, []string{"alerts.enabled: is false"}},
 		{`{"alerts": {"window": "30s"}}`, []string{"alerts.window: must be a whole number of seconds from 1m"}},
 		{`{"audience": []}`, []string{"audience: unknown key (known: audiences, dpop, bypassDrill, alerts)"}},
@@ -293,7 +295,7 @@ func TestConfigErrorsNameTheirKeys(t *testing.T) {
 		}
 	}
 	c, err := parseConfig(nil)
-	if err != nil || c.alerts == nil || c.alerts.window != 10*time.Minute || c.alerts.buckets != 10 || c.alerts.ratio != 0.05 || c.alerts.mismatches != 0 {
+	if err != nil || c.alerts == nil || c.alerts.window != 10*time.Minute || c.alerts.buckets != 10 || c.alerts.ratio != 0.05 || math.Abs(c.alerts.clearRatio-0.04) > 1e-12 || c.alerts.mismatches != 0 {
 		t.Fatalf("the empty document: %+v %v", c, err)
 	}
 	if c, err := parseConfig([]byte(`{"alerts": {"enabled": false}}`)); err != nil || c.alerts != nil {
@@ -353,10 +355,17 @@ func TestAlertNonceMissRatioOncePerCrossing(t *testing.T) {
 		feed(t, p, dpopEvent(c, abi.DPoPNonceMiss)) // still above: no new alert
 	}
 	for range 120 {
-		feed(t, p, dpopEvent(c, abi.DPoPOK)) // 11 of 231: back below, re-armed
+		feed(t, p, dpopEvent(c, abi.DPoPOK)) // 11 of 226: 4.9%, below the threshold, above the clearing ratio (4%)
 	}
-	for range 2 {
-		feed(t, p, dpopEvent(c, abi.DPoPNonceMiss)) // 13 of 233: 5.6%, a new crossing
+	feed(t, p, dpopEvent(c, abi.DPoPNonceMiss)) // 12 of 227: 5.3%, not a new crossing
+	if n := len(c.recorded(eventAlert)); n != 1 {
+		t.Fatalf("%d alerts: a ratio hovering at the threshold alerted again", n)
+	}
+	for range 75 {
+		feed(t, p, dpopEvent(c, abi.DPoPOK)) // 12 of 302: 3.97%, cleared
+	}
+	for range 4 {
+		feed(t, p, dpopEvent(c, abi.DPoPNonceMiss)) // 16 of 306: 5.2%, a new crossing
 	}
 	if n := len(c.recorded(eventAlert)); n != 2 {
 		t.Fatalf("%d alerts, want 2", n)
