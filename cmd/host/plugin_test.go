@@ -242,3 +242,30 @@ func TestPluginTestSequenceVectors(t *testing.T) {
 		}
 	}
 }
+
+// SEC5's vectors (plugins/sec5/vectors) pass against the compiled module;
+// a decision step's description is compared exactly and its records as an
+// event step's are.
+func TestPluginTestSEC5Vectors(t *testing.T) {
+	wasm := copyModule(t, sdktest.Build(t, "../../plugins/sec5"))
+	code, out, errs := runCLI(t, "test", wasm, "--vectors", "../../plugins/sec5/vectors")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errs)
+	}
+	wantIn(t, out, "PASS bypass-outside-drill: inside [start, end) for a listed client only", ", 0 failed")
+
+	dir := t.TempDir()
+	grants := `"grants": ["config", "clock", "counters", "audit"]`
+	os.WriteFile(filepath.Join(dir, "v.json"), []byte(`[
+	  {"name": "another description", "config": {}, `+grants+`,
+	   "input": {"client": "c", "senderConstraint": "bypass", "dpop": {"result": "bypass"}},
+	   "want": {"allow": false, "description": "sec5 rule bypass-outside-drill"}},
+	  {"name": "a refusal records nothing", "config": {}, `+grants+`,
+	   "input": {"client": "c", "senderConstraint": "bypass", "dpop": {"result": "bypass"}}, "want": {"allow": false, "records": []}}]`), 0o644)
+	code, out, _ = runCLI(t, "test", wasm, "--vectors", dir)
+	if code != 1 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	wantIn(t, out, `FAIL another description: got description "sec5 rule bypass-outside-drill (bypassDrill): no bypass drill is declared`,
+		`FAIL a refusal records nothing: the plugin recorded ["authority.security.refused"], want []`, "2 vectors, 0 passed, 2 failed")
+}

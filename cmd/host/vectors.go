@@ -45,15 +45,16 @@ type vectorStep struct {
 }
 
 type decisionVectorWant struct {
-	// Decision steps: allow must match; status, error and retryAfter are
-	// compared when present.
-	Allow      bool   `json:"allow"`
-	Status     int    `json:"status,omitempty"`
-	Error      string `json:"error,omitempty"`
-	RetryAfter int    `json:"retryAfter,omitempty"`
-	// Event steps: the types of the audit records the plugin wrote while
-	// handling the event, in order (compared when present; [] is none),
-	// and whether the call fails.
+	// Decision steps: allow must match; status, error, description
+	// (exactly) and retryAfter are compared when present.
+	Allow       bool   `json:"allow"`
+	Status      int    `json:"status,omitempty"`
+	Error       string `json:"error,omitempty"`
+	Description string `json:"description,omitempty"`
+	RetryAfter  int    `json:"retryAfter,omitempty"`
+	// Every step: the types of the audit records the plugin wrote while
+	// handling the decision or the event, in order (compared when
+	// present; [] is none). Event steps: whether the call fails.
 	Records *[]string `json:"records,omitempty"`
 	Failed  bool      `json:"failed,omitempty"`
 }
@@ -99,10 +100,10 @@ func (v *decisionVector) check() error {
 			}
 		case s.Want == nil:
 			return fmt.Errorf("step %d: no want", i+1)
-		case s.Input != nil && (s.Want.Records != nil || s.Want.Failed):
-			return fmt.Errorf("step %d: records and failed are for event steps", i+1)
-		case s.Event != nil && (s.Want.Allow || s.Want.Status != 0 || s.Want.Error != "" || s.Want.RetryAfter != 0):
-			return fmt.Errorf("step %d: allow, status, error and retryAfter are for decision steps", i+1)
+		case s.Input != nil && s.Want.Failed:
+			return fmt.Errorf("step %d: failed is for event steps", i+1)
+		case s.Event != nil && (s.Want.Allow || s.Want.Status != 0 || s.Want.Error != "" || s.Want.Description != "" || s.Want.RetryAfter != 0):
+			return fmt.Errorf("step %d: allow, status, error, description and retryAfter are for decision steps", i+1)
 		}
 	}
 	return nil
@@ -309,10 +310,18 @@ func runVector(ctx context.Context, file string, b []byte, cache string, v decis
 			if err != nil {
 				return used(), fmt.Errorf("%splugin failed: %w", at(i), err)
 			}
-			if w := s.Want; got.Allow != w.Allow || (w.Status != 0 && got.Status != w.Status) || (w.Error != "" && got.Error != w.Error) ||
+			types := rec.take()
+			w := s.Want
+			if got.Allow != w.Allow || (w.Status != 0 && got.Status != w.Status) || (w.Error != "" && got.Error != w.Error) ||
 				(w.RetryAfter != 0 && got.RetryAfter != w.RetryAfter) {
 				return used(), fmt.Errorf("%sgot allow=%t status=%d error=%q retryAfter=%d (%s), want allow=%t status=%d error=%q retryAfter=%d",
 					at(i), got.Allow, got.Status, got.Error, got.RetryAfter, got.Description, w.Allow, w.Status, w.Error, w.RetryAfter)
+			}
+			if w.Description != "" && got.Description != w.Description {
+				return used(), fmt.Errorf("%sgot description %q, want %q", at(i), got.Description, w.Description)
+			}
+			if w.Records != nil && !slices.Equal(types, *w.Records) {
+				return used(), fmt.Errorf("%sthe plugin recorded %q, want %q", at(i), types, *w.Records)
 			}
 		case s.Event != nil:
 			ev := *s.Event
