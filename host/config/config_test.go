@@ -43,7 +43,7 @@ func TestExampleConfigIsValid(t *testing.T) {
 	for _, t := range cfg.Tenants {
 		ids = append(ids, t.ID)
 	}
-	if want := []string{"demo", "demo-dpop", "demo-mtls", "demo-users", "demo-sec3"}; !slices.Equal(ids, want) {
+	if want := []string{"demo", "demo-dpop", "demo-mtls", "demo-users", "demo-sec3", "demo-sec5"}; !slices.Equal(ids, want) {
 		t.Fatalf("tenants %v, want %v", ids, want)
 	}
 }
