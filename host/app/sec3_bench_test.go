@@ -24,12 +24,39 @@ import (
 func BenchmarkTokenSEC3(b *testing.B) {
 	cfg := map[string]any{"token": map[string]any{"permitLimit": 1_000_000_000, "window": "1m"},
 		"lockout": map[string]any{"maxFailures": 5, "window": "15m", "lockoutDuration": "15m"}}
+	benchTokenWithPlugin(b, "sec3-bench", func(b *testing.B) plugin.Spec { return sec3Spec(b, cfg) })
+}
+
+// BenchmarkTokenSEC5 is the same with SEC5 (two audience rules, neither
+// matching the request's audience, an algorithm list, the default
+// alerts): a decision without host calls, and an event per token, queued
+// (the operator's default) or inline:
+//
+//	go test ./host/app -run '^$' -bench TokenSEC5 -benchtime 3s -count 5
+func BenchmarkTokenSEC5(b *testing.B) {
+	cfg := map[string]any{"audiences": []any{map[string]any{"audience": "payments-api", "require": []any{"mtls"}},
+		map[string]any{"audience": "vault-api", "highAssurance": true}}, "dpop": map[string]any{"algorithms": []any{"ES256"}}}
+	for _, delivery := range []string{plugin.EventsQueued, plugin.EventsInline} {
+		b.Run(delivery, func(b *testing.B) {
+			benchTokenWithPlugin(b, "sec5-bench", func(b *testing.B) plugin.Spec {
+				s := sec5Spec(b, cfg)
+				s.EventDelivery = delivery
+				return s
+			})
+		})
+	}
+}
+
+// benchTokenWithPlugin runs client_credentials throughput for tenant demo
+// without and with the plugin spec makes, with plugin state in memory and
+// in Redis; run with -count so that off and on alternate.
+func benchTokenWithPlugin(b *testing.B, prefix string, spec func(*testing.B) plugin.Spec) {
 	for _, state := range []string{"memory", "redis"} {
 		for _, on := range []bool{false, true} {
 			b.Run(state+"/"+map[bool]string{false: "off", true: "on"}[on], func(b *testing.B) {
 				var chain []plugin.Spec
 				if on {
-					s := sec3Spec(b, cfg)
+					s := spec(b)
 					s.Limits.CallTimeout = benchCallTimeout()
 					chain = []plugin.Spec{s}
 				}
@@ -38,7 +65,7 @@ func BenchmarkTokenSEC3(b *testing.B) {
 					c.Plugins.CacheDir = filepath.Join(dir, "compiled")
 					c.Tenants[0].Plugins = chain
 					if state == "redis" {
-						withRedisPluginState(c, testenv.RedisAddr(b), testenv.Prefix("sec3-bench"), dir)
+						withRedisPluginState(c, testenv.RedisAddr(b), testenv.Prefix(prefix), dir)
 					}
 				}})
 				h := e.a.Server.Handler()
