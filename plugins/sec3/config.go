@@ -5,8 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
+
+	"stellaops.org/authority/sdk/configdoc"
 )
 
 // Lockout scopes (configuration key lockout.by, and the suffix of the
@@ -64,17 +65,6 @@ func (c *lockoutConfig) counts(scope string) bool {
 	return c != nil && slices.Contains(c.by, scope)
 }
 
-// configError lists every problem of a document, each naming its key.
-type configError struct{ problems []string }
-
-func (e *configError) Error() string {
-	return "sec3: invalid configuration: " + strings.Join(e.problems, "; ")
-}
-
-func (e *configError) add(key, format string, args ...any) {
-	e.problems = append(e.problems, key+": "+fmt.Sprintf(format, args...))
-}
-
 // document is the configuration's JSON shape; unknown keys are refused.
 type document struct {
 	Token *struct {
@@ -97,39 +87,39 @@ type document struct {
 func parseConfig(b []byte) (*config, error) {
 	var d document
 	if len(bytes.TrimSpace(b)) == 0 {
-		return nil, &configError{[]string{"the document is empty: set token, lockout or both"}}
+		return nil, docError("the document is empty: set token, lockout or both")
 	}
 	if err := json.Unmarshal(b, &d); err != nil {
-		return nil, &configError{[]string{"the document must be a JSON object of token, lockout and onStoreUnavailable: " + err.Error()}}
+		return nil, docError("the document must be a JSON object of token, lockout and onStoreUnavailable: " + err.Error())
 	}
-	e := &configError{}
+	e := configdoc.New("sec3")
 	// Unknown keys, at both levels (json.Decoder's DisallowUnknownFields
 	// would link os.File.Read, and with it a WASI import the host refuses).
-	unknownKeys(b, "", []string{"token", "lockout", "onStoreUnavailable"}, e)
+	e.UnknownKeys(b, "", "token", "lockout", "onStoreUnavailable")
 	var nested map[string]json.RawMessage
 	_ = json.Unmarshal(b, &nested)
-	unknownKeys(nested["token"], "token.", []string{"permitLimit", "window"}, e)
-	unknownKeys(nested["lockout"], "lockout.", []string{"maxFailures", "window", "lockoutDuration", "by"}, e)
+	e.UnknownKeys(nested["token"], "token.", "permitLimit", "window")
+	e.UnknownKeys(nested["lockout"], "lockout.", "maxFailures", "window", "lockoutDuration", "by")
 	c := &config{}
 	duration := func(key string, v *string, lo, hi time.Duration) time.Duration {
 		if v == nil {
-			e.add(key, "required")
+			e.Add(key, "required")
 			return 0
 		}
 		dd, err := time.ParseDuration(*v)
 		if err != nil || dd < lo || dd > hi || dd%time.Second != 0 {
-			e.add(key, "must be a whole number of seconds from %s to %s, like \"1m\", got %q", lo, hi, *v)
+			e.Add(key, "must be a whole number of seconds from %s to %s, like \"1m\", got %q", lo, hi, *v)
 			return 0
 		}
 		return dd
 	}
 	count := func(key string, v *int64) int64 {
 		if v == nil {
-			e.add(key, "required")
+			e.Add(key, "required")
 			return 0
 		}
 		if *v < 1 || *v > maxCount {
-			e.add(key, "must be from 1 to %d, got %d", maxCount, *v)
+			e.Add(key, "must be from 1 to %d, got %d", maxCount, *v)
 		}
 		return *v
 	}
@@ -143,14 +133,14 @@ func parseConfig(b []byte) (*config, error) {
 		if l.By == nil {
 			c.lockout.by = []string{scopeSubject, scopeClient, scopeIP}
 		} else if len(l.By) == 0 {
-			e.add("lockout.by", "must name at least one of %s, %s, %s", scopeSubject, scopeClient, scopeIP)
+			e.Add("lockout.by", "must name at least one of %s, %s, %s", scopeSubject, scopeClient, scopeIP)
 		}
 		for i, s := range l.By {
 			switch {
 			case s != scopeSubject && s != scopeClient && s != scopeIP:
-				e.add(fmt.Sprintf("lockout.by[%d]", i), "must be %s, %s or %s, got %q", scopeSubject, scopeClient, scopeIP, s)
+				e.Add(fmt.Sprintf("lockout.by[%d]", i), "must be %s, %s or %s, got %q", scopeSubject, scopeClient, scopeIP, s)
 			case slices.Contains(c.lockout.by, s):
-				e.add(fmt.Sprintf("lockout.by[%d]", i), "%q twice", s)
+				e.Add(fmt.Sprintf("lockout.by[%d]", i), "%q twice", s)
 			default:
 				c.lockout.by = append(c.lockout.by, s)
 			}
@@ -162,33 +152,21 @@ func parseConfig(b []byte) (*config, error) {
 		case storeAdmit:
 			c.admitOnStoreFailure = true
 		default:
-			e.add("onStoreUnavailable", "must be %q or %q, got %q", storeRefuse, storeAdmit, *d.OnStoreUnavailable)
+			e.Add("onStoreUnavailable", "must be %q or %q, got %q", storeRefuse, storeAdmit, *d.OnStoreUnavailable)
 		}
 	}
 	if c.rate == nil && c.lockout == nil {
-		e.add("token", "set token, lockout or both: this configuration enforces nothing")
+		e.Add("token", "set token, lockout or both: this configuration enforces nothing")
 	}
-	if len(e.problems) > 0 {
-		return nil, e
+	if err := e.Err(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
 
-// unknownKeys adds a problem for every key of the JSON object b (if it is
-// one) that is not in known.
-func unknownKeys(b []byte, prefix string, known []string, e *configError) {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(b, &m) != nil {
-		return
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		if !slices.Contains(known, k) {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		e.add(prefix+k, "unknown key (known: %s)", strings.Join(known, ", "))
-	}
+// docError is the error of a document that cannot be read at all.
+func docError(problem string) error {
+	e := configdoc.New("sec3")
+	e.Add("config", "%s", problem)
+	return e.Err()
 }

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"stellaops.org/authority/sdk/configdoc"
 )
 
 // What an audience rule can require of a token's binding (require).
@@ -86,17 +88,6 @@ type alerts struct {
 	mismatches  int64
 }
 
-// configError lists every problem of a document, each naming its key.
-type configError struct{ problems []string }
-
-func (e *configError) Error() string {
-	return "sec5: invalid configuration: " + strings.Join(e.problems, "; ")
-}
-
-func (e *configError) add(key, format string, args ...any) {
-	e.problems = append(e.problems, key+": "+fmt.Sprintf(format, args...))
-}
-
 // document is the configuration's JSON shape; unknown keys are refused.
 type document struct {
 	Audiences []struct {
@@ -137,24 +128,24 @@ func parseConfig(b []byte) (*config, error) {
 	}
 	var d document
 	if err := json.Unmarshal(b, &d); err != nil {
-		return nil, &configError{[]string{"the document must be a JSON object of " + strings.Join(topKeys, ", ") + ": " + err.Error()}}
+		return nil, docError("the document must be a JSON object of " + strings.Join(topKeys, ", ") + ": " + err.Error())
 	}
-	e := &configError{}
-	unknownKeys(b, "", topKeys, e)
+	e := configdoc.New("sec5")
+	e.UnknownKeys(b, "", topKeys...)
 	var nested map[string]json.RawMessage
 	_ = json.Unmarshal(b, &nested)
 	var auds []json.RawMessage
 	_ = json.Unmarshal(nested["audiences"], &auds)
 	for i, a := range auds {
-		unknownKeys(a, fmt.Sprintf("audiences[%d].", i), []string{"audience", "require", "highAssurance"}, e)
+		e.UnknownKeys(a, fmt.Sprintf("audiences[%d].", i), "audience", "require", "highAssurance")
 	}
-	unknownKeys(nested["dpop"], "dpop.", []string{"algorithms"}, e)
-	unknownKeys(nested["bypassDrill"], "bypassDrill.", []string{"name", "start", "end", "clients"}, e)
-	unknownKeys(nested["alerts"], "alerts.", []string{"enabled", "window", "buckets", "nonceMissRatio", "nonceMissClearRatio", "minRequests", "mtlsMismatches"}, e)
+	e.UnknownKeys(nested["dpop"], "dpop.", "algorithms")
+	e.UnknownKeys(nested["bypassDrill"], "bypassDrill.", "name", "start", "end", "clients")
+	e.UnknownKeys(nested["alerts"], "alerts.", "enabled", "window", "buckets", "nonceMissRatio", "nonceMissClearRatio", "minRequests", "mtlsMismatches")
 
 	c := &config{}
 	if len(d.Audiences) > maxAudiences {
-		e.add("audiences", "at most %d rules, got %d", maxAudiences, len(d.Audiences))
+		e.Add("audiences", "at most %d rules, got %d", maxAudiences, len(d.Audiences))
 	}
 	seen := map[string]string{}
 	for i, a := range d.Audiences {
@@ -162,11 +153,11 @@ func parseConfig(b []byte) (*config, error) {
 		r := audienceRule{key: key, highAssurance: a.HighAssurance}
 		switch {
 		case a.Audience == nil:
-			e.add(key+".audience", "required")
+			e.Add(key+".audience", "required")
 		case !safeText(*a.Audience, maxAudienceLen):
-			e.add(key+".audience", "must be 1-%d printable ASCII characters without spaces, quotes or backslashes, got %q", maxAudienceLen, *a.Audience)
+			e.Add(key+".audience", "must be 1-%d printable ASCII characters without spaces, quotes or backslashes, got %q", maxAudienceLen, *a.Audience)
 		case seen[*a.Audience] != "":
-			e.add(key+".audience", "%q is already the audience of %s", *a.Audience, seen[*a.Audience])
+			e.Add(key+".audience", "%q is already the audience of %s", *a.Audience, seen[*a.Audience])
 		default:
 			r.aud = *a.Audience
 			seen[r.aud] = key
@@ -178,24 +169,24 @@ func parseConfig(b []byte) (*config, error) {
 			case requireMTLS:
 				r.mtls = true
 			default:
-				e.add(fmt.Sprintf("%s.require[%d]", key, j), "must be %q or %q, got %q", requireDPoP, requireMTLS, req)
+				e.Add(fmt.Sprintf("%s.require[%d]", key, j), "must be %q or %q, got %q", requireDPoP, requireMTLS, req)
 			}
 		}
 		if !r.dpop && !r.mtls && !r.highAssurance {
-			e.add(key, "requires nothing: set require ([dpop], [mtls] or both), highAssurance or both")
+			e.Add(key, "requires nothing: set require ([dpop], [mtls] or both), highAssurance or both")
 		}
 		c.audiences = append(c.audiences, r)
 	}
 	if p := d.DPoP; p != nil {
 		if len(p.Algorithms) == 0 {
-			e.add("dpop.algorithms", "must list at least one algorithm (omit dpop to keep the global list)")
+			e.Add("dpop.algorithms", "must list at least one algorithm (omit dpop to keep the global list)")
 		}
 		for i, a := range p.Algorithms {
 			switch {
 			case !slices.Contains(knownAlgs, a):
-				e.add(fmt.Sprintf("dpop.algorithms[%d]", i), "must be one of %s, got %q", strings.Join(knownAlgs, ", "), a)
+				e.Add(fmt.Sprintf("dpop.algorithms[%d]", i), "must be one of %s, got %q", strings.Join(knownAlgs, ", "), a)
 			case slices.Contains(c.algs, a):
-				e.add(fmt.Sprintf("dpop.algorithms[%d]", i), "%q twice", a)
+				e.Add(fmt.Sprintf("dpop.algorithms[%d]", i), "%q twice", a)
 			default:
 				c.algs = append(c.algs, a)
 			}
@@ -206,36 +197,36 @@ func parseConfig(b []byte) (*config, error) {
 		if dr.name == "" {
 			dr.name = "drill"
 		} else if !safeText(dr.name, 64) {
-			e.add("bypassDrill.name", "must be 1-64 printable ASCII characters without spaces, quotes or backslashes, got %q", bd.Name)
+			e.Add("bypassDrill.name", "must be 1-64 printable ASCII characters without spaces, quotes or backslashes, got %q", bd.Name)
 		}
 		instant := func(key string, v *string) time.Time {
 			if v == nil {
-				e.add(key, "required (RFC 3339, like \"2026-12-03T14:00:00Z\")")
+				e.Add(key, "required (RFC 3339, like \"2026-12-03T14:00:00Z\")")
 				return time.Time{}
 			}
 			t, err := time.Parse(time.RFC3339, *v)
 			if err != nil {
-				e.add(key, "must be an RFC 3339 time like \"2026-12-03T14:00:00Z\", got %q", *v)
+				e.Add(key, "must be an RFC 3339 time like \"2026-12-03T14:00:00Z\", got %q", *v)
 			}
 			return t.UTC()
 		}
 		dr.start, dr.end = instant("bypassDrill.start", bd.Start), instant("bypassDrill.end", bd.End)
 		if !dr.start.IsZero() && !dr.end.IsZero() {
 			if !dr.end.After(dr.start) {
-				e.add("bypassDrill.end", "must be after bypassDrill.start")
+				e.Add("bypassDrill.end", "must be after bypassDrill.start")
 			} else if dr.end.Sub(dr.start) > maxDrillLen {
-				e.add("bypassDrill.end", "a drill lasts at most %s, this one %s", maxDrillLen, dr.end.Sub(dr.start))
+				e.Add("bypassDrill.end", "a drill lasts at most %s, this one %s", maxDrillLen, dr.end.Sub(dr.start))
 			}
 		}
 		if len(bd.Clients) == 0 {
-			e.add("bypassDrill.clients", "must list the clients of the drill (a drill for every client is not a drill)")
+			e.Add("bypassDrill.clients", "must list the clients of the drill (a drill for every client is not a drill)")
 		}
 		for i, cl := range bd.Clients {
 			switch {
 			case cl == "" || len(cl) > maxDrillClient:
-				e.add(fmt.Sprintf("bypassDrill.clients[%d]", i), "must be a client id of 1-%d bytes", maxDrillClient)
+				e.Add(fmt.Sprintf("bypassDrill.clients[%d]", i), "must be a client id of 1-%d bytes", maxDrillClient)
 			case slices.Contains(dr.clients, cl):
-				e.add(fmt.Sprintf("bypassDrill.clients[%d]", i), "%q twice", cl)
+				e.Add(fmt.Sprintf("bypassDrill.clients[%d]", i), "%q twice", cl)
 			default:
 				dr.clients = append(dr.clients, cl)
 			}
@@ -243,8 +234,8 @@ func parseConfig(b []byte) (*config, error) {
 		c.drill = dr
 	}
 	c.alerts = parseAlerts(d.Alerts, e)
-	if len(e.problems) > 0 {
-		return nil, e
+	if err := e.Err(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -255,7 +246,7 @@ const defaultClear = 0.8
 // parseAlerts reads alerts; every key is optional and the defaults are the
 // rollout plan's (page when nonce misses exceed 5% or any mTLS mismatch
 // occurs over 10 minutes), over ten one-minute buckets.
-func parseAlerts(a *alertsDocument, e *configError) *alerts {
+func parseAlerts(a *alertsDocument, e *configdoc.Problems) *alerts {
 	al := &alerts{window: 10 * time.Minute, buckets: 10, ratio: 0.05, ratioText: "0.05", minRequests: 1}
 	if a == nil {
 		al.width = al.window / time.Duration(al.buckets)
@@ -264,34 +255,34 @@ func parseAlerts(a *alertsDocument, e *configError) *alerts {
 	}
 	if a.Enabled != nil && !*a.Enabled {
 		if a.Window != nil || a.Buckets != nil || a.NonceMissRatio != nil || a.ClearRatio != nil || a.MinRequests != nil || a.MTLSMismatches != nil {
-			e.add("alerts.enabled", "is false: the other alerts keys would do nothing")
+			e.Add("alerts.enabled", "is false: the other alerts keys would do nothing")
 		}
 		return nil
 	}
 	if a.Window != nil {
 		d, err := time.ParseDuration(*a.Window)
 		if err != nil || d < time.Minute || d > maxWindow || d%time.Second != 0 {
-			e.add("alerts.window", "must be a whole number of seconds from 1m to %s, like \"10m\", got %q", maxWindow, *a.Window)
+			e.Add("alerts.window", "must be a whole number of seconds from 1m to %s, like \"10m\", got %q", maxWindow, *a.Window)
 		} else {
 			al.window = d
 		}
 	}
 	if a.Buckets != nil {
 		if *a.Buckets < 1 || *a.Buckets > maxBuckets {
-			e.add("alerts.buckets", "must be from 1 to %d, got %d", maxBuckets, *a.Buckets)
+			e.Add("alerts.buckets", "must be from 1 to %d, got %d", maxBuckets, *a.Buckets)
 		} else {
 			al.buckets = *a.Buckets
 		}
 	}
 	if al.window%(time.Duration(al.buckets)*time.Second) != 0 {
-		e.add("alerts.buckets", "must divide alerts.window (%s) into whole seconds", al.window)
+		e.Add("alerts.buckets", "must divide alerts.window (%s) into whole seconds", al.window)
 	}
 	al.width = al.window / time.Duration(al.buckets)
 	ratio := func(key string, v *json.RawMessage) (float64, bool) {
 		raw := strings.TrimSpace(string(*v))
 		r, err := strconv.ParseFloat(raw, 64)
 		if err != nil || r <= 0 || r >= 1 {
-			e.add(key, "must be a number between 0 and 1 (exclusive), like 0.05, got %s", raw)
+			e.Add(key, "must be a number between 0 and 1 (exclusive), like 0.05, got %s", raw)
 			return 0, false
 		}
 		return r, true
@@ -305,21 +296,21 @@ func parseAlerts(a *alertsDocument, e *configError) *alerts {
 	if a.ClearRatio != nil {
 		if r, ok := ratio("alerts.nonceMissClearRatio", a.ClearRatio); ok {
 			if r > al.ratio {
-				e.add("alerts.nonceMissClearRatio", "must be at most alerts.nonceMissRatio (%s), got %s", al.ratioText, strconv.FormatFloat(r, 'f', -1, 64))
+				e.Add("alerts.nonceMissClearRatio", "must be at most alerts.nonceMissRatio (%s), got %s", al.ratioText, strconv.FormatFloat(r, 'f', -1, 64))
 			}
 			al.clearRatio = r
 		}
 	}
 	if a.MinRequests != nil {
 		if *a.MinRequests < 1 || *a.MinRequests > 1<<31 {
-			e.add("alerts.minRequests", "must be from 1 to %d, got %d", int64(1)<<31, *a.MinRequests)
+			e.Add("alerts.minRequests", "must be from 1 to %d, got %d", int64(1)<<31, *a.MinRequests)
 		} else {
 			al.minRequests = *a.MinRequests
 		}
 	}
 	if a.MTLSMismatches != nil {
 		if *a.MTLSMismatches < 0 || *a.MTLSMismatches > maxMismatch {
-			e.add("alerts.mtlsMismatches", "must be from 0 to %d (an alert when the window holds more), got %d", maxMismatch, *a.MTLSMismatches)
+			e.Add("alerts.mtlsMismatches", "must be from 0 to %d (an alert when the window holds more), got %d", maxMismatch, *a.MTLSMismatches)
 		} else {
 			al.mismatches = *a.MTLSMismatches
 		}
@@ -341,21 +332,9 @@ func safeText(s string, max int) bool {
 	return true
 }
 
-// unknownKeys adds a problem for every key of the JSON object b (if it is
-// one) that is not in known.
-func unknownKeys(b []byte, prefix string, known []string, e *configError) {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(b, &m) != nil {
-		return
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		if !slices.Contains(known, k) {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		e.add(prefix+k, "unknown key (known: %s)", strings.Join(known, ", "))
-	}
+// docError is the error of a document that cannot be read at all.
+func docError(problem string) error {
+	e := configdoc.New("sec5")
+	e.Add("config", "%s", problem)
+	return e.Err()
 }

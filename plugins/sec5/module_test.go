@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,20 +17,8 @@ import (
 // grants are the grants SEC5 needs.
 var grants = []string{plugin.GrantConfig, plugin.GrantClock, plugin.GrantCounters, plugin.GrantAudit}
 
-var (
-	buildOnce sync.Once
-	wasmPath  string
-	buildErr  error
-)
-
-func module(tb testing.TB) string {
-	tb.Helper()
-	buildOnce.Do(func() { wasmPath, buildErr = sdktest.BuildModule(".") })
-	if buildErr != nil {
-		tb.Fatalf("build: %v", buildErr)
-	}
-	return wasmPath
-}
+// module is the compiled plugin (sdktest caches it by source hash).
+func module(tb testing.TB) string { return sdktest.Build(tb, ".") }
 
 func opts(tenant string, cfg map[string]any, clock *sdktest.FakeClock) sdktest.Options {
 	return sdktest.Options{Tenant: tenant, Name: "sec5", Grants: grants, Config: cfg, Clock: clock,
