@@ -532,3 +532,29 @@ func TestAlertBuckets(t *testing.T) {
 		t.Fatalf("cached sum %x, want the minute-9 bucket only", got)
 	}
 }
+
+// Whatever the request's strings (an algorithm name comes from the proof
+// header, audiences and clients from the request), a decision is valid
+// under the ABI: a refusal's description stays within RFC 6749 §5.2's
+// characters and 256 bytes.
+//
+//	go test ./plugins/sec5 -run '^$' -fuzz FuzzDecide -fuzztime 30s
+func FuzzDecide(f *testing.F) {
+	f.Add("token", "drill-client", "bypass", "ES256", "vault-api", int64(0))
+	f.Add("fresh-auth", "c", "dpop", "\"\\\x00é", "payments-api", int64(3600))
+	f.Add("introspect", "", "none", "", "reports-api", int64(-7200))
+	p := newCluster().node(f, rulesCfg)
+	// The host refuses an invalid record (HostInvalid) and SEC5 carries on;
+	// the inputs here are wilder than any the host sends.
+	p.host.logError = nil
+	p.host.audit = func(ev *abi.Event) error { return abi.ValidateEvent(ev) }
+	f.Fuzz(func(t *testing.T, endpoint, client, constraint, alg, aud string, offset int64) {
+		in := tokenInput(client, constraint, aud)
+		in.Endpoint, in.DPoP.Alg = endpoint, alg
+		in.Time = in.Time.Add(time.Duration(offset) * time.Second)
+		d := p.decide(in)
+		if err := d.Validate(); err != nil {
+			t.Fatalf("%+v: %v", d, err)
+		}
+	})
+}
