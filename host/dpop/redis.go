@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"stellaops.org/authority/internal/redisslot"
 )
 
 // stateScript is the whole of a RedisState check in one server-side step,
@@ -121,30 +123,92 @@ return {replayed, valid, nxt, lost, w}
 // Keys (all under prefix): "r:<hex replay key>" replay entries,
 // "n:<hex scope id>:<nonce>" valid nonces, "c:<hex scope id>" a scope's
 // current nonce, "e" the epoch and "w" the watermark (see stateScript).
-// Every key but those two carries a TTL. For Redis Cluster, put a hash tag
-// in the prefix (for example "{authority-dpop}:") so that one script's keys
-// share a slot.
+// Every key but those two carries a TTL.
+//
+// On a Redis Cluster (a *redis.ClusterClient) the keys are split into
+// ClusterShards shards, each under "<prefix>{d<shard>}:", so that every key
+// of one script call shares a hash slot (the shard's tag) while the shards
+// spread over the slots, and so over the primaries. A call's shard is a
+// hash of the proof key's thumbprint (StateCheck.Route): every replay of a
+// proof carries the same key (the proof's signature covers it), so it is
+// checked in the shard that recorded the proof, and replay detection stays
+// complete. Each shard has its own epoch and watermark, so a primary that
+// loses its data is detected as a loss of its own shards. A nonce is valid
+// in the shard it was minted in: a client keeps one key, so its nonces and
+// proofs meet; a nonce minted without a proof (Nonce, for an answer to a
+// request that sent none) is in its scope's shard, and the first proof that
+// presents it may be asked for another (one more round trip).
 type RedisState struct {
 	client    redis.UniversalClient
 	prefix    string
 	ttl       time.Duration
 	singleUse bool
 	script    *redis.Script
-	// seen is the highest state watermark this node has been returned:
-	// a state holding less was rolled back (see stateScript).
-	seen atomic.Int64
+	// prefixes are the shards' key prefixes (one, the prefix itself, on a
+	// single server).
+	prefixes []string
+	// seen is, per shard, the highest state watermark this node has been
+	// returned: a state holding less was rolled back (see stateScript).
+	seen []atomic.Int64
 }
 
-// NewRedisState returns a State on client with keys under prefix.
+// ClusterShards is the number of key shards of a RedisState on a Redis
+// Cluster: enough to spread over any practical number of primaries (a
+// cluster has 16384 slots), few enough that each shard's epoch is created
+// soon after a deployment starts.
+const ClusterShards = 1024
+
+// NewRedisState returns a State on client with keys under prefix, sharded
+// when client is a cluster client.
 func NewRedisState(client redis.UniversalClient, prefix string, opts NonceOptions) *RedisState {
-	return &RedisState{
+	s := &RedisState{
 		client:    client,
 		prefix:    prefix,
 		ttl:       opts.ttl(),
 		singleUse: opts.SingleUse,
 		script:    redis.NewScript(stateScript),
+		prefixes:  []string{prefix},
 	}
+	if _, ok := client.(*redis.ClusterClient); ok {
+		s.prefixes = ShardPrefixes(prefix)
+	}
+	s.seen = make([]atomic.Int64, len(s.prefixes))
+	return s
 }
+
+// ShardPrefixes are the key prefixes of the ClusterShards shards under
+// prefix.
+func ShardPrefixes(prefix string) []string {
+	out := make([]string, ClusterShards)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s{d%03x}:", prefix, i)
+	}
+	return out
+}
+
+// shard is the shard of a call routed by route (a proof key's thumbprint,
+// else a nonce scope): FNV-1a, stable across nodes and releases.
+func (s *RedisState) shard(route string) int {
+	if len(s.prefixes) == 1 {
+		return 0
+	}
+	h := uint32(2166136261)
+	for i := 0; i < len(route); i++ {
+		h ^= uint32(route[i])
+		h *= 16777619
+	}
+	return int(h % uint32(len(s.prefixes)))
+}
+
+// Keys are the keys one script call of shard touches (the replay, nonce and
+// candidate keys as placeholders): what must share a hash slot.
+func (s *RedisState) Keys(shard int) []string {
+	p := s.prefixes[shard]
+	return []string{p + "r:-", p + "n:-", p + "c:-", p + "n:-:-", p + "e", p + "w"}
+}
+
+// Shards is the number of shards (1 on a single server).
+func (s *RedisState) Shards() int { return len(s.prefixes) }
 
 // NewRedisNonceStore returns the NonceStore view of a RedisState: the same
 // keys, so it interoperates with RedisStates on the same prefix.
@@ -166,6 +230,7 @@ func millis(d time.Duration) string {
 }
 
 type scriptCall struct {
+	route     string // the shard's route (see shard)
 	replay    *ReplayKey
 	replayTTL time.Duration
 	scope     string
@@ -177,16 +242,24 @@ type scriptCall struct {
 }
 
 func (s *RedisState) run(ctx context.Context, c scriptCall) (StateResult, error) {
+	if c.route == "" {
+		c.route = c.scope
+	}
+	return s.runIn(ctx, s.shard(c.route), c)
+}
+
+func (s *RedisState) runIn(ctx context.Context, shard int, c scriptCall) (StateResult, error) {
 	var res StateResult
+	prefix := s.prefixes[shard]
 	sid := scopeID(c.scope)
 	scopeHex := hex.EncodeToString(sid[:])
-	replayKey, replayTTL := s.prefix+"r:-", "0"
+	replayKey, replayTTL := prefix+"r:-", "0"
 	if c.replay != nil {
-		replayKey, replayTTL = s.prefix+"r:"+hex.EncodeToString(c.replay[:]), millis(c.replayTTL)
+		replayKey, replayTTL = prefix+"r:"+hex.EncodeToString(c.replay[:]), millis(c.replayTTL)
 	}
-	validate, presented, presentedKey := "0", "0", s.prefix+"n:-"
+	validate, presented, presentedKey := "0", "0", prefix+"n:-"
 	if c.presented != "" {
-		presented, presentedKey = "1", s.prefix+"n:"+scopeHex+":"+c.presented
+		presented, presentedKey = "1", prefix+"n:"+scopeHex+":"+c.presented
 		if c.validate {
 			validate = "1"
 		}
@@ -207,10 +280,11 @@ func (s *RedisState) run(ctx context.Context, c scriptCall) (StateResult, error)
 	if candidate == "" && iat != "" {
 		candidate, _ = newNonce() // a lost state always answers a nonce
 	}
-	keys := []string{replayKey, presentedKey, s.prefix + "c:" + scopeHex, s.prefix + "n:" + scopeHex + ":" + candidate, s.prefix + "e", s.prefix + "w"}
+	seen := &s.seen[shard]
+	keys := []string{replayKey, presentedKey, prefix + "c:" + scopeHex, prefix + "n:" + scopeHex + ":" + candidate, prefix + "e", prefix + "w"}
 	out, err := s.script.Run(ctx, s.client, keys,
 		replayTTL, mode, validate, issue, candidate, millis(s.ttl), millis(s.ttl/2),
-		iat, fmt.Sprint(c.margin.Milliseconds()), presented, fmt.Sprint(s.seen.Load())).Slice()
+		iat, fmt.Sprint(c.margin.Milliseconds()), presented, fmt.Sprint(seen.Load())).Slice()
 	if err != nil {
 		return res, fmt.Errorf("dpop: redis state script: %w", err)
 	}
@@ -225,7 +299,7 @@ func (s *RedisState) run(ctx context.Context, c scriptCall) (StateResult, error)
 	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 {
 		return res, fmt.Errorf("dpop: redis state script: unexpected reply %v", out)
 	}
-	for cur := s.seen.Load(); mark > cur && !s.seen.CompareAndSwap(cur, mark); cur = s.seen.Load() {
+	for cur := seen.Load(); mark > cur && !seen.CompareAndSwap(cur, mark); cur = seen.Load() {
 	}
 	res.Replayed, res.NonceValid, res.NextNonce, res.StateLost = replayed == 1, valid == 1, next, lost == 1
 	return res, nil
@@ -233,7 +307,7 @@ func (s *RedisState) run(ctx context.Context, c scriptCall) (StateResult, error)
 
 // Check implements State in one round trip.
 func (s *RedisState) Check(ctx context.Context, c StateCheck) (StateResult, error) {
-	call := scriptCall{replay: &c.ReplayKey, replayTTL: c.ReplayTTL, scope: c.NonceScope,
+	call := scriptCall{route: c.Route, replay: &c.ReplayKey, replayTTL: c.ReplayTTL, scope: c.NonceScope,
 		iat: c.IssuedAt, margin: c.LossMargin, validate: c.NonceRequired,
 		issue: c.NonceRequired || c.IssueNonce}
 	if _, ok := parseNonce(c.Nonce); ok {
@@ -262,11 +336,66 @@ func (s *RedisState) Validate(ctx context.Context, scope, nonce string) (bool, e
 	return res.NonceValid, err
 }
 
-// Remember implements ReplayCache (SET NX PX).
+// Remember implements ReplayCache (SET NX PX), in the shard of the key
+// itself (no proof key is known here).
 func (s *RedisState) Remember(ctx context.Context, key ReplayKey, ttl time.Duration) (bool, error) {
-	ok, err := s.client.SetNX(ctx, s.prefix+"r:"+hex.EncodeToString(key[:]), "1", ttl).Result()
+	k := hex.EncodeToString(key[:])
+	ok, err := s.client.SetNX(ctx, s.prefixes[s.shard(k)]+"r:"+k, "1", ttl).Result()
 	if err != nil {
 		return false, fmt.Errorf("dpop: redis replay cache: %w", err)
 	}
 	return ok, nil
+}
+
+// Probe runs the state script, in the shape every check runs it, once per
+// key range of the cluster (once on a single server): it records nothing
+// but the shards' epochs and watermarks, as any call does. It returns the
+// number of probes and their errors, so that the caller can tell a node
+// that serves nothing from one whose cluster lost some slots.
+func (s *RedisState) Probe(ctx context.Context) (probes int, errs []error) {
+	shards := []int{0}
+	if cc, ok := s.client.(*redis.ClusterClient); ok {
+		ranges, err := cc.ClusterSlots(ctx).Result()
+		if err != nil {
+			return 1, []error{fmt.Errorf("dpop: redis cluster slots: %w", err)}
+		}
+		shards = shards[:0]
+		for _, r := range ranges {
+			for i := range s.prefixes {
+				if sl := redisslot.Slot(s.prefixes[i]); sl >= int(r.Start) && sl <= int(r.End) {
+					shards = append(shards, i)
+					break
+				}
+			}
+		}
+	}
+	for _, sh := range shards {
+		if _, err := s.runIn(ctx, sh, scriptCall{scope: "probe"}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return len(shards), errs
+}
+
+// Layout checks the sharded key layout: every key of one call of a shard
+// must share a hash slot (else the cluster refuses the script, CROSSSLOT),
+// and spread is the number of distinct slots the shards use (1 when the
+// prefix carries a hash tag of its own, which puts every key on one
+// primary). On a single server there are no slots: 1, nil.
+func (s *RedisState) Layout() (spread int, err error) {
+	if len(s.prefixes) == 1 {
+		return 1, nil
+	}
+	slots := map[int]bool{}
+	for i := range s.prefixes {
+		keys := s.Keys(i)
+		first := redisslot.Slot(keys[0])
+		for _, k := range keys[1:] {
+			if sl := redisslot.Slot(k); sl != first {
+				return 0, fmt.Errorf("the keys of one DPoP state call hash to different cluster slots (%q: %d, %q: %d)", keys[0], first, k, sl)
+			}
+		}
+		slots[first] = true
+	}
+	return len(slots), nil
 }

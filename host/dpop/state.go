@@ -95,6 +95,10 @@ type StateCheck struct {
 	// ReplayScope is who the entry counts against (the client's tenant and
 	// id): a memory store refuses a scope over its quota alone.
 	ReplayScope string
+	// Route is the proof key's thumbprint: a sharded store (RedisState on
+	// a Redis Cluster) keeps the call's keys in its shard, so that every
+	// replay of a proof meets its first use.
+	Route string
 	// NonceRequired: validate Nonce in NonceScope and issue the next nonce.
 	NonceRequired bool
 	// IssueNonce: issue the next nonce for NonceScope even when the nonce

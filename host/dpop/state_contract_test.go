@@ -4,11 +4,15 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"stellaops.org/authority/internal/testenv"
 )
 
 // Interface conformance.
@@ -116,10 +120,33 @@ func redisBackend() backend {
 	}
 }
 
+// clusterBackend is the contract on a three-primary Redis Cluster of the
+// test's own: RedisState shards its keys there (ClusterShards), and each
+// node of the pair has its own cluster client.
+func clusterBackend(t *testing.T) backend {
+	cl := testenv.StartRedisCluster(t, 3)
+	var n atomic.Int64
+	prefix := func() string { return fmt.Sprintf("dpoptest:%d:", n.Add(1)) }
+	return backend{
+		name: "redis-cluster",
+		unit: 400 * time.Millisecond,
+		newPair: func(t *testing.T, opts NonceOptions) (State, State) {
+			p := prefix()
+			return NewRedisState(cl.Client(t), p, opts), NewRedisState(cl.Client(t), p, opts)
+		},
+		replay: func(t *testing.T) ReplayCache { return NewRedisReplayCache(cl.Client(t), prefix()) },
+		nonces: func(t *testing.T, opts NonceOptions) (NonceStore, NonceStore) {
+			p := prefix()
+			return NewRedisNonceStore(cl.Client(t), p, opts), NewRedisNonceStore(cl.Client(t), p, opts)
+		},
+		advance: time.Sleep,
+	}
+}
+
 func TestStateContract(t *testing.T) {
-	for _, b := range []backend{memoryBackend(), redisBackend()} {
+	for _, b := range []backend{memoryBackend(), redisBackend(), clusterBackend(t)} {
 		t.Run(b.name, func(t *testing.T) {
-			if b.name == "redis" {
+			if b.name != "memory" {
 				t.Parallel()
 			}
 			runContract(t, b)

@@ -302,6 +302,7 @@ func (v *Verifier) Verify(ctx context.Context, r Request) (Result, error) {
 		ReplayKey:     NewReplayKey(key.jkt, normHTU, jti),
 		ReplayTTL:     v.replayTTL(iat, now),
 		ReplayScope:   r.ReplayScope,
+		Route:         key.jkt,
 		NonceRequired: r.NonceRequired,
 		IssueNonce:    r.IssueNonce,
 		NonceScope:    r.NonceScope,
