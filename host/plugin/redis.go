@@ -45,8 +45,10 @@ const redisTrimBatch = 64
 // after the scope (its "#"+hex form when over 512 bytes). The index keys
 // carry a TTL at least as long as their last member's, so a quiet scope
 // leaves nothing behind. A script touches one scope's keys and nothing
-// else; for Redis Cluster put a hash tag in the prefix (for example
-// "{authority}:"), as for the DPoP keys, so that they share a slot.
+// else. On a Redis Cluster (a *redis.ClusterClient) every key of a scope
+// sits under "<prefix>{p<16 hex of SHA-256 of the scope id>}:": one scope's
+// keys share a hash slot, and the scopes, that is the (tenant, plugin)
+// pairs, spread over the slots and so over the primaries.
 //
 // Expiry times come from the Redis server's clock (TIME), like the TTLs of
 // the data keys, so nodes with skewed clocks agree on them.
@@ -173,13 +175,43 @@ var redisKVSetScript = redis.NewScript(kvSetScript)
 // layout above). Every key carries a TTL.
 type RedisCounters struct {
 	client redis.UniversalClient
-	prefix string
+	prefix redisPrefix
 }
 
 // NewRedisCounters returns counters on client under prefix. It is safe for
 // concurrent use.
 func NewRedisCounters(client redis.UniversalClient, prefix string) Counters {
-	return &RedisCounters{client: client, prefix: prefix}
+	return &RedisCounters{client: client, prefix: newRedisPrefix(client, prefix)}
+}
+
+// redisPrefix is the key prefix of a scope: the configured one, with the
+// scope's hash tag on a cluster.
+type redisPrefix struct {
+	base    string
+	cluster bool
+}
+
+func newRedisPrefix(client redis.UniversalClient, prefix string) redisPrefix {
+	_, cluster := client.(*redis.ClusterClient)
+	return redisPrefix{base: prefix, cluster: cluster}
+}
+
+func (p redisPrefix) of(id string) string {
+	if !p.cluster {
+		return p.base
+	}
+	sum := sha256.Sum256([]byte(id))
+	return p.base + "{p" + hex.EncodeToString(sum[:8]) + "}:"
+}
+
+// RedisScopeKeys are the keys the scripts of one scope touch (a counter,
+// its index; a kv value, its index and byte total) under prefix, as laid
+// out on a cluster when cluster is set: what must share a hash slot.
+func RedisScopeKeys(prefix string, cluster bool, scope Scope) []string {
+	id := redisScopeID(scope)
+	p := redisPrefix{base: prefix, cluster: cluster}.of(id)
+	return []string{redisKey(p, "c", "plugin:"+id+":k"), p + "cq:" + id,
+		redisKey(p, "kv", "plugin:"+id+":k"), p + "kvq:" + id, p + "kvb:" + id}
 }
 
 // Incr implements Counters in one round trip.
@@ -217,7 +249,8 @@ func (c *RedisCounters) scriptArgs(id string, scope Scope, op CounterOp) ([]stri
 	if op.Window > 0 {
 		win = ceilMillis(op.Window)
 	}
-	return []string{redisKey(c.prefix, "c", "plugin:"+id+":"+op.Key), c.prefix + "cq:" + id},
+	p := c.prefix.of(id)
+	return []string{redisKey(p, "c", "plugin:"+id+":"+op.Key), p + "cq:" + id},
 		[]any{strconv.FormatInt(op.Delta, 10), strconv.FormatInt(win, 10), redisMember(op.Key),
 			strconv.Itoa(scope.Quota.withDefaults().CounterKeys), strconv.Itoa(redisTrimBatch)}
 }
@@ -251,18 +284,19 @@ func counterReply(res []any, err error) (int64, time.Duration, error) {
 // Get is one GET; Set one script. Values are limited to 64 KiB.
 type RedisKV struct {
 	client redis.UniversalClient
-	prefix string
+	prefix redisPrefix
 }
 
 // NewRedisKV returns a store on client under prefix. It is safe for
 // concurrent use.
 func NewRedisKV(client redis.UniversalClient, prefix string) KV {
-	return &RedisKV{client: client, prefix: prefix}
+	return &RedisKV{client: client, prefix: newRedisPrefix(client, prefix)}
 }
 
 // Get implements KV.
 func (k *RedisKV) Get(ctx context.Context, scope Scope, key string) ([]byte, bool, error) {
-	b, err := k.client.Get(ctx, redisKey(k.prefix, "kv", "plugin:"+redisScopeID(scope)+":"+key)).Bytes()
+	id := redisScopeID(scope)
+	b, err := k.client.Get(ctx, redisKey(k.prefix.of(id), "kv", "plugin:"+id+":"+key)).Bytes()
 	switch {
 	case errors.Is(err, redis.Nil):
 		return nil, false, nil
@@ -282,11 +316,12 @@ func (k *RedisKV) Set(ctx context.Context, scope Scope, key string, val []byte, 
 		return ErrValueTooLarge
 	}
 	id := redisScopeID(scope)
+	p := k.prefix.of(id)
 	q := scope.Quota.withDefaults()
 	// go-redis writes val to the connection before Run returns: nothing
 	// retains the caller's slice.
 	st, err := redisKVSetScript.Run(ctx, k.client,
-		[]string{redisKey(k.prefix, "kv", "plugin:"+id+":"+key), k.prefix + "kvq:" + id, k.prefix + "kvb:" + id},
+		[]string{redisKey(p, "kv", "plugin:"+id+":"+key), p + "kvq:" + id, p + "kvb:" + id},
 		val, strconv.FormatInt(ceilMillis(ttl), 10), redisMember(key), strconv.Itoa(len(key)),
 		strconv.Itoa(q.KVEntries), strconv.FormatInt(q.KVBytes, 10), strconv.Itoa(redisTrimBatch)).Int64()
 	switch {

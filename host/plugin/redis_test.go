@@ -3,6 +3,7 @@ package plugin_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"stellaops.org/authority/host/plugin"
+	"stellaops.org/authority/internal/redisslot"
 	"stellaops.org/authority/internal/testenv"
 )
 
@@ -59,6 +61,53 @@ func TestStateContractRedis(t *testing.T) {
 		func(t *testing.T) plugin.Counters { return plugin.NewRedisCounters(newTestRedis(t), prefix(t)) },
 		func(t *testing.T) plugin.KV { return plugin.NewRedisKV(newTestRedis(t), prefix(t)) },
 		time.Sleep)
+}
+
+// The same contract on a three-primary Redis Cluster of the test's own:
+// every scope's keys share a slot (no CROSSSLOT in the scripts or the
+// batch's pipeline), and scopes spread over the primaries.
+func TestStateContractRedisCluster(t *testing.T) {
+	cl := testenv.StartRedisCluster(t, 3)
+	var prefixes perTest[string]
+	prefix := func(t *testing.T) string {
+		return prefixes.get(t, func() string { return testenv.Prefix("plugin-state") })
+	}
+	runStateContract(t,
+		func(t *testing.T) plugin.Counters { return plugin.NewRedisCounters(cl.Client(t), prefix(t)) },
+		func(t *testing.T) plugin.KV { return plugin.NewRedisKV(cl.Client(t), prefix(t)) },
+		time.Sleep)
+
+	ctx := context.Background()
+	c := plugin.NewRedisCounters(cl.Client(t), "spread:")
+	kv := plugin.NewRedisKV(cl.Client(t), "spread:")
+	for i := range 60 {
+		scope := plugin.Scope{Tenant: fmt.Sprintf("tenant-%d", i), Plugin: "sec3"}
+		ops := []plugin.CounterOp{{Key: "a", Delta: 1, Window: time.Minute}, {Key: "b", Delta: 2, Window: time.Minute}, {Key: "a"}}
+		out := make([]plugin.CounterResult, len(ops))
+		c.(plugin.CounterBatcher).IncrMany(ctx, scope, ops, out)
+		if out[0].Err != nil || out[1].Err != nil || out[2].Err != nil || out[2].Value != 1 || out[1].Value != 2 {
+			t.Fatalf("batch of %s: %+v", scope.Tenant, out)
+		}
+		if err := kv.Set(ctx, scope, "k", []byte("v"), time.Minute); err != nil {
+			t.Fatalf("kv of %s: %v", scope.Tenant, err)
+		}
+		keys := plugin.RedisScopeKeys("spread:", true, scope)
+		for _, k := range keys[1:] {
+			if redisslot.Slot(k) != redisslot.Slot(keys[0]) {
+				t.Fatalf("scope %s: %q and %q in different slots", scope.Tenant, keys[0], k)
+			}
+		}
+	}
+	holding := 0
+	if err := cl.Client(t).ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		n, err := m.DBSize(ctx).Result()
+		if n > 0 {
+			holding++
+		}
+		return err
+	}); err != nil || holding != 3 {
+		t.Fatalf("60 scopes held by %d of 3 primaries (%v)", holding, err)
+	}
 }
 
 // rtScope is the scope of the Redis-specific tests; its keys are
