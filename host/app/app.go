@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/signal"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -193,25 +192,29 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 	a.Store = instrumentedStore{TokenStore: a.Store, kind: cfg.Storage.Tokens, metrics: a.Metrics, tracing: a.Tracing, health: health}
 	checks = append(checks, server.Checker{Name: "token-store", Check: health.check(a.Store.Ping)})
 
+	var redisState *dpop.RedisState
 	if cfg.Security.SenderConstraints.DPoP.Nonce.Store == "redis" || cfg.Plugins.State == "redis" {
-		// A universal client: one address is a single server; several are a
-		// Redis Cluster (give storage.redis.keyPrefix a hash tag then).
-		rc := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: strings.Split(cfg.Storage.Redis.Addr, ","),
-			Password: cfg.Storage.Redis.Password, DB: cfg.Storage.Redis.DB})
+		// One address is a single server, or a node of a Redis Cluster;
+		// several are a cluster (openRedis).
+		rc, err := openRedis(ctx, cfg, log)
+		if err != nil {
+			return nil, err
+		}
 		a.redis = rc
 		a.closers = append(a.closers, rc.Close)
-		checks = append(checks, server.Checker{Name: "redis", Check: func(ctx context.Context) error { return rc.Ping(ctx).Err() }})
-		if cfg.Security.SenderConstraints.DPoP.Nonce.Store == "redis" {
+		if d := cfg.Security.SenderConstraints.DPoP; d.Nonce.Store == "redis" {
+			redisState = dpop.NewRedisState(rc, cfg.Storage.Redis.KeyPrefix+"dpop:", dpop.NonceOptions{TTL: d.Nonce.TTL.D(), SingleUse: d.Nonce.SingleUse})
 			checkRedisReplayDurability(ctx, rc, log)
 		}
+		checks = append(checks, server.Checker{Name: "redis", Check: redisCheck(rc, redisState)})
 	}
 
 	var verifier *dpop.Verifier
 	if d := cfg.Security.SenderConstraints.DPoP; d.Enabled {
 		nopts := dpop.NonceOptions{TTL: d.Nonce.TTL.D(), SingleUse: d.Nonce.SingleUse}
 		var state dpop.State
-		if d.Nonce.Store == "redis" {
-			state = dpop.NewRedisState(a.redis, cfg.Storage.Redis.KeyPrefix+"dpop:", nopts)
+		if redisState != nil {
+			state = redisState
 		} else {
 			state = dpop.NewMemoryState(dpop.MemoryOptions{Nonce: nopts, Now: o.Now})
 		}

@@ -26,6 +26,7 @@ import (
 	"stellaops.org/authority/host/app"
 	"stellaops.org/authority/host/audit"
 	"stellaops.org/authority/host/config"
+	"stellaops.org/authority/host/dpop"
 	"stellaops.org/authority/host/mtls"
 	"stellaops.org/authority/host/mtls/mtlstest"
 	"stellaops.org/authority/internal/testenv"
@@ -509,11 +510,22 @@ func header(t *testing.T, tok string) map[string]any {
 // prefix, unless an epoch is already there.
 func markRedisStateClean(t testing.TB, addr, prefix string) {
 	t.Helper()
-	rc := redis.NewClient(&redis.Options{Addr: addr})
-	defer rc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := rc.SetNX(ctx, prefix+"dpop:e", "0", 0).Err(); err != nil {
-		t.Fatal(err)
+	if !strings.Contains(addr, ",") {
+		rc := redis.NewClient(&redis.Options{Addr: addr})
+		defer rc.Close()
+		if err := rc.SetNX(ctx, prefix+"dpop:e", "0", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	// A cluster: every shard has its own epoch.
+	rc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(addr, ",")})
+	defer rc.Close()
+	for _, p := range dpop.ShardPrefixes(prefix + "dpop:") {
+		if err := rc.SetNX(ctx, p+"e", "0", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
