@@ -3,6 +3,8 @@ package app_test
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -184,3 +186,85 @@ func TestRedisClusterPrimaryKilledMidLoad(t *testing.T) {
 }
 
 func newNodeClient(addr string) *redis.Client { return redis.NewClient(&redis.Options{Addr: addr}) }
+
+// BenchmarkDPoPTokenRedis is DPoP-bound token throughput (nonce required,
+// 64 client keys, 16 requests in flight, proofs made before the timer)
+// with the DPoP state on one Redis and on a three-primary Redis Cluster of
+// the benchmark's own, on the same two cores. Per token: redis-calls, the
+// commands clients sent (EVALSHA, EVAL, anything else), and redis-cmds,
+// every command the servers ran, those inside the state script included
+// (INFO commandstats over the run):
+//
+//	go test ./host/app -run '^$' -bench DPoPTokenRedis -benchtime 3s -count 3
+func BenchmarkDPoPTokenRedis(b *testing.B) {
+	cluster := testenv.StartRedisCluster(b, 3)
+	for _, kind := range []string{"single", "cluster3"} {
+		b.Run(kind, func(b *testing.B) {
+			addrs := []string{testenv.RedisAddr(b)}
+			if kind == "cluster3" {
+				addrs = strings.Split(cluster.Addrs(), ",")
+			}
+			e := newEnv(b, envOptions{quiet: true, redis: strings.Join(addrs, ","), redisPfx: testenv.Prefix("bench-" + kind)})
+			h := e.a.Server.Handler()
+			htu := e.cfg.Issuer + "/token"
+			const clients = 64
+			keys := make([]*dpopKey, clients)
+			nonces := make([]string, clients)
+			for i := range keys {
+				keys[i] = newDPoPKey(b)
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, tokenRequest("demo-dpop", keys[i].proof(b, proofOpts{htu: htu, iat: e.clock.Now()})))
+				if nonces[i] = w.Header().Get("DPoP-Nonce"); nonces[i] == "" {
+					b.Fatalf("no nonce: %d %s", w.Code, w.Body.String())
+				}
+			}
+			proofs := make(chan string, b.N)
+			for i := 0; i < b.N; i++ {
+				proofs <- keys[i%clients].proof(b, proofOpts{htu: htu, iat: e.clock.Now(), nonce: nonces[i%clients]})
+			}
+			close(proofs)
+			// commandstats lines: cmdstat_evalsha:calls=12,usec=...
+			ops := func() (calls, cmds int64) {
+				for _, a := range addrs {
+					c := newNodeClient(a)
+					info, _ := c.Info(context.Background(), "commandstats").Result()
+					c.Close()
+					for _, l := range strings.Split(info, "\n") {
+						name, rest, ok := strings.Cut(strings.TrimSpace(l), ":calls=")
+						if !ok {
+							continue
+						}
+						v, _, _ := strings.Cut(rest, ",")
+						n, _ := strconv.ParseInt(v, 10, 64)
+						cmds += n
+						if name == "cmdstat_evalsha" || name == "cmdstat_eval" {
+							calls += n
+						}
+					}
+				}
+				return calls, cmds
+			}
+			calls0, cmds0 := ops()
+			b.SetParallelism(8)
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					w := httptest.NewRecorder()
+					h.ServeHTTP(w, tokenRequest("demo-dpop", <-proofs))
+					if w.Code != 200 {
+						b.Errorf("status %d: %s", w.Code, w.Body.String())
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "tokens/s")
+			b.StopTimer()
+			calls1, cmds1 := ops()
+			// Script calls are counted twice in cmds (as EVALSHA and as
+			// the commands they run): once as a call, once per inner command.
+			b.ReportMetric(float64(calls1-calls0)/float64(b.N), "redis-calls/token")
+			b.ReportMetric(float64((cmds1-cmds0)-(calls1-calls0))/float64(b.N), "redis-cmds/token")
+		})
+	}
+}
