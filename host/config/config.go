@@ -308,9 +308,10 @@ type Postgres struct {
 
 // Redis is a shared Redis connection (nonces, replay cache, counters).
 type Redis struct {
-	// Addr is host:port, or a comma-separated list of a Redis Cluster's
-	// nodes (then put a hash tag such as "{authority}:" in KeyPrefix);
-	// overridden by AUTHORITY_REDIS_ADDR.
+	// Addr is host:port of a server or of a Redis Cluster node, or a
+	// comma-separated list of a cluster's nodes (the host tags keys per
+	// shard on a cluster: no braces in KeyPrefix); overridden by
+	// AUTHORITY_REDIS_ADDR.
 	Addr string `yaml:"addr"`
 	// Password; overridden by AUTHORITY_REDIS_PASSWORD.
 	Password  string `yaml:"password"`
