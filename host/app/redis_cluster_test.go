@@ -45,15 +45,7 @@ func TestRedisClusterTwoNodes(t *testing.T) {
 			t.Fatalf("client %d: replay: %d %s", i, r.status, r.raw)
 		}
 	}
-	holding := 0
-	for _, n := range cl.Nodes {
-		c := newNodeClient(n.Addr)
-		if size, _ := c.DBSize(context.Background()).Result(); size > 0 {
-			holding++
-		}
-		c.Close()
-	}
-	if holding != 3 {
+	if holding := cl.PrimariesHolding(t); holding != 3 {
 		t.Fatalf("30 clients' DPoP state held by %d of 3 primaries", holding)
 	}
 	if r := a.do("/readyz", reqOpts{method: http.MethodGet}); r.status != 200 || strings.Contains(r.raw, "redis") && strings.Contains(r.raw, "failed") {

@@ -83,3 +83,22 @@ func (c *RedisCluster) Client(tb testing.TB) *redis.ClusterClient {
 	tb.Cleanup(func() { _ = cl.Close() })
 	return cl
 }
+
+// PrimariesHolding is how many of the cluster's primaries hold at least
+// one key: a layout that spreads puts keys on all of them.
+func (c *RedisCluster) PrimariesHolding(tb testing.TB) int {
+	tb.Helper()
+	n := 0
+	for _, node := range c.Nodes {
+		cl := redis.NewClient(&redis.Options{Addr: node.Addr})
+		size, err := cl.DBSize(context.Background()).Result()
+		cl.Close()
+		if err != nil {
+			tb.Fatalf("DBSIZE %s: %v", node.Addr, err)
+		}
+		if size > 0 {
+			n++
+		}
+	}
+	return n
+}
