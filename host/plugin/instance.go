@@ -8,6 +8,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 
 	"stellaops.org/authority/abi"
@@ -174,7 +175,8 @@ func newInstance(p *pool) (*instance, error) {
 	inst.cc.arm(p.opts.InitTimeout)
 	defer inst.cc.disarm()
 	ctx := &inst.cc
-	mod, err := p.mod.eng.rt.InstantiateModule(ctx, p.mod.compiled, wazero.NewModuleConfig().WithName("").WithStartFunctions())
+	mod, err := p.mod.eng.rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, linearMemory), p.mod.compiled,
+		wazero.NewModuleConfig().WithName("").WithStartFunctions())
 	if err != nil {
 		// A start function that traps on an empty budget and one that traps
 		// on its own look alike from here (the instance is gone): say both.

@@ -465,8 +465,10 @@ func (m *module) scan(b *body, params uint32, opts Options) ([]ins, *scopes, err
 					err = zeroByte(r)
 				}
 				in.kind = kBulkBytes
+				m.dataIndexed = true
 			case sub == 9 || sub == 13: // data.drop, elem.drop
 				_, err = r.u32()
+				m.dataIndexed = m.dataIndexed || sub == 9
 			case sub == 10: // memory.copy 0 0
 				if err = zeroByte(r); err == nil {
 					err = zeroByte(r)

@@ -37,8 +37,8 @@ import "fmt"
 
 // Version identifies the rewriting scheme; it changes whenever the output
 // for a given input changes, so compiled code cached under one version is
-// never reused under another.
-const Version = 1
+// never reused under another. 2: data segments coalesced.
+const Version = 2
 
 // Reserved export names. Input modules may not export anything starting
 // with ReservedPrefix.

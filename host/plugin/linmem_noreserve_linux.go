@@ -1,0 +1,5 @@
+package plugin
+
+import "syscall"
+
+const mapNoReserve = syscall.MAP_NORESERVE

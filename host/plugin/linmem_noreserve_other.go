@@ -1,0 +1,5 @@
+//go:build darwin || freebsd
+
+package plugin
+
+const mapNoReserve = 0
