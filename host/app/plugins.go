@@ -74,6 +74,7 @@ func buildPlugins(ctx context.Context, cfg *config.Config, log *slog.Logger, now
 		CacheDir:            config.ResolvePath(cfg.Plugins.CacheDir),
 		CacheKeyFile:        config.ResolvePath(cfg.Plugins.CacheKeyFile),
 		EventQueueSize:      cfg.Plugins.EventQueueSize,
+		MaxInstances:        cfg.Plugins.MaxInstances,
 		BreakerThreshold:    cfg.Plugins.BreakerThreshold,
 		BreakerCooldown:     cfg.Plugins.BreakerCooldown.D(),
 		AuditRecordsPerCall: cfg.Plugins.Audit.RecordsPerCall,
@@ -84,10 +85,10 @@ func buildPlugins(ctx context.Context, cfg *config.Config, log *slog.Logger, now
 	if err != nil {
 		return nil, fmt.Errorf("plugins: %w", err)
 	}
-	if err := mgr.Warm(ctx); err != nil {
-		_ = mgr.Close(context.Background())
-		return nil, fmt.Errorf("plugins: %w", err)
-	}
+	// No instance per (tenant, plugin) at start: NewManager checked every
+	// distinct module with one instance, and a tenant's instances start on
+	// its first request (about 3 ms for a Go guest), within the node's
+	// budget (plugins.maxInstances).
 	for t, ss := range specs {
 		for _, s := range ss {
 			m.PreparePlugin(t, s.Name, s.Hooks)

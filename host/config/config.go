@@ -140,6 +140,11 @@ type Plugins struct {
 	// EventQueueSize bounds each tenant's telemetry queue; overflow is
 	// dropped and counted, never blocking a request.
 	EventQueueSize int `yaml:"eventQueueSize"`
+	// MaxInstances is the node's instance budget across every tenant and
+	// plugin: instances are created on first use, the least recently used
+	// idle one is closed to make room, and a call that finds every
+	// instance busy takes its plugin's failure mode.
+	MaxInstances int `yaml:"maxInstances"`
 	// BreakerThreshold consecutive failures open a plugin's circuit for
 	// BreakerCooldown.
 	BreakerThreshold int      `yaml:"breakerThreshold"`
@@ -587,7 +592,7 @@ func Default() *Config {
 			},
 		}},
 		Logging: Logging{Level: "info"},
-		Plugins: Plugins{CacheDir: "var/plugin-cache", State: "memory", EventQueueSize: 1024, BreakerThreshold: 5,
+		Plugins: Plugins{CacheDir: "var/plugin-cache", State: "memory", EventQueueSize: 1024, MaxInstances: 512, BreakerThreshold: 5,
 			BreakerCooldown: Duration(30 * time.Second),
 			Audit:           PluginAudit{RecordsPerCall: 8, BytesPerCall: 16 << 10, Rate: 10, Burst: 50}},
 		Audit: Audit{Sink: "auto", OnFailure: "continue", Retention: Duration(365 * 24 * time.Hour),

@@ -275,6 +275,9 @@ func (c *Config) Validate() error {
 	if c.Plugins.EventQueueSize < 1 {
 		bad("plugins.eventQueueSize", "must be >= 1")
 	}
+	if c.Plugins.MaxInstances < 1 || c.Plugins.MaxInstances > 1_000_000 {
+		bad("plugins.maxInstances", "must be from 1 to 1000000")
+	}
 	if c.Plugins.BreakerThreshold < 1 {
 		bad("plugins.breakerThreshold", "must be >= 1")
 	}

@@ -29,6 +29,7 @@ const (
 	KindPoolBusy    FailureKind = "pool_busy"    // no instance within CallTimeout
 	KindGuestError  FailureKind = "guest_error"  // guest reported an error status
 	KindClosed      FailureKind = "closed"       // manager closed
+	KindBudget      FailureKind = "budget"       // node instance budget used up by busy instances
 )
 
 // Failure is the error of one failed plugin call.
@@ -134,6 +135,9 @@ type instance struct {
 	budget, used int64
 	// lastUsed is when the instance went back to the pool.
 	lastUsed time.Time
+	// budgeted: the instance holds a slot of the node's budget, released
+	// by close.
+	budgeted bool
 	// audits counts audit_emit calls in the current hook call (reset at
 	// its start); auditBytes their bytes, reset by audit_emit when audits
 	// is 0.
@@ -167,6 +171,12 @@ var errBudget = errors.New("work budget exhausted")
 
 func newInstance(p *pool) (*instance, error) {
 	inst := &instance{p: p}
+	if b := p.budget; b != nil {
+		if !b.acquire() {
+			return nil, errBudgetExhausted
+		}
+		inst.budgeted = true
+	}
 	inst.cc.inst = inst
 	// The start function (if any) runs inside InstantiateModule on the fuel
 	// global's initial value, which the rewriter set to the init budget;
@@ -223,6 +233,10 @@ func (inst *instance) close() {
 	inst.cc.disarm()
 	if inst.mod != nil {
 		_ = inst.mod.Close(context.Background())
+	}
+	if inst.budgeted {
+		inst.budgeted = false
+		inst.p.budget.release()
 	}
 }
 

@@ -31,6 +31,9 @@ type Manager struct {
 	// drained: workers then drop (and count) what is left.
 	abort   chan struct{}
 	workers sync.WaitGroup
+	// budget is the node's instance budget (RuntimeOptions.MaxInstances;
+	// nil: none).
+	budget *budget
 	bg      sync.WaitGroup // background instantiations
 }
 
@@ -82,7 +85,8 @@ func NewManager(ctx context.Context, opts RuntimeOptions, tenantSpecs map[string
 	if err != nil {
 		return nil, err
 	}
-	m := &Manager{rt: rt, deps: deps, opts: rt.Options(), tenants: map[string]*tenantChain{}, stop: make(chan struct{}), abort: make(chan struct{})}
+	m := &Manager{rt: rt, deps: deps, opts: rt.Options(), tenants: map[string]*tenantChain{}, stop: make(chan struct{}), abort: make(chan struct{}),
+		budget: newBudget(opts.MaxInstances)}
 	m.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
 	fail := func(err error) (*Manager, error) {
 		m.closePools()
@@ -117,6 +121,10 @@ func NewManager(ctx context.Context, opts RuntimeOptions, tenantSpecs map[string
 			p, err := newPool(t, s, mod, &m.deps, &m.opts, &m.bg)
 			if err != nil {
 				return fail(fmt.Errorf("tenant %q: plugin %q: %w", t, s.Name, err))
+			}
+			if m.budget != nil {
+				p.budget = m.budget
+				m.budget.pools = append(m.budget.pools, p)
 			}
 			c.all = append(c.all, p)
 			for _, h := range s.Hooks {
@@ -465,6 +473,16 @@ type Health struct {
 	// Degraded is true when any breaker is not closed.
 	Degraded bool
 	Plugins  []PluginHealth
+	// Budget is the node's instance budget (zero without one).
+	Budget BudgetHealth
+}
+
+// BudgetHealth is the node's instance budget: Max slots, Live taken,
+// Evictions of idle instances to make room, Refusals of new instances when
+// every live one was busy.
+type BudgetHealth struct {
+	Max, Live           int
+	Evictions, Refusals uint64
 }
 
 // PluginHealth describes one plugin of one tenant. Counters are totals
@@ -505,6 +523,9 @@ type PluginHealth struct {
 // order.
 func (m *Manager) Health() Health {
 	h := Health{Ready: !m.closed.Load()}
+	if b := m.budget; b != nil {
+		h.Budget = BudgetHealth{Max: b.max, Live: b.Live(), Evictions: b.evictions.Load(), Refusals: b.refusals.Load()}
+	}
 	names := make([]string, 0, len(m.tenants))
 	for t := range m.tenants {
 		names = append(names, t)
@@ -590,7 +611,57 @@ func (m *Manager) closeNow(cause error) error {
 		}
 	}
 	m.closePools()
+	// Closing the runtime unmaps every instance's linear memory (see
+	// mmapMemory): a call still running would then write to unmapped
+	// memory. Every call ends by its deadline, so wait that long for the
+	// calls, event workers and background instantiations still running;
+	// past it (a bug), leave the runtime open rather than crash.
+	if !m.waitIdle(m.longestCall() + time.Second) {
+		m.deps.Logger.Warn("authority.plugin.close.incomplete", "why", "plugin calls outlived their deadline: the runtime is left open")
+		return errors.Join(cause, errors.New("plugin: calls still running after their deadline; runtime left open"))
+	}
 	return errors.Join(cause, m.rt.Close(context.Background()))
+}
+
+// waitIdle waits up to d for the event workers, the calls in flight and
+// the background instantiations to finish; false if they did not.
+func (m *Manager) waitIdle(d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { m.workers.Wait(); m.bg.Wait(); close(done) }()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	workersDone := false
+	for {
+		if !workersDone {
+			select {
+			case <-done:
+				workersDone = true
+			default:
+			}
+		}
+		if workersDone && m.inflight.Load() == 0 {
+			return true
+		}
+		select {
+		case <-deadline.C:
+			return false
+		case <-tick.C:
+		}
+	}
+}
+
+// longestCall is the longest a guest call may run: the largest call or
+// init timeout of any plugin.
+func (m *Manager) longestCall() time.Duration {
+	d := m.opts.InitTimeout
+	for _, c := range m.tenants {
+		for _, p := range c.all {
+			d = max(d, p.spec.Limits.CallTimeout)
+		}
+	}
+	return d
 }
 
 func (m *Manager) closePools() {
@@ -609,6 +680,8 @@ func (m *Manager) EmitSync(ctx context.Context, tenant string, ev abi.Event) err
 	if c == nil || len(c.events) == 0 {
 		return nil
 	}
+	m.inflight.Add(1)
+	defer m.inflight.Add(-1)
 	ev.Tenant = tenant
 	buf := abi.AppendEvent(nil, &ev)
 	var clockless []byte

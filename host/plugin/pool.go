@@ -44,6 +44,8 @@ type pool struct {
 
 	// bg tracks background instantiations (the manager waits for them).
 	bg *sync.WaitGroup
+	// budget is the node's instance budget (nil: none).
+	budget *budget
 
 	// metricNames are the metric_add names seen, at most maxMetricNames.
 	metricMu    sync.Mutex
@@ -118,6 +120,10 @@ func (p *pool) get(ctx context.Context) (*instance, FailureKind, error) {
 			p.live++
 			p.mu.Unlock()
 			inst, err := newInstance(p)
+			if errors.Is(err, errBudgetExhausted) {
+				p.release()
+				return nil, KindBudget, err
+			}
 			if err != nil {
 				p.stats.instFailures.Add(1)
 				p.release()
@@ -197,6 +203,10 @@ func (p *pool) replenish() {
 		p.mu.Lock()
 		p.replenishing = false
 		p.mu.Unlock()
+		if errors.Is(err, errBudgetExhausted) {
+			p.release() // no room on the node: the next request asks again
+			return
+		}
 		if err != nil {
 			// Nobody waits for this instance: count and log the reason here
 			// (a caller's own failed instantiation is logged by the caller).
@@ -509,10 +519,11 @@ func (b *breaker) success() {
 	b.mu.Unlock()
 }
 
-// record counts a failure of kind. Overload (pool busy) and shutdown say
-// nothing about the plugin: they only release a half-open trial.
+// record counts a failure of kind. Overload (pool busy, the node's budget
+// used up) and shutdown say nothing about the plugin: they only release a
+// half-open trial.
 func (b *breaker) record(kind FailureKind, now time.Time) {
-	if kind == KindPoolBusy || kind == KindClosed {
+	if kind == KindPoolBusy || kind == KindBudget || kind == KindClosed {
 		b.mu.Lock()
 		b.trial = false
 		b.mu.Unlock()

@@ -50,6 +50,9 @@ type RuntimeOptions struct {
 	// EventQueueSize is the per-tenant telemetry queue length; events
 	// beyond it are dropped and counted. Default 1024.
 	EventQueueSize int
+	// MaxInstances is the node's instance budget across every tenant and
+	// plugin (see budget): 0 means no budget beyond each pool's PoolSize.
+	MaxInstances int
 	// BreakerThreshold is the number of consecutive failures that opens a
 	// plugin's circuit breaker. Default 5.
 	BreakerThreshold int

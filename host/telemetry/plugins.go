@@ -146,7 +146,7 @@ func (m *Metrics) ObservePlugins(states func() []PluginState) error {
 }
 
 // PluginFailureReasons are the reason values of authority_plugin_failures_total.
-var PluginFailureReasons = []string{"timeout", "trap", "output", "instantiate", "breaker_open", "pool_busy", "guest_error", "closed"}
+var PluginFailureReasons = []string{"timeout", "trap", "output", "instantiate", "breaker_open", "pool_busy", "guest_error", "closed", "budget"}
 
 // PreparePlugin exports a configured plugin's call and failure counters at
 // 0 for each hook (and reason), so rate() sees the first failure.
