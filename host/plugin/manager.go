@@ -34,7 +34,7 @@ type Manager struct {
 	// budget is the node's instance budget (RuntimeOptions.MaxInstances;
 	// nil: none).
 	budget *budget
-	bg      sync.WaitGroup // background instantiations
+	bg     sync.WaitGroup // background instantiations
 }
 
 type tenantChain struct {
