@@ -155,6 +155,10 @@ type Runtime struct {
 	engines map[uint32]*engine
 	modules map[moduleKey]*Module
 	closed  bool
+
+	// sigs caches signature verdicts by path and digest (signatureOf).
+	sigMu sync.Mutex
+	sigs  map[string]error
 }
 
 type engine struct {
@@ -276,10 +280,10 @@ func (r *Runtime) Load(ctx context.Context, spec Spec, b []byte, digest string) 
 	if got := digest; got != spec.SHA256 {
 		return nil, fmt.Errorf("plugin %q: module %s: sha256 mismatch: configured %s, file has %s", spec.Name, spec.Path, spec.SHA256, got)
 	}
-	if err := r.checkSignature(spec, b); err != nil {
+	if err := r.checkSignature(spec, b, digest); err != nil {
 		return nil, err
 	}
-	m, err := r.Compile(ctx, b, spec.Limits.MemoryPages)
+	m, err := r.compile(ctx, b, digest, spec.Limits.MemoryPages)
 	if err != nil {
 		return nil, fmt.Errorf("plugin %q: module %s: %w", spec.Name, spec.Path, err)
 	}
@@ -294,10 +298,17 @@ func (r *Runtime) Load(ctx context.Context, spec Spec, b []byte, digest string) 
 // is one the host could ever provide. Compiling the same bytes twice
 // returns the same Module.
 func (r *Runtime) Compile(ctx context.Context, wasm []byte, memoryPages uint32) (*Module, error) {
+	return r.compile(ctx, wasm, Digest(wasm), memoryPages)
+}
+
+// compile is Compile for bytes whose digest the caller has: a module that
+// a thousand tenants load is hashed once, not a thousand times (hashing
+// 4 MB costs about as much as finding the compiled module).
+func (r *Runtime) compile(ctx context.Context, wasm []byte, digest string, memoryPages uint32) (*Module, error) {
 	if memoryPages == 0 {
 		memoryPages = DefaultLimits().MemoryPages
 	}
-	key := moduleKey{sha: Digest(wasm), pages: memoryPages}
+	key := moduleKey{sha: digest, pages: memoryPages}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {

@@ -78,8 +78,8 @@ func CheckSignatureFile(wasmPath string, wasm []byte, keys []ed25519.PublicKey) 
 }
 
 // checkSignature applies the signature rules of a Spec at load.
-func (r *Runtime) checkSignature(spec Spec, b []byte) error {
-	_, err := CheckSignatureFile(spec.Path, b, r.opts.GuildKeys)
+func (r *Runtime) checkSignature(spec Spec, b []byte, digest string) error {
+	err := r.signatureOf(spec.Path, b, digest)
 	switch {
 	case err == nil:
 		return nil
@@ -171,3 +171,25 @@ func MarshalPrivateKeyPEM(priv ed25519.PrivateKey) ([]byte, error) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
+
+// signatureOf is CheckSignatureFile's verdict on path, checked once per
+// path and module digest for the runtime's life (a module a thousand
+// tenants load is verified once: Ed25519 hashes the whole module).
+func (r *Runtime) signatureOf(path string, b []byte, digest string) error {
+	key := path + "\x00" + digest
+	r.sigMu.Lock()
+	err, ok := r.sigs[key]
+	r.sigMu.Unlock()
+	if ok {
+		return err
+	}
+	_, err = CheckSignatureFile(path, b, r.opts.GuildKeys)
+	r.sigMu.Lock()
+	if r.sigs == nil {
+		r.sigs = map[string]error{}
+	}
+	r.sigs[key] = err
+	r.sigMu.Unlock()
+	return err
+}
+
