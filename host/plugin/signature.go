@@ -192,4 +192,3 @@ func (r *Runtime) signatureOf(path string, b []byte, digest string) error {
 	r.sigMu.Unlock()
 	return err
 }
-
