@@ -28,3 +28,23 @@ func (c *MemoryCounters) Usage(scope Scope) (int, int64) { return c.s.usage(scop
 // Usage returns the entries and bytes scope holds in k, expired or not yet
 // reaped.
 func (k *MemoryKV) Usage(scope Scope) (int, int64) { return k.s.usage(scope) }
+
+// NewTestInstanceMemory is NewTestInstance returning the instance's
+// memory, for tests of its contents.
+func (m *Manager) NewTestInstanceMemory(tenant string) (func(), func(off uint32, n uint32) ([]byte, bool), func(off uint32, b []byte) bool, error) {
+	p := m.tenants[tenant].all[0]
+	inst, err := newInstance(p)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return inst.close, inst.mem.Read, inst.mem.Write, nil
+}
+
+// DataImage is the module's extracted data image of tenant's first plugin
+// (nil when the segments stayed in the module).
+func (m *Manager) DataImage(tenant string) []byte {
+	if img := m.tenants[tenant].all[0].mod.image; img != nil {
+		return img.data
+	}
+	return nil
+}

@@ -185,7 +185,7 @@ func newInstance(p *pool) (*instance, error) {
 	inst.cc.arm(p.opts.InitTimeout)
 	defer inst.cc.disarm()
 	ctx := &inst.cc
-	mod, err := p.mod.eng.rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, linearMemory), p.mod.compiled,
+	mod, err := p.mod.eng.rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, p.mod.alloc), p.mod.compiled,
 		wazero.NewModuleConfig().WithName("").WithStartFunctions())
 	if err != nil {
 		// A start function that traps on an empty budget and one that traps

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 
 	"stellaops.org/authority/host/plugin/meter"
 )
@@ -159,6 +160,8 @@ type Runtime struct {
 	// sigs caches signature verdicts by path and digest (signatureOf).
 	sigMu sync.Mutex
 	sigs  map[string]error
+	// images are the modules' memory images, closed with the runtime.
+	images []*memImage
 }
 
 type engine struct {
@@ -240,6 +243,11 @@ type Module struct {
 	hasDecide  bool
 	hasEvent   bool
 	imports    [][2]string
+	// image is the module's initial memory when the rewriter took the
+	// data segments out (nil otherwise); alloc builds every instance's
+	// memory from it.
+	image *memImage
+	alloc experimental.MemoryAllocator
 }
 
 // ABIError reports a module that does not follow the ABI (or does not
@@ -322,9 +330,21 @@ func (r *Runtime) compile(ctx context.Context, wasm []byte, digest string, memor
 		return nil, err
 	}
 	mopts := r.meterOptions()
+	mopts.ExtractData = extractData
 	rw, err := meter.Rewrite(wasm, mopts)
 	if err != nil {
 		return nil, &ABIError{SHA256: key.sha, Reason: "refused by the metering pass: " + err.Error()}
+	}
+	var img *memImage
+	if rw.Data != nil {
+		if img, err = newMemImage(rw.Data); err != nil {
+			// No image to map: keep the segments in the module.
+			r.opts.Logger.Warn("authority.plugin.image.unavailable", "sha256", key.sha, "error", err.Error())
+			mopts.ExtractData = false
+			if rw, err = meter.Rewrite(wasm, mopts); err != nil {
+				return nil, &ABIError{SHA256: key.sha, Reason: "refused by the metering pass: " + err.Error()}
+			}
+		}
 	}
 	tag := Digest(rw.Wasm)
 	if r.disk != nil {
@@ -332,16 +352,23 @@ func (r *Runtime) compile(ctx context.Context, wasm []byte, digest string, memor
 	}
 	cm, err := e.rt.CompileModule(ctx, rw.Wasm)
 	if err != nil {
+		img.close()
 		return nil, &ABIError{SHA256: key.sha, Reason: "compile: " + err.Error()}
 	}
 	if r.disk != nil {
 		r.disk.after(tag)
 	}
 	m, err := newModule(key.sha, len(wasm), cm, e)
+	if err == nil && img != nil && uint64(len(img.data)) > uint64(m.MinPages)*65536 {
+		err = &ABIError{SHA256: key.sha, Reason: fmt.Sprintf("data segments end at byte %d, beyond the %d initial memory pages", len(img.data), m.MinPages)}
+	}
 	if err != nil {
+		img.close()
 		_ = cm.Close(ctx)
 		return nil, err
 	}
+	m.image, m.alloc = img, memoryFor(img)
+	r.images = append(r.images, img)
 	m.Tables = rw.Tables
 	m.unitsPerMs = r.opts.UnitsPerMillisecond
 	m.initBudget = mopts.StartFuel
@@ -487,6 +514,9 @@ func (r *Runtime) Close(ctx context.Context) error {
 	errs = append(errs, r.cache.Close(ctx))
 	if r.disk != nil {
 		errs = append(errs, r.disk.close())
+	}
+	for _, img := range r.images {
+		img.close()
 	}
 	return errors.Join(errs...)
 }

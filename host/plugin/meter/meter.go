@@ -37,8 +37,9 @@ import "fmt"
 
 // Version identifies the rewriting scheme; it changes whenever the output
 // for a given input changes, so compiled code cached under one version is
-// never reused under another. 2: data segments coalesced.
-const Version = 2
+// never reused under another. 2: data segments coalesced. 3: optionally
+// extracted (Options.ExtractData).
+const Version = 3
 
 // Reserved export names. Input modules may not export anything starting
 // with ReservedPrefix.
@@ -84,6 +85,12 @@ type Options struct {
 	// StartFuel is the initial value of the fuel global: the budget of the
 	// module's start function, which runs before the host can set it.
 	StartFuel int64
+	// ExtractData moves the data segments out of the module into
+	// Result.Data, when they can be (every segment active at a constant
+	// offset, none overlapping, none named by the code): the host then
+	// maps that image into each instance's memory copy-on-write instead
+	// of copying the segments in.
+	ExtractData bool
 }
 
 // DefaultOptions are limits that fit any plugin built with the Go or
@@ -122,6 +129,11 @@ type Result struct {
 	Functions, Imports int
 	// ChargePoints is the number of charges injected (entries and loops).
 	ChargePoints int
+	// Data is the module's initial memory from offset 0 to the end of its
+	// last data segment, when Options.ExtractData took the segments out
+	// (nil otherwise): an instance's memory must start as this image
+	// followed by zeros.
+	Data []byte
 }
 
 func (o Options) check() error {

@@ -129,6 +129,13 @@ func Rewrite(wasm []byte, opts Options) (*Result, error) {
 			err = checkElements(s.payload)
 		case secData:
 			if err = checkData(s.payload); err == nil && !m.dataIndexed {
+				if opts.ExtractData {
+					if img, ok := dataImage(s.payload); ok {
+						res.Data = img
+						s.payload = appendU32(nil, 0) // no segments left
+						break
+					}
+				}
 				s.payload = coalesceData(s.payload)
 			}
 		}
@@ -596,6 +603,70 @@ func checkElements(p []byte) error {
 	return nil
 }
 
+// maxDataImage bounds an extracted image (offset 0 to the end of the last
+// segment): a module whose data sits higher keeps its segments.
+const maxDataImage = 64 << 20
+
+// dataImage is the memory the data section p makes, from offset 0 to the
+// end of its last segment, under coalesceData's conditions; false when
+// they do not hold or the image would exceed maxDataImage.
+func dataImage(p []byte) ([]byte, bool) {
+	segs, ok := activeSegments(p)
+	if !ok || len(segs) == 0 {
+		return nil, false
+	}
+	end := uint64(0)
+	for _, sg := range segs {
+		end = max(end, sg.off+uint64(len(sg.data)))
+	}
+	if end > maxDataImage {
+		return nil, false
+	}
+	img := make([]byte, end)
+	written := uint64(0)
+	for _, sg := range segs { // sorted by offset
+		if sg.off < written {
+			return nil, false // overlapping segments: keep them
+		}
+		copy(img[sg.off:], sg.data)
+		written = sg.off + uint64(len(sg.data))
+	}
+	return img, true
+}
+
+type dataSegment struct {
+	off  uint64
+	data []byte
+}
+
+// activeSegments parses a checked data section into its segments sorted by
+// offset; false unless every one is active, in memory 0, at a non-negative
+// i32.const offset.
+func activeSegments(p []byte) ([]dataSegment, bool) {
+	r := &reader{b: p}
+	n, _ := r.u32()
+	segs := make([]dataSegment, 0, n)
+	for i := uint32(0); i < n; i++ {
+		flag, _ := r.u32()
+		op, _ := r.byte()
+		if flag != 0 || op != 0x41 { // active, memory 0, i32.const
+			return nil, false
+		}
+		off, err := r.sleb(5)
+		if err != nil || off < 0 || off > 1<<31-1 {
+			return nil, false
+		}
+		if end, _ := r.byte(); end != 0x0b {
+			return nil, false
+		}
+		c, _ := r.u32()
+		d, _ := r.bytes(c)
+		segs = append(segs, dataSegment{uint64(off), d})
+	}
+	slices.SortStableFunc(segs, func(a, b dataSegment) int { return cmp.Compare(a.off, b.off) })
+	return segs, true
+}
+
 // coalesceGap is the widest gap between two segments that coalesceData
 // fills with zeros to merge them: linear memory starts zeroed, so a wider
 // gap would cost bytes in the binary and a copy per instance for nothing,
@@ -617,29 +688,10 @@ func coalesceData(p []byte) []byte {
 	if n < 2 {
 		return p
 	}
-	type seg struct {
-		off  uint64
-		data []byte
+	segs, ok := activeSegments(p)
+	if !ok {
+		return p
 	}
-	segs := make([]seg, 0, n)
-	for i := uint32(0); i < n; i++ {
-		flag, _ := r.u32()
-		op, _ := r.byte()
-		if flag != 0 || op != 0x41 { // active, memory 0, i32.const
-			return p
-		}
-		off, err := r.sleb(5)
-		if err != nil || off < 0 || off > 1<<31-1 {
-			return p
-		}
-		if end, _ := r.byte(); end != 0x0b {
-			return p
-		}
-		c, _ := r.u32()
-		d, _ := r.bytes(c)
-		segs = append(segs, seg{uint64(off), d})
-	}
-	slices.SortStableFunc(segs, func(a, b seg) int { return cmp.Compare(a.off, b.off) })
 	// Merge runs of segments whose gaps are at most coalesceGap.
 	type run struct {
 		off  uint64
