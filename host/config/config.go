@@ -541,9 +541,14 @@ func Load(path string) (*Config, error) {
 // validating.
 func Parse(raw []byte) (*Config, error) {
 	cfg := Default()
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+	var doc yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(raw)).Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return cfg, nil
+		}
+		return nil, err
+	}
+	if err := decodeNode(&doc, cfg); err != nil {
 		return nil, err
 	}
 	return cfg, nil

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 const minimal = `
@@ -508,5 +509,48 @@ func TestAuditConfigErrorsNameTheKey(t *testing.T) {
 	err := parseValidate(t, minimal+"audit:\n  onFailure: refuse\n")
 	if err == nil || !strings.Contains(err.Error(), "audit.onFailure: refuse needs a durable sink") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// Every decode error names the YAML path and line of the mistake, an
+// unknown key suggests the closest known one, and every mistake of the
+// document is reported at once.
+func TestDecodeErrorsNameTheYAMLPath(t *testing.T) {
+	for _, tc := range []struct {
+		name, doc string
+		want      []string
+	}{
+		{"unknown key with a suggestion", "tokens:\n  accessTokenLifetme: 5m\n",
+			[]string{"tokens.accessTokenLifetme (line 2): unknown key; did you mean accessTokenLifetime?"}},
+		{"unknown key far from any", "tokens:\n  zebra: 1\n", []string{"tokens.zebra (line 2): unknown key"}},
+		{"bad duration", "tokens:\n  accessTokenLifetime: five minutes\n",
+			[]string{`tokens.accessTokenLifetime (line 2): "five minutes" is not a duration`}},
+		{"wrong type", "storage:\n  postgres:\n    maxConns: many\n",
+			[]string{"storage.postgres.maxConns (line 3): cannot unmarshal !!str `many` into int32"}},
+		{"inside a list", "tenants:\n  - id: a\n    clients:\n      - id: c\n        secretDigst: x\n",
+			[]string{"tenants[0].clients[0].secretDigst (line 5): unknown key; did you mean secretDigest?"}},
+		{"plugin limits, two mistakes", "tenants:\n  - id: a\n    plugins:\n      - name: p\n        limits: {poolSiz: 3, callTimeout: soon}\n",
+			[]string{"tenants[0].plugins[0].limits.poolSiz (line 5): unknown key; did you mean poolSize?",
+				"tenants[0].plugins[0].limits.callTimeout (line 5): cannot unmarshal !!str `soon` into time.Duration"}},
+		{"not a mapping", "- a\n", []string{"the document (line 1): cannot unmarshal !!seq"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.doc))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("%v\nlacks %q", err, w)
+				}
+			}
+		})
+	}
+	// What the decoder walks keeps the defaults of what the document does
+	// not set, and a plugin's free-form config decodes as YAML.
+	cfg, err := Parse([]byte("tenants:\n  - id: a\n    plugins:\n      - name: p\n        config: {deny: [x, y], n: 2}\n"))
+	if err != nil || cfg.Tokens.AccessTokenLifetime.D() != 5*time.Minute || len(cfg.Tenants) != 1 ||
+		cfg.Tenants[0].Plugins[0].Config["n"] != 2 || len(cfg.Tenants[0].Plugins[0].Config["deny"].([]any)) != 2 {
+		t.Fatalf("%+v %v", cfg, err)
 	}
 }
