@@ -123,6 +123,10 @@ type Admin struct {
 	// authorizes /admin/reload; empty disables the endpoint.
 	// AUTHORITY_ADMIN_TOKEN (the token itself) overrides it.
 	TokenDigest string `yaml:"tokenDigest"`
+	// PprofAddr, when set, serves Go's profiler (net/http/pprof) on its
+	// own listener at this loopback address (127.0.0.1:6060, [::1]:6060),
+	// never on the public ones; empty (the default) serves nothing.
+	PprofAddr string `yaml:"pprofAddr"`
 }
 
 // Plugins configures the WebAssembly plugin runtime shared by every

@@ -248,6 +248,18 @@ func (c *Config) Validate() error {
 	if c.Admin.TokenDigest != "" && !validDigest(c.Admin.TokenDigest) {
 		bad("admin.tokenDigest", "must be \"sha256:\" followed by 64 hex digits (or set AUTHORITY_ADMIN_TOKEN)")
 	}
+	if a := c.Admin.PprofAddr; a != "" {
+		host, _, err := net.SplitHostPort(a)
+		ip := net.ParseIP(host)
+		switch {
+		case err != nil:
+			bad("admin.pprofAddr", "must be host:port, got %q", a)
+		case ip == nil || !ip.IsLoopback():
+			bad("admin.pprofAddr", "must be a loopback address (127.0.0.1:6060 or [::1]:6060): the profiler shows memory and goroutines, got %q", a)
+		case a == c.Listen.HTTP || a == c.Listen.HTTPS:
+			bad("admin.pprofAddr", "must differ from listen.http and listen.https")
+		}
+	}
 	switch c.Plugins.State {
 	case "memory":
 	case "redis":

@@ -18,6 +18,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"strings"
 	"sync"
@@ -616,6 +617,19 @@ func (s *Server) Serve(ctx context.Context, tlsCert *tls.Certificate) error {
 		servers = append(servers, secure)
 		lns = append(lns, tls.NewListener(tln, secure.TLSConfig))
 	}
+	if a := s.cfg.Admin.PprofAddr; a != "" {
+		pln, err := net.Listen("tcp", a)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return fmt.Errorf("admin.pprofAddr: %w", err)
+		}
+		servers = append(servers, &http.Server{Addr: a, Handler: pprofHandler(), ReadHeaderTimeout: 5 * time.Second,
+			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)})
+		lns = append(lns, pln)
+		s.log.Warn("authority.pprof.enabled", "addr", a, "why", "Go profiler on a loopback listener (admin.pprofAddr); turn it off when done")
+	}
 	errc := make(chan error, len(servers))
 	for i, srv := range servers {
 		go func() { errc <- srv.Serve(lns[i]) }()
@@ -638,4 +652,16 @@ func (s *Server) Serve(ctx context.Context, tlsCert *tls.Certificate) error {
 		return serveErr
 	}
 	return nil
+}
+
+// pprofHandler serves net/http/pprof under /debug/pprof/ (admin.pprofAddr
+// only: never mounted on the public listeners).
+func pprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
