@@ -20,7 +20,8 @@ GUEST_FLAGS := -trimpath -buildvcs=false
 all: build
 
 build: plugins
-	$(GO) build -o $(HOST_BIN) ./cmd/host
+	@test -x $(HOST_BIN) || echo "building $(HOST_BIN): the first build on a fresh machine downloads the Go modules and compiles them (gin pulls in quic-go and the mongo BSON packages): several minutes, up to ~10 on a loaded 2-core machine, each package named as it compiles; later builds take seconds"
+	$(GO) build -v -o $(HOST_BIN) ./cmd/host
 
 plugins:
 	@mkdir -p $(BIN)/plugins
