@@ -10,6 +10,7 @@ import (
 	"stellaops.org/authority/abi"
 	"stellaops.org/authority/host/config"
 	"stellaops.org/authority/host/plugin"
+	"stellaops.org/authority/internal/testenv"
 )
 
 // sec5Spec is SEC5 as an operator configures it: every policy hook and
@@ -290,5 +291,56 @@ func TestSEC5OnlyTightens(t *testing.T) {
 				t.Errorf("strict SEC5 let %d of 2 unbound tokens through", 2-skipped)
 			}
 		})
+	}
+}
+
+// SEC5's alert windows span nodes: on one Redis (plugins.state: redis),
+// a certificate mismatch at node A and more at node B make one crossing,
+// so exactly one authority.security.alert is written across both trails;
+// the nonce-miss ratio likewise counts both nodes' DPoP requests.
+func TestSEC5AlertsSpanTwoNodesOnRedis(t *testing.T) {
+	addr := testenv.RedisAddr(t)
+	prefix := testenv.Prefix("sec5")
+	shared := t.TempDir()
+	spec := sec5Spec(t, map[string]any{"alerts": map[string]any{"nonceMissRatio": 0.5}})
+	mutate := func(c *config.Config) {
+		withPlugins(t, map[string][]plugin.Spec{"demo-mtls": {spec}, "demo-dpop": {spec}})(c)
+		withRedisPluginState(c, addr, prefix, shared)
+	}
+	keyDir := t.TempDir()
+	a := newEnv(t, envOptions{keyDir: keyDir, mutate: mutate})
+	b := newEnv(t, envOptions{keyDir: keyDir, mutate: mutate})
+	mismatch := func(e *env) {
+		cert, another := e.demoMTLSCert(), e.demoMTLSCert()
+		tok := e.mtlsToken("demo-mtls", &cert.TLS, nil).str("access_token")
+		r := e.do("/fresh-auth", reqOpts{client: e.tlsClient(&another.TLS), base: e.secure.URL,
+			headers: map[string][]string{"Authorization": {"Bearer " + tok}}})
+		if r.status != http.StatusUnauthorized {
+			t.Fatalf("mismatch: %d %s", r.status, r.raw)
+		}
+	}
+	mismatch(a)
+	mismatch(b)
+	mismatch(b)
+	// Nonce misses: each node's first proof of a key misses (1 of 1, above
+	// 0.5) and its retry succeeds; across both nodes the window holds the
+	// misses and the successes together, crossing once.
+	a.boundToken(newDPoPKey(t))
+	b.boundToken(newDPoPKey(t))
+	recs := append(a.auditRecords(), b.auditRecords()...)
+	count := func(reason string) int {
+		n := 0
+		for _, r := range byType(recs, "authority.security.alert") {
+			if r.Reason == reason {
+				n++
+			}
+		}
+		return n
+	}
+	if n := count("mtls-mismatch"); n != 1 {
+		t.Fatalf("%d mismatch alerts across two nodes, want 1", n)
+	}
+	if n := count("dpop-nonce-miss-ratio"); n != 1 {
+		t.Fatalf("%d nonce-miss alerts across two nodes, want 1", n)
 	}
 }
