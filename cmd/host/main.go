@@ -2,7 +2,7 @@
 //
 //	authority-host serve   --config FILE   run the server
 //	authority-host migrate --config FILE   apply PostgreSQL migrations
-//	authority-host check   --config FILE   validate a configuration
+//	authority-host check   --config FILE   build the Authority as serve would, without listening
 //	authority-host hash-secret             print the secretDigest of a secret read from stdin
 //	authority-host hash-password           print the Argon2id PHC string of a password read from stdin
 //	authority-host audit verify            check the audit trail's hash chains and checkpoints
@@ -34,7 +34,7 @@ const usage = `usage: authority-host <command> [flags]
 commands:
   serve   --config FILE   run the Authority (HTTP, HTTPS with client certificates)
   migrate --config FILE   apply the PostgreSQL schema migrations and exit
-  check   --config FILE   load and validate a configuration and exit
+  check   --config FILE   build the Authority as serve would (keys, certificates, stores, plugins) and exit
   hash-secret             read a client secret on stdin, print its secretDigest
   hash-password           read a user's password on stdin, print its passwordHash (hash-password --help)
   plugin  <command>       inspect, verify, sign, keygen, test plugin modules (plugin help)
@@ -66,7 +66,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		switch cmd {
 		case "check":
-			fmt.Fprintln(stdout, "configuration is valid")
+			// Build everything serve builds, stop before listening.
+			if err := app.Check(context.Background(), cfg, app.NewLogger(stderr, "warn")); err != nil {
+				fmt.Fprintln(stderr, "check:", err)
+				return 1
+			}
+			fmt.Fprintln(stdout, "configuration is valid: the Authority builds (keys, certificates, trust roots, stores, plugins) as serve would")
 			return 0
 		case "migrate":
 			if err := app.Migrate(context.Background(), cfg); err != nil {

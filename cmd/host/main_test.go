@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"stellaops.org/authority/host/users"
+	"stellaops.org/authority/sdk/sdktest"
 )
 
 func runCmd(t *testing.T, stdin string, args ...string) (int, string, string) {
@@ -17,10 +19,87 @@ func runCmd(t *testing.T, stdin string, args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
+// exampleDir is a working directory laid out as `make run` sees the
+// repository: examples/authority.yaml and the plugins it pins under
+// bin/plugins (built from source, reproducibly), so that its relative
+// paths resolve and what serve creates at start (var/) lands in a temp
+// directory. edit changes the configuration text.
+func exampleDir(t *testing.T, edit func(string) string) string {
+	t.Helper()
+	dir := t.TempDir()
+	raw, err := os.ReadFile(filepath.Join("..", "..", "examples", "authority.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(raw)
+	if edit != nil {
+		doc = edit(doc)
+	}
+	for _, p := range []string{"examples", "bin/plugins"} {
+		if err := os.MkdirAll(filepath.Join(dir, p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "examples", "authority.yaml"), []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"sec3", "sec5"} {
+		b, err := os.ReadFile(sdktest.Build(t, filepath.Join("..", "..", "plugins", name)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "bin", "plugins", name+".wasm"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// check builds the Authority of the example (edited) from its directory,
+// as `make run` would serve it.
+func check(t *testing.T, edit func(string) string) (int, string, string) {
+	t.Helper()
+	t.Chdir(exampleDir(t, edit))
+	return runCmd(t, "", "check", "--config", filepath.Join("examples", "authority.yaml"))
+}
+
 func TestCheckAcceptsTheExampleConfig(t *testing.T) {
-	code, out, errs := runCmd(t, "", "check", "--config", filepath.Join("..", "..", "examples", "authority.yaml"))
+	code, out, errs := check(t, nil)
 	if code != 0 || !strings.Contains(out, "valid") {
 		t.Fatalf("%d %q %q", code, out, errs)
+	}
+}
+
+// check refuses what serve would refuse at start, though the file is
+// valid YAML and every key's value is well-formed: a plugin whose pinned
+// digest does not match the module, a missing TLS certificate, a tenant
+// trust root that does not exist, a plugin module that is not there.
+func TestCheckRefusesWhatServeRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(string) string
+		want string
+	}{
+		{"plugin digest", func(d string) string {
+			return regexp.MustCompile(`sha256: [0-9a-f]{64}`).ReplaceAllString(d, "sha256: "+strings.Repeat("0", 64))
+		}, "sha256 mismatch"},
+		{"missing plugin module", func(d string) string {
+			return strings.Replace(d, "path: bin/plugins/sec3.wasm", "path: bin/plugins/nowhere.wasm", 1)
+		}, "nowhere.wasm"},
+		{"missing TLS certificate", func(d string) string {
+			return strings.Replace(d, "tls:\n", "tls:\n  certFile: /nonexistent/server.crt\n  keyFile: /nonexistent/server.key\n", 1)
+		}, "tls.certFile"},
+		{"missing trust root", func(d string) string {
+			return strings.Replace(d, "    # No trustRoots: with tls.devPki the development CA is trusted.\n",
+				"    trustRoots: [/nonexistent/ca.pem]\n", 1)
+		}, "/nonexistent/ca.pem"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errs := check(t, tc.edit)
+			if code != 1 || !strings.Contains(errs, tc.want) {
+				t.Fatalf("%d %q %q", code, out, errs)
+			}
+		})
 	}
 }
 

@@ -96,6 +96,12 @@ type Options struct {
 	// AuditStore, when set, replaces the store audit.sink selects (fault
 	// injection in tests); the configured sink must not be log.
 	AuditStore audit.Store
+	// Check builds the Authority to find what serve would refuse, and
+	// writes to no store: no PostgreSQL migration, no audit writer (whose
+	// close would append a checkpoint). Files that serve creates at start
+	// (generated development keys, PKI, secrets, the plugin cache) are
+	// created as serve would.
+	Check bool
 }
 
 // Build assembles every component. Close releases them.
@@ -168,7 +174,7 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 			DSN:            cfg.Storage.Postgres.DSN,
 			MaxConns:       cfg.Storage.Postgres.MaxConns,
 			Schema:         cfg.Storage.Postgres.Schema,
-			SkipMigrations: !cfg.Storage.Postgres.MigrateOnStart,
+			SkipMigrations: !cfg.Storage.Postgres.MigrateOnStart || o.Check,
 			BatchMax:       cfg.Storage.Postgres.BatchMax,
 			BatchWait:      cfg.Storage.Postgres.BatchWait.D(),
 			Batchers:       cfg.Storage.Postgres.Batchers,
@@ -424,6 +430,18 @@ func (a *Authority) purgeExpired(ctx context.Context, log *slog.Logger) {
 			}
 		}
 	}
+}
+
+// Check builds the Authority of cfg as serve would, without listening and
+// without writing to its stores, and closes it: every configuration serve
+// refuses at start (a plugin digest or signature, a certificate, a trust
+// root, a key, an unreachable or misconfigured store) is refused here too.
+func Check(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	a, err := Build(ctx, cfg, log, Options{Check: true})
+	if err != nil {
+		return err
+	}
+	return a.Close()
 }
 
 // Migrate applies the PostgreSQL migrations of storage.postgres.

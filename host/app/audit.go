@@ -86,9 +86,17 @@ func buildTrail(ctx context.Context, cfg *config.Config, log *slog.Logger, m *te
 	}
 	st, closeStore := o.AuditStore, false
 	if st == nil {
-		if st, closeStore, err = OpenAuditStore(ctx, cfg, pg, cfg.Storage.Postgres.MigrateOnStart); err != nil {
+		if st, closeStore, err = OpenAuditStore(ctx, cfg, pg, cfg.Storage.Postgres.MigrateOnStart && !o.Check); err != nil {
 			return nil, err
 		}
+	}
+	if o.Check {
+		// The key loads and the store opens; a writer would append a
+		// checkpoint when closed.
+		if closeStore {
+			st.Close()
+		}
+		return nil, nil
 	}
 	t := &trail{store: st, pseudo: newPseudonyms(secret, cfg), refuse: cfg.Audit.OnFailure == config.OnFailureRefuse, closeStore: closeStore}
 	// The gauge is registered before the writer runs (it counts from its
