@@ -16,7 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"stellaops.org/authority/host/plugin"
+	"stellaops.org/authority/host/pluginspec"
 )
 
 // Config is the whole authority.yaml document.
@@ -442,7 +442,7 @@ type Tenant struct {
 	Clients    []Client `yaml:"clients"`
 	// Plugins is the tenant's ordered plugin chain: policy decisions combine
 	// deny-overrides, and no plugin can loosen a native check.
-	Plugins []plugin.Spec `yaml:"plugins"`
+	Plugins []pluginspec.Spec `yaml:"plugins"`
 	// Audit is how the tenant's audit records hold personal data.
 	Audit TenantAudit `yaml:"audit"`
 	// Users are the tenant's password-grant users (storage.users config).

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"stellaops.org/authority/host/plugin"
+	"stellaops.org/authority/host/pluginspec"
 	"stellaops.org/authority/host/users"
 )
 
@@ -271,16 +271,16 @@ func (c *Config) Validate() error {
 	}
 	if c.Plugins.CacheDir != "" && c.hasPlugins() {
 		dir := ResolvePath(c.Plugins.CacheDir)
-		if err := plugin.CheckCacheDir(dir); err != nil {
+		if err := pluginspec.CheckCacheDir(dir); err != nil {
 			bad("plugins.cacheDir", "%v", err)
 		}
 		keyFile := ResolvePath(c.Plugins.CacheKeyFile)
 		if keyFile == "" {
-			keyFile = plugin.DefaultCacheKeyFile(dir)
+			keyFile = pluginspec.DefaultCacheKeyFile(dir)
 		}
 		if rel, err := filepath.Rel(dir, keyFile); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 			bad("plugins.cacheKeyFile", "%s is inside plugins.cacheDir; the key must live outside the cache directory", keyFile)
-		} else if err := plugin.CheckCacheKeyFile(keyFile); err != nil {
+		} else if err := pluginspec.CheckCacheKeyFile(keyFile); err != nil {
 			bad("plugins.cacheKeyFile", "%v", err)
 		}
 	}
@@ -335,7 +335,7 @@ func (c *Config) Validate() error {
 		validatePolicy(bad, c, tk+".senderConstraint", t.SenderConstraint)
 		validateTenantAudit(bad, tk+".audit", t.Audit)
 		if len(t.Plugins) > 0 {
-			if err := plugin.ValidateTenant(tk+".plugins", t.Plugins); err != nil {
+			if err := pluginspec.ValidateTenant(tk+".plugins", t.Plugins); err != nil {
 				errs = append(errs, err)
 			}
 			for pi, ps := range t.Plugins {
@@ -343,8 +343,8 @@ func (c *Config) Validate() error {
 					bad(fmt.Sprintf("%s.plugins[%d].requireSignature", tk, pi), "needs plugins.guildKeys (no key could verify the signature)")
 				}
 			}
-			if c.Plugins.PseudonymSecretFile == "" && usesGrant(t.Plugins, plugin.GrantPseudonymize) {
-				bad("plugins.pseudonymSecretFile", "required: a plugin of tenant %q is granted %s", t.ID, plugin.GrantPseudonymize)
+			if c.Plugins.PseudonymSecretFile == "" && usesGrant(t.Plugins, pluginspec.GrantPseudonymize) {
+				bad("plugins.pseudonymSecretFile", "required: a plugin of tenant %q is granted %s", t.ID, pluginspec.GrantPseudonymize)
 			}
 		}
 		for ci, cl := range t.Clients {
@@ -475,7 +475,7 @@ func (c *Config) hasPlugins() bool {
 	return false
 }
 
-func usesGrant(specs []plugin.Spec, grant string) bool {
+func usesGrant(specs []pluginspec.Spec, grant string) bool {
 	for _, s := range specs {
 		if slices.Contains(s.Grants, grant) {
 			return true

@@ -66,7 +66,7 @@ func TestHostileAuditFlood(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			rec := &auditRecorder{}
-			s := hostileFile(t, "auditflood").withGrants(GrantAudit)
+			s := withGrants(hostileFile(t, "auditflood"), GrantAudit)
 			m, err := NewManager(context.Background(), c.opts, map[string][]Spec{"t": {s}}, Deps{Audit: rec})
 			if err != nil {
 				t.Fatal(err)
@@ -105,7 +105,7 @@ func TestHostileAuditFlood(t *testing.T) {
 // refused records still count against the per-call budget.
 func TestAuditEmitRefusesBadScopes(t *testing.T) {
 	rec := &auditRecorder{}
-	s := hostileFile(t, "auditflood").withGrants(GrantAudit)
+	s := withGrants(hostileFile(t, "auditflood"), GrantAudit)
 	m, err := NewManager(context.Background(), RuntimeOptions{}, map[string][]Spec{"t": {s}}, Deps{Audit: rec})
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/tetratelabs/wazero"
 
 	"stellaops.org/authority/abi"
+	"stellaops.org/authority/host/pluginspec"
 	"stellaops.org/authority/internal/testenv"
 )
 
@@ -317,7 +318,7 @@ func TestCacheReadsOnlyConfiguredModules(t *testing.T) {
 // write, or a key file they can read, is refused at runtime start, naming
 // the path.
 func TestCacheDirPermissionsRefused(t *testing.T) {
-	if !permBits {
+	if !pluginspec.ModeBitsEnforced {
 		t.Skip("mode bits are not enforced on this system")
 	}
 	ctx := context.Background()

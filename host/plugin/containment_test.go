@@ -307,7 +307,7 @@ func outputs(h PluginHealth) uint64  { return h.InvalidOutputs }
 // per-plugin burst; the drops are counted, the call itself succeeds and
 // the instance is kept.
 func TestHostileLogFlood(t *testing.T) {
-	s := hostileFile(t, "logflood").withGrants(GrantLog)
+	s := withGrants(hostileFile(t, "logflood"), GrantLog)
 	s.Limits.CallTimeout = 5 * time.Second // 100000 host calls; slow under -race
 	ct := newContainment(t, s, RuntimeOptions{}, nil)
 	var d abi.Decision
@@ -329,7 +329,7 @@ func TestHostileLogFlood(t *testing.T) {
 	}
 }
 
-func (s Spec) withGrants(g ...string) Spec { s.Grants = g; return s }
+func withGrants(s Spec, g ...string) Spec { s.Grants = g; return s }
 
 // TestHostileLateInitializeLoop: a module whose _initialize starts
 // spinning after it was admitted (here: once the clock passes 2030) is
@@ -338,7 +338,7 @@ func (s Spec) withGrants(g ...string) Spec { s.Grants = g; return s }
 // closed with kind instantiate, and other tenants keep being served.
 func TestHostileLateInitializeLoop(t *testing.T) {
 	clock := newTestClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
-	s := hostileFile(t, "lateinitloop").withGrants(GrantClock)
+	s := withGrants(hostileFile(t, "lateinitloop"), GrantClock)
 	s.Limits.CallTimeout = 100 * time.Millisecond
 	ct := newContainment(t, s, RuntimeOptions{InitTimeout: 100 * time.Millisecond}, clock)
 	clock.Set(time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC))
@@ -400,7 +400,7 @@ func TestHostileModuleRefusedWhileOthersServe(t *testing.T) {
 		{"table minimum of 2^27 entries", file("tablemin", nil), "tables declare 134217728 entries at minimum"},
 		{"reserved export name", file("reserved", nil), `"authority_meter_fuel" uses the reserved prefix`},
 	}
-	ct := newContainment(t, hostileFile(t, "good").withName("hostile"), RuntimeOptions{}, nil)
+	ct := newContainment(t, withName(hostileFile(t, "good"), "hostile"), RuntimeOptions{}, nil)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			good := hostileFile(t, "good")
@@ -427,7 +427,7 @@ func TestHostileModuleRefusedWhileOthersServe(t *testing.T) {
 	}
 }
 
-func (s Spec) withName(n string) Spec { s.Name = n; return s }
+func withName(s Spec, n string) Spec { s.Name = n; return s }
 
 // TestPoolBusyFailsClosed: with limits.poolSize instances all busy, a
 // further call waits for one (at most limits.callTimeout, or until the

@@ -28,7 +28,7 @@ func (r *metricRecorder) AddPluginCounter(tenant, plugin, name string, delta int
 // counting.
 func TestMetricAddBoundsNames(t *testing.T) {
 	rec := &metricRecorder{}
-	s := hostileFile(t, "metricnames").withGrants(GrantMetrics)
+	s := withGrants(hostileFile(t, "metricnames"), GrantMetrics)
 	m, err := NewManager(context.Background(), RuntimeOptions{}, map[string][]Spec{"t": {s}}, Deps{Metrics: rec})
 	if err != nil {
 		t.Fatal(err)

@@ -76,7 +76,7 @@ func newPool(tenant string, spec Spec, mod *Module, deps *Deps, opts *RuntimeOpt
 		bg:     bg,
 		tenant: tenant, name: spec.Name, spec: spec, mod: mod,
 		grants: newGrantSet(spec.Grants), deps: deps, opts: opts, failMode: spec.FailureMode,
-		dataScope: Scope{Tenant: tenant, Plugin: spec.Name, Quota: spec.Limits.quota()},
+		dataScope: Scope{Tenant: tenant, Plugin: spec.Name, Quota: quotaOf(spec.Limits)},
 		wake:      make(chan struct{}),
 		inline:    spec.EventDelivery == EventsInline, outcomes: spec.EventOutcomes,
 	}

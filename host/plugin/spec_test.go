@@ -82,10 +82,10 @@ func TestWithDefaults(t *testing.T) {
 	if d := DefaultLimits(); d.CounterKeys != 100_000 || d.KVEntries != 10_000 || d.KVBytes != 16<<20 {
 		t.Fatalf("state quotas %+v", d)
 	}
-	if q := (Limits{}).quota(); q != (Quota{CounterKeys: 100_000, KVEntries: 10_000, KVBytes: 16 << 20}) {
+	if q := quotaOf(Limits{}); q != (Quota{CounterKeys: 100_000, KVEntries: 10_000, KVBytes: 16 << 20}) {
 		t.Fatalf("zero limits give quota %+v", q)
 	}
-	if q := (Limits{KVEntries: 7}).quota(); q.KVEntries != 7 || q.CounterKeys != 100_000 {
+	if q := quotaOf(Limits{KVEntries: 7}); q.KVEntries != 7 || q.CounterKeys != 100_000 {
 		t.Fatalf("quota %+v", q)
 	}
 }
