@@ -219,7 +219,6 @@ func (e *Extractor) TrustsPeer(r *http.Request) bool {
 }
 
 // trusted reports whether the direct peer is a configured proxy.
-// IPv4-mapped IPv6 peers are compared as IPv4; zones are dropped.
 func (e *Extractor) trusted(remoteAddr string) bool {
 	if len(e.TrustedProxies) == 0 {
 		return false
@@ -232,6 +231,14 @@ func (e *Extractor) trusted(remoteAddr string) bool {
 	} else {
 		return false
 	}
+	return e.TrustsProxy(ip)
+}
+
+// TrustsProxy reports whether ip is one of TrustedProxies: IPv4-mapped
+// IPv6 addresses are compared as IPv4 and zones are dropped. It is the one
+// rule, for the direct peer here and for the X-Forwarded-For hops the
+// server walks (host/server), so the two never disagree about an address.
+func (e *Extractor) TrustsProxy(ip netip.Addr) bool {
 	ip = ip.WithZone("").Unmap()
 	for _, pfx := range e.TrustedProxies {
 		if pfx.Contains(ip) {

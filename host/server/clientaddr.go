@@ -27,18 +27,9 @@ func (s *Server) clientAddr(req *http.Request) string {
 			break
 		}
 		a = a.Unmap()
-		if !s.trusted(a) {
+		if !s.extractor.TrustsProxy(a) {
 			return a.String()
 		}
 	}
 	return ip.String()
-}
-
-func (s *Server) trusted(ip netip.Addr) bool {
-	for _, p := range s.proxies {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
 }

@@ -11,7 +11,7 @@ import (
 
 func TestClientAddrBelievesXForwardedForOnlyFromTrustedProxies(t *testing.T) {
 	proxies := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
-	s := &Server{proxies: proxies, extractor: &mtls.Extractor{TrustedProxies: proxies}}
+	s := &Server{extractor: &mtls.Extractor{TrustedProxies: proxies}}
 	cases := []struct {
 		peer, xff, want string
 	}{
@@ -42,7 +42,7 @@ func TestClientAddrBelievesXForwardedForOnlyFromTrustedProxies(t *testing.T) {
 func TestClientAddrOnHTTPSListenerIsTheTCPPeer(t *testing.T) {
 	proxies := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
 	for _, overTLS := range []bool{false, true} {
-		s := &Server{proxies: proxies, extractor: &mtls.Extractor{TrustedProxies: proxies, TrustOverTLS: overTLS}}
+		s := &Server{extractor: &mtls.Extractor{TrustedProxies: proxies, TrustOverTLS: overTLS}}
 		r := httptest.NewRequest("POST", "/token", nil)
 		r.RemoteAddr = "10.0.0.2:5555"
 		r.TLS = &tls.ConnectionState{}
@@ -54,5 +54,24 @@ func TestClientAddrOnHTTPSListenerIsTheTCPPeer(t *testing.T) {
 		if got := s.clientAddr(r); got != want {
 			t.Errorf("TrustOverTLS=%v: got %s, want %s", overTLS, got, want)
 		}
+	}
+}
+
+// The client address and the certificate headers trust proxies by one rule
+// (mtls.Extractor.TrustsProxy): a zoned IPv6 hop of a trusted link-local
+// proxy network is a proxy for both, so it is skipped, not taken for the
+// client.
+func TestClientAddrTrustsZonedProxiesAsTheCertificateHeadersDo(t *testing.T) {
+	proxies := []netip.Prefix{netip.MustParsePrefix("fe80::/10")}
+	e := &mtls.Extractor{TrustedProxies: proxies}
+	s := &Server{extractor: e}
+	r := httptest.NewRequest("POST", "/token", nil)
+	r.RemoteAddr = "[fe80::2%eth0]:5555"
+	r.Header.Set("X-Forwarded-For", "2001:db8::7, fe80::3%eth0")
+	if !e.TrustsPeer(r) {
+		t.Fatal("the zoned peer of a trusted network is not trusted")
+	}
+	if got := s.clientAddr(r); got != "2001:db8::7" {
+		t.Fatalf("client address %s, want 2001:db8::7 (fe80::3%%eth0 is a trusted proxy hop)", got)
 	}
 }

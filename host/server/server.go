@@ -17,7 +17,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"strings"
 	"sync/atomic"
 
@@ -40,7 +39,6 @@ type Server struct {
 	keys      *keys.Set
 	log       *slog.Logger
 	extractor *mtls.Extractor
-	proxies   []netip.Prefix
 	checks    []Checker
 	metrics   http.Handler
 	telemetry *telemetry.Metrics
@@ -91,7 +89,6 @@ func New(o Options) (*Server, error) {
 		tracing:   o.Tracing,
 		extractor: &mtls.Extractor{TrustedProxies: o.Config.TrustedProxyPrefixes(),
 			TrustOverTLS: o.Config.Security.TrustProxyHeadersOnHTTPS},
-		proxies: o.Config.TrustedProxyPrefixes(),
 	}
 	s.svc.Store(o.Service)
 	if o.AdminTokenDigest != "" {
