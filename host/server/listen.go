@@ -18,16 +18,7 @@ import (
 // Listeners binds both listeners and serves until ctx ends, then shuts
 // down gracefully within listen.shutdownTimeout.
 func (s *Server) Serve(ctx context.Context, tlsCert *tls.Certificate) error {
-	plain := &http.Server{
-		Addr:              s.cfg.Listen.HTTP,
-		Handler:           s.engine,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      config.HTTPWriteTimeout,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}
+	plain := s.httpServer(s.cfg.Listen.HTTP, s.engine)
 	servers := []*http.Server{plain}
 	lns := []net.Listener{}
 	ln, err := net.Listen("tcp", s.cfg.Listen.HTTP)
@@ -40,17 +31,8 @@ func (s *Server) Serve(ctx context.Context, tlsCert *tls.Certificate) error {
 			ln.Close()
 			return errors.New("listen.https: no server certificate")
 		}
-		secure := &http.Server{
-			Addr:              s.cfg.Listen.HTTPS,
-			Handler:           s.mtlsAlias,
-			TLSConfig:         mtls.ServerTLSConfig(*tlsCert),
-			ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout:       15 * time.Second,
-			WriteTimeout:      config.HTTPWriteTimeout,
-			IdleTimeout:       120 * time.Second,
-			MaxHeaderBytes:    32 << 10,
-			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		}
+		secure := s.httpServer(s.cfg.Listen.HTTPS, s.mtlsAlias)
+		secure.TLSConfig = mtls.ServerTLSConfig(*tlsCert)
 		tln, err := net.Listen("tcp", s.cfg.Listen.HTTPS)
 		if err != nil {
 			ln.Close()
@@ -67,8 +49,9 @@ func (s *Server) Serve(ctx context.Context, tlsCert *tls.Certificate) error {
 			}
 			return fmt.Errorf("admin.pprofAddr: %w", err)
 		}
-		servers = append(servers, &http.Server{Addr: a, Handler: pprofHandler(), ReadHeaderTimeout: 5 * time.Second,
-			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)})
+		pp := s.httpServer(a, pprofHandler())
+		pp.ReadTimeout, pp.WriteTimeout = 0, 0 // a CPU profile streams for its seconds
+		servers = append(servers, pp)
 		lns = append(lns, pln)
 		s.log.Warn("authority.pprof.enabled", "addr", a, "why", "Go profiler on a loopback listener (admin.pprofAddr); turn it off when done")
 	}
@@ -94,6 +77,21 @@ func (s *Server) Serve(ctx context.Context, tlsCert *tls.Certificate) error {
 		return serveErr
 	}
 	return nil
+}
+
+// httpServer is every listener's server: the same header, read, write and
+// idle timeouts, header size limit and error log.
+func (s *Server) httpServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      config.HTTPWriteTimeout,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
 }
 
 // pprofHandler serves net/http/pprof under /debug/pprof/ (admin.pprofAddr
