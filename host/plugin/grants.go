@@ -7,26 +7,31 @@ const (
 	WASIModule = "wasi_snapshot_preview1"
 )
 
+// HostFunctions is the one table of module "authority": each function the
+// host offers and the grant it requires (abi/SPEC.md §5). It drives the
+// load-time import check (GrantFor), the run-time grant check of every
+// function (instantiateHostModule defines exactly these), `plugin
+// inspect`, and the test that compares it with SPEC.md's table.
+var HostFunctions = []struct{ Name, Grant string }{
+	{"log", GrantLog},
+	{"metric_add", GrantMetrics},
+	{"audit_emit", GrantAudit},
+	{"counter_incr", GrantCounters},
+	{"counter_incr_many", GrantCounters},
+	{"kv_get", GrantKV},
+	{"kv_set", GrantKV},
+	{"pseudonymize", GrantPseudonymize},
+	{"now", GrantClock},
+	{"config_get", GrantConfig},
+}
+
 // GrantFor returns the grant a host function of module "authority"
 // requires, and false for a name the host does not offer.
 func GrantFor(function string) (string, bool) {
-	switch function {
-	case "log":
-		return GrantLog, true
-	case "metric_add":
-		return GrantMetrics, true
-	case "audit_emit":
-		return GrantAudit, true
-	case "counter_incr", "counter_incr_many":
-		return GrantCounters, true
-	case "kv_get", "kv_set":
-		return GrantKV, true
-	case "pseudonymize":
-		return GrantPseudonymize, true
-	case "now":
-		return GrantClock, true
-	case "config_get":
-		return GrantConfig, true
+	for _, f := range HostFunctions {
+		if f.Name == function {
+			return f.Grant, true
+		}
 	}
 	return "", false
 }

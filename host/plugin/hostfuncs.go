@@ -46,7 +46,14 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 	i32, i64 := api.ValueTypeI32, api.ValueTypeI64
 	b := rt.NewHostModuleBuilder(HostModule)
 	status := func(stack []uint64, st int32) { stack[0] = uint64(uint32(st)) }
-	def := func(name string, need grantSet, fn func(ctx context.Context, inst *instance, m api.Memory, stack []uint64), params []api.ValueType, results ...api.ValueType) {
+	defined := map[string]bool{}
+	def := func(name string, fn func(ctx context.Context, inst *instance, m api.Memory, stack []uint64), params []api.ValueType, results ...api.ValueType) {
+		grant, ok := GrantFor(name)
+		if !ok {
+			panic("plugin: host function " + name + " is not in HostFunctions")
+		}
+		need := grantBit(grant)
+		defined[name] = true
 		b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
 			inst := instanceFrom(ctx)
 			if inst != nil {
@@ -62,7 +69,7 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 		}), params, results).Export(name)
 	}
 
-	def("log", bitLog, func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
+	def("log", func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
 		level, ptr, n := int32(stack[0]), uint32(stack[1]), uint32(stack[2])
 		if n > uint32(inst.p.opts.GuestLogLineBytes) {
 			n = uint32(inst.p.opts.GuestLogLineBytes)
@@ -83,7 +90,7 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 		inst.p.guestLog(ctx, l, "log", string(msg))
 	}, []api.ValueType{i32, i32, i32})
 
-	def("metric_add", bitMetrics, func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
+	def("metric_add", func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
 		name, ok := m.Read(uint32(stack[0]), uint32(stack[1]))
 		delta := int64(stack[2])
 		if !ok || len(name) == 0 || len(name) > maxMetricName || !metricChars(name) || delta < 0 {
@@ -104,7 +111,7 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 	// over budget it is refused (HostLimited) and counted. The sink learns
 	// the emitting plugin from the instance, never from the record, and
 	// the tenant is overwritten (abi/SPEC.md §5).
-	def("audit_emit", bitAudit, func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
+	def("audit_emit", func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
 		p := inst.p
 		n := uint32(stack[1])
 		if n > maxAuditEventBytes {
@@ -137,7 +144,7 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 		status(stack, abi.HostOK)
 	}, []api.ValueType{i32, i32}, i32)
 
-	def("counter_incr", bitCounters, func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
+	def("counter_incr", func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
 		key, ok := readKey(m, uint32(stack[0]), uint32(stack[1]))
 		delta, window, out := int64(stack[2]), time.Duration(int64(stack[3]))*time.Millisecond, uint32(stack[4])
 		if !ok || window < 0 || window > maxCounterWindow || (delta != 0 && window == 0) {
@@ -167,7 +174,7 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 	// counter_incr_many: counter_incr for up to maxCounterBatch keys in
 	// one host call (one store round trip). Every operation is checked
 	// before any runs; each gets its own status.
-	def("counter_incr_many", bitCounters, func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
+	def("counter_incr_many", func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
 		opsPtr, n, outPtr := uint32(stack[0]), uint32(stack[1]), uint32(stack[2])
 		if n == 0 || n > maxCounterBatch {
 			status(stack, abi.HostInvalid)
@@ -222,7 +229,7 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 		status(stack, abi.HostOK)
 	}, []api.ValueType{i32, i32, i32}, i32)
 
-	def("kv_get", bitKV, func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
+	def("kv_get", func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
 		key, ok := readKey(m, uint32(stack[0]), uint32(stack[1]))
 		buf, limit := uint32(stack[2]), uint32(stack[3])
 		if !ok {
@@ -249,7 +256,7 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 		status(stack, int32(len(val)))
 	}, []api.ValueType{i32, i32, i32, i32}, i32)
 
-	def("kv_set", bitKV, func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
+	def("kv_set", func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
 		key, ok := readKey(m, uint32(stack[0]), uint32(stack[1]))
 		n, ttl := uint32(stack[3]), time.Duration(int64(stack[4]))*time.Millisecond
 		if !ok || n > maxKVValueBytes || ttl <= 0 || ttl > maxKVTTL {
@@ -275,7 +282,7 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 		status(stack, abi.HostOK)
 	}, []api.ValueType{i32, i32, i32, i32, i64}, i32)
 
-	def("pseudonymize", bitPseudonymize, func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
+	def("pseudonymize", func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
 		n, buf, limit := uint32(stack[1]), uint32(stack[2]), uint32(stack[3])
 		if n > maxPseudonymInput {
 			status(stack, abi.HostInvalid)
@@ -308,11 +315,11 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 		status(stack, pseudonymLen)
 	}, []api.ValueType{i32, i32, i32, i32}, i32)
 
-	def("now", bitClock, func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
+	def("now", func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
 		stack[0] = uint64(inst.p.deps.Clock.Now().UnixNano())
 	}, nil, i64)
 
-	def("config_get", bitConfig, func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
+	def("config_get", func(ctx context.Context, inst *instance, m api.Memory, stack []uint64) {
 		buf, limit := uint32(stack[0]), uint32(stack[1])
 		cfg := inst.p.config
 		if uint32(len(cfg)) <= limit && len(cfg) > 0 && !m.Write(buf, cfg) {
@@ -322,6 +329,11 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 		status(stack, int32(len(cfg)))
 	}, []api.ValueType{i32, i32}, i32)
 
+	for _, f := range HostFunctions {
+		if !defined[f.Name] {
+			panic("plugin: HostFunctions lists " + f.Name + ", which the host does not define")
+		}
+	}
 	_, err := b.Instantiate(ctx)
 	return err
 }
