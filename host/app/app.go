@@ -29,7 +29,6 @@ import (
 	"stellaops.org/authority/host/dpop"
 	"stellaops.org/authority/host/keys"
 	"stellaops.org/authority/host/oauth"
-	"stellaops.org/authority/host/plugin"
 	"stellaops.org/authority/host/server"
 	"stellaops.org/authority/host/store"
 	"stellaops.org/authority/host/store/postgres"
@@ -342,9 +341,6 @@ func (a *Authority) hostSink() audit.Sink {
 	}
 	return audit.Multi{a.logSink, a.trail.writer}
 }
-
-// Plugins returns the current plugin manager (nil without plugins).
-func (a *Authority) Plugins() *plugin.Manager { return a.plugins.p.Load() }
 
 // degraded is a readiness note that does not fail /readyz: a plugin whose
 // circuit is open is answered by its failure mode on every node alike.

@@ -48,3 +48,6 @@ func (m *Manager) DataImage(tenant string) []byte {
 	}
 	return nil
 }
+
+// Runtime returns the runtime the manager owns.
+func (m *Manager) Runtime() *Runtime { return m.rt }

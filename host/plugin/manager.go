@@ -174,9 +174,6 @@ func (m *Manager) Has(tenant, hook string) bool {
 	return c != nil && len(c.policy[hook]) > 0
 }
 
-// Runtime returns the runtime the manager owns (for inspection tools).
-func (m *Manager) Runtime() *Runtime { return m.rt }
-
 // Warm starts one instance in every pool, so the first request of every
 // tenant does not pay instantiation. It returns the first error.
 func (m *Manager) Warm(ctx context.Context) error {

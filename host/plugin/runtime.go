@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"time"
 
@@ -265,20 +264,11 @@ func Digest(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-// LoadFile reads spec.Path, checks its sha256 against spec.SHA256 and its
-// signature (see CheckSignatureFile and Spec.RequireSignature), and
-// returns the compiled Module after CheckSpec. spec must have defaults
-// applied (Spec.WithDefaults).
-func (r *Runtime) LoadFile(ctx context.Context, spec Spec) (*Module, error) {
-	b, err := os.ReadFile(spec.Path)
-	if err != nil {
-		return nil, fmt.Errorf("plugin %q: %w", spec.Name, err)
-	}
-	return r.Load(ctx, spec, b, Digest(b))
-}
-
-// Load is LoadFile for bytes already read from spec.Path, with their
-// digest (so that a module shared by many tenants is read and hashed once).
+// Load checks the module bytes read from spec.Path, with their digest
+// (so that a module shared by many tenants is read and hashed once),
+// against spec.SHA256 and its signature (see CheckSignatureFile and
+// Spec.RequireSignature), and returns the compiled Module after CheckSpec.
+// spec must have defaults applied (Spec.WithDefaults).
 // The sha256 pin is checked first, then the signature, both before
 // compilation: bytes nobody approved never reach the compiler.
 func (r *Runtime) Load(ctx context.Context, spec Spec, b []byte, digest string) (*Module, error) {
