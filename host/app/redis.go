@@ -32,15 +32,12 @@ func openRedis(ctx context.Context, cfg *config.Config, log *slog.Logger) (redis
 	}
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	cluster := len(addrs) > 1
-	if !cluster {
-		probe := redis.NewClient(&redis.Options{Addr: addrs[0], Password: r.Password, DB: r.DB})
-		info, err := probe.Info(pctx, "cluster").Result()
-		probe.Close()
-		cluster = err == nil && strings.Contains(info, "cluster_enabled:1")
-	}
-	if !cluster {
-		return redis.NewClient(&redis.Options{Addr: addrs[0], Password: r.Password, DB: r.DB}), nil
+	if len(addrs) == 1 {
+		single := redis.NewClient(&redis.Options{Addr: addrs[0], Password: r.Password, DB: r.DB})
+		if info, err := single.Info(pctx, "cluster").Result(); err != nil || !strings.Contains(info, "cluster_enabled:1") {
+			return single, nil
+		}
+		single.Close() // a cluster node: seed the cluster client with it
 	}
 	if r.DB != 0 {
 		return nil, errors.New("storage.redis.db: a Redis Cluster has only database 0")

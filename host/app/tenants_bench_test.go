@@ -76,23 +76,22 @@ func BenchmarkTenantsAtScale(b *testing.B) {
 			}
 		}
 		lat := make([]time.Duration, b.N)
-		work := make(chan int, b.N)
+		tenantOf := make([]int, b.N) // request k's tenant
 		z := rand.NewZipf(rand.New(rand.NewSource(1)), 1.1, 1, uint64(n-1))
-		for range b.N {
-			work <- int(z.Uint64())
+		for k := range tenantOf {
+			tenantOf[k] = int(z.Uint64())
 		}
-		close(work)
-		done := make(chan struct{})
 		next := make(chan int, b.N)
-		for i := range b.N {
-			next <- i
+		for k := range b.N {
+			next <- k
 		}
 		close(next)
+		done := make(chan struct{})
 		for range 16 {
 			go func() {
 				defer func() { done <- struct{}{} }()
 				for k := range next {
-					t := <-work
+					t := tenantOf[k]
 					start := time.Now()
 					w := httptest.NewRecorder()
 					h.ServeHTTP(w, request(t))

@@ -145,8 +145,9 @@ type RedisState struct {
 	singleUse bool
 	script    *redis.Script
 	// prefixes are the shards' key prefixes (one, the prefix itself, on a
-	// single server).
+	// single server), and slots their hash slots on a cluster.
 	prefixes []string
+	slots    []int
 	// seen is, per shard, the highest state watermark this node has been
 	// returned: a state holding less was rolled back (see stateScript).
 	seen []atomic.Int64
@@ -171,6 +172,10 @@ func NewRedisState(client redis.UniversalClient, prefix string, opts NonceOption
 	}
 	if _, ok := client.(*redis.ClusterClient); ok {
 		s.prefixes = ShardPrefixes(prefix)
+		s.slots = make([]int, len(s.prefixes))
+		for i, p := range s.prefixes {
+			s.slots[i] = redisslot.Slot(p)
+		}
 	}
 	s.seen = make([]atomic.Int64, len(s.prefixes))
 	return s
@@ -361,8 +366,8 @@ func (s *RedisState) Probe(ctx context.Context) (probes int, errs []error) {
 		}
 		shards = shards[:0]
 		for _, r := range ranges {
-			for i := range s.prefixes {
-				if sl := redisslot.Slot(s.prefixes[i]); sl >= int(r.Start) && sl <= int(r.End) {
+			for i, sl := range s.slots {
+				if sl >= int(r.Start) && sl <= int(r.End) {
 					shards = append(shards, i)
 					break
 				}

@@ -174,19 +174,6 @@ func (m *Manager) Has(tenant, hook string) bool {
 	return c != nil && len(c.policy[hook]) > 0
 }
 
-// Warm starts one instance in every pool, so the first request of every
-// tenant does not pay instantiation. It returns the first error.
-func (m *Manager) Warm(ctx context.Context) error {
-	for _, c := range m.tenants {
-		for _, p := range c.all {
-			if err := p.warm(ctx); err != nil {
-				return fmt.Errorf("tenant %q: plugin %q: %w", c.name, p.name, err)
-			}
-		}
-	}
-	return nil
-}
-
 // Decide runs tenant's policy chain for in.Endpoint after the endpoint's
 // native checks passed. Guarantees:
 //   - a tenant without plugins on the hook gets abi.Allowed() at once;
