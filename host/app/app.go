@@ -291,12 +291,23 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options)
 }
 
 // newService builds the OAuth service of cfg on the shared stores, keys,
-// DPoP state and plugin holder.
+// DPoP state and plugin holder: every event goes to the log, the plugins and
+// the durable trail.
 func (a *Authority) newService(cfg *config.Config) (*oauth.Service, error) {
-	return oauth.NewService(oauth.Options{
+	certs, err := clientCertificates(cfg, a.devCA)
+	if err != nil {
+		return nil, err
+	}
+	o := oauth.Options{
 		Config: cfg, Keys: a.keys, Store: a.Store, Logger: a.log, Now: a.now, Plugins: &a.plugins,
-		Sender: a.senderOptions(cfg), Users: a.users, Passwords: a.passwordVerifier(cfg),
-	})
+		Users: a.users, Passwords: a.passwordVerifier(cfg),
+		Metrics: a.Metrics, Tracing: a.Tracing, Audit: audit.Multi{a.logSink, &a.plugins},
+		DPoP: a.verifier, Certificates: certs,
+	}
+	if a.trail != nil {
+		o.Trail, o.RefuseWithoutTrail, o.TrailTimeout = a.trail.writer, a.trail.refuse, cfg.Audit.WriteTimeout.D()
+	}
+	return oauth.NewService(o)
 }
 
 // passwordVerifier is the one Verifier of the process, built with the
@@ -319,17 +330,6 @@ func (a *Authority) passwordVerifier(cfg *config.Config) *users.Verifier {
 		}
 	}
 	return nil
-}
-
-// senderOptions are the OAuth service's sender-constraint dependencies:
-// every event goes to the log, the plugins and the durable trail.
-func (a *Authority) senderOptions(cfg *config.Config) oauth.SenderOptions {
-	o := oauth.SenderOptions{DPoP: a.verifier, Metrics: a.Metrics, Tracing: a.Tracing, DevCA: a.devCA,
-		Audit: audit.Multi{a.logSink, &a.plugins}}
-	if a.trail != nil {
-		o.Trail, o.RefuseWithoutTrail, o.TrailTimeout = a.trail.writer, a.trail.refuse, cfg.Audit.WriteTimeout.D()
-	}
-	return o
 }
 
 // hostSink receives what the host records outside the OAuth service

@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -66,32 +65,6 @@ type RegisteredCert struct {
 // acceptUntil (zero: for as long as the certificate itself is valid).
 func RegisterCertificate(cert *x509.Certificate, acceptUntil time.Time) RegisteredCert {
 	return RegisteredCert{Thumbprint: Thumbprint(cert), AcceptUntil: acceptUntil}
-}
-
-// RegisterPEM parses every "CERTIFICATE" block of pemBytes and returns their
-// registrations, all with no acceptance limit. Other block types are an
-// error, as is input without any certificate.
-func RegisterPEM(pemBytes []byte) ([]RegisteredCert, error) {
-	var out []RegisteredCert
-	for rest := pemBytes; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("mtls: PEM block %q, want CERTIFICATE", b.Type)
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("mtls: registered certificate %d: %w", len(out), err)
-		}
-		out = append(out, RegisterCertificate(c, time.Time{}))
-	}
-	if len(out) == 0 {
-		return nil, errors.New("mtls: no CERTIFICATE block in PEM input")
-	}
-	return out, nil
 }
 
 // Validate reports a rule that Authenticate could never satisfy or that

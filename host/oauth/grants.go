@@ -338,7 +338,7 @@ func (s *Service) refreshReused(ctx context.Context, r *Request, rec *store.Toke
 			ev.Properties["family.x5t#S256"] = rec.SenderCertificate
 		}
 	}
-	s.sender.audit.Record(ctx, ev)
+	s.audit.Record(ctx, ev)
 	if err != nil {
 		return storeUnavailable(err)
 	}

@@ -70,7 +70,7 @@ func (s *Service) Introspect(ctx context.Context, r *Request) (*Introspection, *
 		return inactive, nil
 	}
 	if rec.SenderCertificate != "" && rec.ClientID == cl.ID && (r.ViaMTLS || r.Peer.TLS) {
-		if !s.sender.certificateMatches(ctx, r, rec, "/introspect") {
+		if !s.certificateMatches(ctx, r, rec, "/introspect") {
 			return inactive, nil
 		}
 	}
@@ -85,7 +85,7 @@ func (s *Service) Introspect(ctx context.Context, r *Request) (*Introspection, *
 		ClientID:         rec.ClientID,
 		Sub:              rec.Subject,
 		Aud:              rec.Audiences,
-		Iss:              s.cfg.IssuerID(),
+		Iss:              s.sender.issuer,
 		Exp:              rec.ExpiresAt.Unix(),
 		Iat:              rec.IssuedAt.Unix(),
 		Nbf:              rec.IssuedAt.Unix(),

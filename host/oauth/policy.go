@@ -38,7 +38,7 @@ func (s *Service) decide(ctx context.Context, r *Request, f policyFacts) *Error 
 	if s.plugins == nil || !s.plugins.Has(f.client.Tenant, f.endpoint) {
 		return nil
 	}
-	ctx, span := s.sender.tracing.Start(ctx, "plugins."+f.endpoint)
+	ctx, span := s.tracing.Start(ctx, "plugins."+f.endpoint)
 	defer span.End()
 	peerCert := peerThumbprint(r) // x5t#S256 of the presented certificate, if any
 	in := &abi.DecisionInput{

@@ -14,6 +14,7 @@ import (
 	"stellaops.org/authority/abi"
 	"stellaops.org/authority/host/audit"
 	"stellaops.org/authority/host/config"
+	"stellaops.org/authority/host/dpop"
 	"stellaops.org/authority/host/keys"
 	"stellaops.org/authority/host/store"
 	"stellaops.org/authority/host/telemetry"
@@ -28,8 +29,27 @@ type Service struct {
 	store    store.TokenStore
 	log      *slog.Logger
 	now      func() time.Time
-	sender   *senderConstraints
 	plugins  PolicyDecider
+
+	// What the service reports to: metrics, traces and the audit sinks.
+	metrics *telemetry.Metrics
+	tracing *telemetry.Tracing
+	// audit takes every security event (others and the trail); others is
+	// the log and the plugins.
+	audit, others audit.Sink
+	// trail is the durable audit trail (nil with audit.sink log). With
+	// refuseWithoutTrail, no token leaves before its issuance record is
+	// durable in it, waited for at most trailTimeout.
+	trail              Trail
+	refuseWithoutTrail bool
+	trailTimeout       time.Duration
+
+	// The native sender constraints: the DPoP verifier (nil when DPoP is
+	// off), the resolved security.senderConstraints and the certificates
+	// client authentication checks against.
+	dpop   *dpop.Verifier
+	sender senderPolicy
+	certs  Certificates
 	// users and passwords serve the password grant (nil without one).
 	users     users.Store
 	passwords *users.Verifier
@@ -45,8 +65,25 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
-	// Sender configures the native sender-constraint checks.
-	Sender SenderOptions
+	// Metrics and Tracing may be nil (nothing is recorded).
+	Metrics *telemetry.Metrics
+	Tracing *telemetry.Tracing
+	// Audit receives every security event: the log and the plugins (a log
+	// sink on Logger when nil).
+	Audit audit.Sink
+	// Trail is the durable audit trail (nil with audit.sink log); every
+	// event goes to it too. With RefuseWithoutTrail (audit.onFailure
+	// refuse), no token is handed out before its issuance record is
+	// durable in it, waited for at most TrailTimeout (5 s when zero).
+	Trail              Trail
+	RefuseWithoutTrail bool
+	TrailTimeout       time.Duration
+	// DPoP verifies proofs; required when
+	// security.senderConstraints.dpop.enabled is true.
+	DPoP *dpop.Verifier
+	// Certificates are the tenants' trust roots and the certificate
+	// clients' rules (mTLS client authentication).
+	Certificates Certificates
 	// Plugins, when set, decides after the native checks (deny only).
 	Plugins PolicyDecider
 	// Users are the password grant's users; nil: the tenants[].users of
@@ -81,11 +118,25 @@ func NewService(o Options) (*Service, error) {
 			return nil, err
 		}
 	}
-	sc, err := newSenderConstraints(o.Config, o.Sender, o.Now, o.Logger)
-	if err != nil {
+	s.metrics, s.tracing, s.audit, s.dpop, s.certs = o.Metrics, o.Tracing, o.Audit, o.DPoP, o.Certificates
+	if s.audit == nil {
+		s.audit = audit.LogSink{Logger: o.Logger}
+	}
+	s.others = s.audit
+	if o.Trail != nil {
+		s.trail, s.refuseWithoutTrail, s.trailTimeout = o.Trail, o.RefuseWithoutTrail, o.TrailTimeout
+		s.audit = audit.Multi{s.others, o.Trail}
+		if s.trailTimeout <= 0 {
+			s.trailTimeout = 5 * time.Second
+		}
+	}
+	s.sender = resolveSenderPolicy(o.Config)
+	if s.sender.dpop && s.dpop == nil {
+		return nil, errNoVerifier
+	}
+	if err := checkCertificates(o.Config, s.certs); err != nil {
 		return nil, err
 	}
-	s.sender = sc
 	if s.metadata, err = encodeMetadata(o.Config); err != nil {
 		return nil, err
 	}
@@ -157,21 +208,20 @@ func (s *Service) Token(ctx context.Context, r *Request) (*TokenResponse, *Error
 	out := tokenOutcome{TokenOutcome: telemetry.TokenOutcome{Tenant: "unknown", GrantType: "other", SenderConstraint: "none"}}
 	var resp *TokenResponse
 	var e *Error
-	sc := s.sender
 	if err := s.admitTrail(); err != nil {
 		e = ErrUnavailable("audit-unavailable", err)
 	} else {
 		resp, e = s.token(ctx, r, &out)
 	}
 	ev := tokenEvent(r, &out, e)
-	if e == nil && sc.refuse {
+	if e == nil && s.refuseWithoutTrail {
 		// audit.onFailure refuse: the token leaves only with its record.
-		tctx, cancel := context.WithTimeout(ctx, sc.trailTTL)
-		err := sc.trail.RecordDurable(tctx, ev)
+		tctx, cancel := context.WithTimeout(ctx, s.trailTimeout)
+		err := s.trail.RecordDurable(tctx, ev)
 		cancel()
 		if err == nil {
-			sc.metrics.Token(ctx, out.TokenOutcome)
-			sc.others.Record(ctx, ev)
+			s.metrics.Token(ctx, out.TokenOutcome)
+			s.others.Record(ctx, ev)
 			return resp, nil
 		}
 		if out.jti != "" {
@@ -185,18 +235,18 @@ func (s *Service) Token(ctx context.Context, r *Request) (*TokenResponse, *Error
 	if e != nil {
 		out.Error = e.Code
 	}
-	sc.metrics.Token(ctx, out.TokenOutcome)
-	sc.audit.Record(ctx, ev)
+	s.metrics.Token(ctx, out.TokenOutcome)
+	s.audit.Record(ctx, ev)
 	return resp, e
 }
 
 // admitTrail refuses a token request up front, under audit.onFailure
 // refuse, while the audit trail cannot take records.
 func (s *Service) admitTrail() error {
-	if !s.sender.refuse {
+	if !s.refuseWithoutTrail {
 		return nil
 	}
-	return s.sender.trail.Admit()
+	return s.trail.Admit()
 }
 
 // tokenEvent is the audit event of a token request's outcome.
@@ -324,7 +374,7 @@ func (s *Service) token(ctx context.Context, r *Request, out *tokenOutcome) (*To
 // bind runs the native sender-constraint checks and records their
 // result in out.
 func (s *Service) bind(ctx context.Context, r *Request, cl *Client, auds []string, out *tokenOutcome) (binding, *Error) {
-	b, e := s.sender.bindToken(ctx, r, cl, auds)
+	b, e := s.bindToken(ctx, r, cl, auds)
 	out.DPoPResult = b.dpopResult
 	if e != nil {
 		return b, e
@@ -338,7 +388,7 @@ func (s *Service) bind(ctx context.Context, r *Request, cl *Client, auds []strin
 
 func (s *Service) authenticate(ctx context.Context, r *Request) (*Client, *Error) {
 	cr := r.Creds
-	cr.CertAuth = func(cl *Client) *Error { return s.sender.certAuth(ctx, r, cl) }
+	cr.CertAuth = func(cl *Client) *Error { return s.certAuth(ctx, r, cl) }
 	cl, e := s.Registry.Authenticate(cr)
 	if e != nil {
 		if e.Code == CodeInvalidClient {
@@ -355,7 +405,7 @@ func (s *Service) issue(ctx context.Context, cl *Client, subject string, scopes,
 	now := s.now().Truncate(time.Second)
 	life := s.cfg.Tokens.AccessTokenLifetime.D()
 	claims := AccessClaims{
-		Iss:      s.cfg.IssuerID(),
+		Iss:      s.sender.issuer,
 		Sub:      subject,
 		Aud:      auds,
 		Iat:      now.Unix(),
@@ -505,4 +555,13 @@ func newID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// Trail is the durable audit trail (audit.Writer).
+type Trail interface {
+	audit.Sink
+	// Admit says whether a record would be taken now.
+	Admit() error
+	// RecordDurable returns once e is durable, or why it is not.
+	RecordDurable(ctx context.Context, e audit.Event) error
 }
