@@ -2,10 +2,6 @@ package app_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -27,6 +23,7 @@ import (
 	"stellaops.org/authority/host/audit"
 	"stellaops.org/authority/host/config"
 	"stellaops.org/authority/host/dpop"
+	"stellaops.org/authority/host/dpop/dpoptest"
 	"stellaops.org/authority/host/mtls"
 	"stellaops.org/authority/host/mtls/mtlstest"
 	"stellaops.org/authority/internal/testenv"
@@ -405,27 +402,19 @@ func (e *env) metrics() string {
 	return e.do("/metrics", reqOpts{method: http.MethodGet}).raw
 }
 
-// dpopKey is a client's DPoP key with a proof builder.
+// dpopKey is a client's DPoP key with a proof builder (dpoptest's, with
+// the short field names these tests use).
 type dpopKey struct {
-	priv *ecdsa.PrivateKey
-	jwk  map[string]string
+	*dpoptest.Key
+	jwk map[string]string
 }
 
 func newDPoPKey(t testing.TB) *dpopKey {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := k.PublicKey.Bytes()
-	b := base64.RawURLEncoding
-	return &dpopKey{priv: k, jwk: map[string]string{"kty": "EC", "crv": "P-256", "x": b.EncodeToString(raw[1:33]), "y": b.EncodeToString(raw[33:])}}
+	k := dpoptest.NewKey(t)
+	return &dpopKey{Key: k, jwk: k.JWK}
 }
 
-func (k *dpopKey) thumbprint() string {
-	j := `{"crv":"P-256","kty":"EC","x":"` + k.jwk["x"] + `","y":"` + k.jwk["y"] + `"}`
-	s := sha256.Sum256([]byte(j))
-	return base64.RawURLEncoding.EncodeToString(s[:])
-}
+func (k *dpopKey) thumbprint() string { return k.Thumbprint() }
 
 type proofOpts struct {
 	htm, htu, nonce, jti, ath, typ string
@@ -435,47 +424,10 @@ type proofOpts struct {
 
 func (k *dpopKey) proof(t testing.TB, o proofOpts) string {
 	t.Helper()
-	if o.htm == "" {
-		o.htm = "POST"
-	}
-	if o.typ == "" {
-		o.typ = "dpop+jwt"
-	}
-	if o.jti == "" {
-		var b [12]byte
-		_, _ = rand.Read(b[:])
-		o.jti = base64.RawURLEncoding.EncodeToString(b[:])
-	}
-	jwk := o.jwk
-	if jwk == nil {
-		jwk = k.jwk
-	}
-	hdr, _ := json.Marshal(map[string]any{"typ": o.typ, "alg": "ES256", "jwk": jwk})
-	claims := map[string]any{"jti": o.jti, "htm": o.htm, "htu": o.htu, "iat": o.iat.Unix()}
-	if o.nonce != "" {
-		claims["nonce"] = o.nonce
-	}
-	if o.ath != "" {
-		claims["ath"] = o.ath
-	}
-	pl, _ := json.Marshal(claims)
-	b := base64.RawURLEncoding
-	in := b.EncodeToString(hdr) + "." + b.EncodeToString(pl)
-	d := sha256.Sum256([]byte(in))
-	r, s, err := ecdsa.Sign(rand.Reader, k.priv, d[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sig [64]byte
-	r.FillBytes(sig[:32])
-	s.FillBytes(sig[32:])
-	return in + "." + b.EncodeToString(sig[:])
+	return k.Proof(t, dpoptest.Proof{HTM: o.htm, HTU: o.htu, Nonce: o.nonce, JTI: o.jti, ATH: o.ath, Typ: o.typ, IAT: o.iat, JWK: o.jwk})
 }
 
-func ath(tok string) string {
-	s := sha256.Sum256([]byte(tok))
-	return base64.RawURLEncoding.EncodeToString(s[:])
-}
+func ath(tok string) string { return dpoptest.ATH(tok) }
 
 // claims decodes a JWT payload without verifying it.
 func claims(t *testing.T, tok string) map[string]any {

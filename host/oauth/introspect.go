@@ -2,12 +2,11 @@ package oauth
 
 import (
 	"context"
-
 	"encoding/json"
 	"errors"
-	"stellaops.org/authority/abi"
 	"strings"
 
+	"stellaops.org/authority/abi"
 	"stellaops.org/authority/host/store"
 )
 
