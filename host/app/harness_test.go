@@ -430,22 +430,7 @@ func (k *dpopKey) proof(t testing.TB, o proofOpts) string {
 func ath(tok string) string { return dpoptest.ATH(tok) }
 
 // claims decodes a JWT payload without verifying it.
-func claims(t *testing.T, tok string) map[string]any {
-	t.Helper()
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a JWS: %q", tok)
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
+func claims(t *testing.T, tok string) map[string]any { return dpoptest.Claims(t, tok) }
 
 func header(t *testing.T, tok string) map[string]any {
 	t.Helper()

@@ -7,12 +7,10 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"net/url"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -188,22 +186,7 @@ func wantError(t *testing.T, e *oauth.Error, status int, code string) {
 }
 
 // claims decodes a JWT payload without verifying it.
-func claims(t *testing.T, tok string) map[string]any {
-	t.Helper()
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a JWS: %q", tok)
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
+func claims(t *testing.T, tok string) map[string]any { return dpoptest.Claims(t, tok) }
 
 // logLines are the fixture's log records with message msg.
 func (f *fixture) logLines(msg string) []map[string]any {

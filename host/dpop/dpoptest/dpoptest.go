@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 )
@@ -96,4 +97,23 @@ func (k *Key) Proof(t testing.TB, p Proof) string {
 func ATH(token string) string {
 	s := sha256.Sum256([]byte(token))
 	return base64.RawURLEncoding.EncodeToString(s[:])
+}
+
+// Claims decodes the payload of a JWT (an access token's claims, cnf
+// included) without verifying it.
+func Claims(t testing.TB, tok string) map[string]any {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWS: %q", tok)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
