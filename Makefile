@@ -15,7 +15,7 @@ FUZZTIME  ?= 30s
 # can pin a plugin's sha256 (`make pin` rewrites the pins).
 GUEST_FLAGS := -trimpath -buildvcs=false
 
-.PHONY: all build plugins pin run test test-short bench soak lint fuzz clean
+.PHONY: all build plugins pin run test test-short bench bench-e2e soak lint fuzz clean
 
 all: build
 
@@ -55,6 +55,12 @@ bench:
 
 # Ten simulated minutes of steady DPoP load on the memory replay cache and
 # nonce store: compares the cost per proof of the first and last minute.
+# End to end: live DPoP load against the server pinned to one core, per
+# configuration, with server CPU per token (scripts/bench-e2e.sh; WRITE=1
+# puts the dated table into docs/benchmarks.md).
+bench-e2e:
+	WRITE=1 bash scripts/bench-e2e.sh
+
 soak:
 	SOAK=1 $(GO) test -run '^$$' -bench 'Soak' -benchtime 1x -timeout 30m ./host/dpop/
 
