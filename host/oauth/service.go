@@ -44,9 +44,10 @@ type Service struct {
 	refuseWithoutTrail bool
 	trailTimeout       time.Duration
 
-	// The native sender constraints: the DPoP verifier (nil when DPoP is
-	// off), the resolved security.senderConstraints and the certificates
-	// client authentication checks against.
+	// The native sender constraints: the DPoP verifier (nil when DPoP was
+	// off at start; a reload that turns DPoP off keeps it, and sender.dpop
+	// decides), the resolved security.senderConstraints and the
+	// certificates client authentication checks against.
 	dpop   *dpop.Verifier
 	sender senderPolicy
 	certs  Certificates
