@@ -183,6 +183,8 @@ func run(base, client, secret string, conns int, warmup, duration time.Duration,
 					w.nonce = n
 				}
 				switch {
+				case resp.StatusCode == http.StatusOK && !strings.Contains(string(raw), `"token_type":"DPoP"`):
+					fail("200 without token_type DPoP: " + strings.TrimSpace(string(raw)))
 				case resp.StatusCode == http.StatusOK:
 					if measuring.Load() {
 						tokens.Add(1)

@@ -29,7 +29,11 @@ func TestRunFollowsNoncesAndCountsErrors(t *testing.T) {
 			_, _ = w.Write([]byte(`{"error":"use_dpop_nonce"}`))
 		default:
 			w.Header().Set("DPoP-Nonce", "n1")
-			_, _ = w.Write([]byte(`{"access_token":"x","token_type":"DPoP"}`))
+			tt := "DPoP"
+			if n%70 == 0 {
+				tt = "Bearer" // an unbound token is an error too
+			}
+			_, _ = w.Write([]byte(`{"access_token":"x","token_type":"` + tt + `"}`))
 		}
 	}))
 	defer srv.Close()
