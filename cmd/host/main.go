@@ -83,7 +83,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		logger := app.NewLogger(stderr, cfg.Logging.Level)
+		// Request logs go out in batches (app.LogWriter); Close writes the
+		// rest before the process exits.
+		lw := app.NewLogWriter(stderr, 0)
+		defer lw.Close()
+		logger := app.NewLogger(lw, cfg.Logging.Level)
 		if err := app.Run(ctx, *path, cfg, logger); err != nil {
 			logger.Error("authority.server.failed", "error", err.Error())
 			return 1
