@@ -15,7 +15,8 @@ import (
 // none) and the rule of every certificate client, its registered
 // certificates read from certificates, jwksFile and previousCertificates.
 // Every error names the configuration key of the file or field at fault, so
-// `check` reports what `serve` would refuse.
+// `check` reports what `serve` would refuse; oauth.NewService then refuses a
+// rule that could never match, naming the client's key.
 func clientCertificates(cfg *config.Config, devCA *x509.Certificate) (oauth.Certificates, error) {
 	out := oauth.Certificates{Trust: map[string]*mtls.TrustStore{}, Rules: map[string]mtls.ClientRule{}}
 	grace := cfg.Security.SenderConstraints.MTLS.RotationGrace.D()
@@ -49,10 +50,7 @@ func clientCertificates(cfg *config.Config, devCA *x509.Certificate) (oauth.Cert
 			default:
 				continue
 			}
-			if err := rule.Validate(); err != nil {
-				return out, fmt.Errorf("%s: %w", key, err)
-			}
-			out.Rules[cl.ID] = rule
+			out.Rules[cl.ID] = rule // validated, naming key, by oauth.NewService
 		}
 	}
 	return out, nil

@@ -173,7 +173,7 @@ func TestDPoPInvalidProofsAtTokenEndpoint(t *testing.T) {
 	htu := e.cfg.Issuer + "/token"
 	now := e.clock.Now()
 	private := map[string]string{}
-	for kk, v := range k.jwk {
+	for kk, v := range k.JWK {
 		private[kk] = v
 	}
 	private["d"] = "AAAA"

@@ -404,15 +404,9 @@ func (e *env) metrics() string {
 
 // dpopKey is a client's DPoP key with a proof builder (dpoptest's, with
 // the short field names these tests use).
-type dpopKey struct {
-	*dpoptest.Key
-	jwk map[string]string
-}
+type dpopKey struct{ *dpoptest.Key }
 
-func newDPoPKey(t testing.TB) *dpopKey {
-	k := dpoptest.NewKey(t)
-	return &dpopKey{Key: k, jwk: k.JWK}
-}
+func newDPoPKey(t testing.TB) *dpopKey { return &dpopKey{dpoptest.NewKey(t)} }
 
 func (k *dpopKey) thumbprint() string { return k.Thumbprint() }
 

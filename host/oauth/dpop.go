@@ -55,12 +55,11 @@ func (s *Service) checkProof(ctx context.Context, r *Request, cl *Client, pc pro
 	withNonce := s.nonceAttacher(ctx, r, scope)
 	done := func(result, nonceStatus, proofJKT string) {
 		out.result = result
-		if !pc.resource() {
-			s.metrics.DPoPResult(ctx, cl.Tenant, result) // "DPoP outcomes at /token"
-		}
 		cnf := pc.boundJKT
 		if !pc.resource() {
 			cnf = proofJKT // the key the new token is bound to
+			// Token requests only: the nonce-miss ratio's denominator (RATIONALE "Metrics").
+			s.metrics.DPoPResult(ctx, cl.Tenant, result)
 		}
 		s.log.InfoContext(ctx, "authority.dpop.request", "tenant", cl.Tenant, "client", cl.ID, "endpoint", pc.endpoint,
 			"cnf_jkt", cnf, "proof_jkt", proofJKT, "nonce_status", nonceStatus, "dpop_result", result,

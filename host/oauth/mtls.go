@@ -3,9 +3,11 @@ package oauth
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"stellaops.org/authority/abi"
 	"stellaops.org/authority/host/audit"
+	"stellaops.org/authority/host/config"
 	"stellaops.org/authority/host/mtls"
 	"stellaops.org/authority/host/store"
 )
@@ -24,6 +26,31 @@ type Certificates struct {
 	// tls_client_auth or self_signed_tls_client_auth, by client ID.
 	// NewService refuses a certificate client without one.
 	Rules map[string]mtls.ClientRule
+}
+
+// checkCertificates refuses certificate material that leaves a certificate
+// client without a rule, or holds a rule Authenticate could never satisfy,
+// naming the client's configuration key.
+func checkCertificates(cfg *config.Config, certs Certificates) error {
+	for ti := range cfg.Tenants {
+		for ci, cl := range cfg.Tenants[ti].Clients {
+			if !isCertificateMethod(cl.AuthMethod) {
+				continue
+			}
+			key := fmt.Sprintf("tenants[%d].clients[%d].tls", ti, ci)
+			rule, ok := certs.Rules[cl.ID]
+			if !ok {
+				return fmt.Errorf("%s: no certificate rule was loaded for %s client %q", key, cl.AuthMethod, cl.ID)
+			}
+			if string(rule.Method) != cl.AuthMethod {
+				return fmt.Errorf("%s: the loaded rule is for %s, the client uses %s", key, rule.Method, cl.AuthMethod)
+			}
+			if err := rule.Validate(); err != nil {
+				return fmt.Errorf("%s: %w", key, err)
+			}
+		}
+	}
+	return nil
 }
 
 // certAuth implements tls_client_auth and self_signed_tls_client_auth

@@ -3,7 +3,6 @@ package oauth
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 
@@ -58,31 +57,6 @@ func resolveSenderPolicy(cfg *config.Config) senderPolicy {
 		}
 	}
 	return p
-}
-
-// checkCertificates refuses certificate material that leaves a certificate
-// client without a rule, or holds a rule Authenticate could never satisfy,
-// naming the client's configuration key.
-func checkCertificates(cfg *config.Config, certs Certificates) error {
-	for ti := range cfg.Tenants {
-		for ci, cl := range cfg.Tenants[ti].Clients {
-			if !isCertificateMethod(cl.AuthMethod) {
-				continue
-			}
-			key := fmt.Sprintf("tenants[%d].clients[%d].tls", ti, ci)
-			rule, ok := certs.Rules[cl.ID]
-			if !ok {
-				return fmt.Errorf("%s: no certificate rule was loaded for %s client %q", key, cl.AuthMethod, cl.ID)
-			}
-			if string(rule.Method) != cl.AuthMethod {
-				return fmt.Errorf("%s: the loaded rule is for %s, the client uses %s", key, rule.Method, cl.AuthMethod)
-			}
-			if err := rule.Validate(); err != nil {
-				return fmt.Errorf("%s: %w", key, err)
-			}
-		}
-	}
-	return nil
 }
 
 // requiresNonce says whether a DPoP proof for cl's tokens to auds must
